@@ -1,0 +1,217 @@
+//! The crate's error type.
+//!
+//! One enum, [`Error`], for everything that can fail. Callers mostly need to know one thing:
+//! is Redis unavailable (so a fallback applies), or is something else wrong? The predicates
+//! [`Error::is_unavailable`], [`Error::is_timeout`] and [`Error::is_decode`] answer that without
+//! matching on variants. Messages carry context (the operation, the key) but never a password,
+//! a session id or a secret.
+//!
+//! ```
+//! use resilient_session::Error;
+//!
+//! fn describe(err: &Error) -> &'static str {
+//!     if err.is_unavailable() {
+//!         "Redis is down: serve from the fallback"
+//!     } else if err.is_decode() {
+//!         "stored value has the wrong shape"
+//!     } else {
+//!         "a bug or a misconfiguration"
+//!     }
+//! }
+//! assert_eq!(describe(&Error::CircuitOpen), "Redis is down: serve from the fallback");
+//! ```
+
+use std::time::Duration;
+
+use bb8_redis::redis::{ErrorKind, RedisError, ServerErrorKind};
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Redis URL could not be parsed. The URL itself is not repeated: it may hold a password.
+    #[error("invalid Redis URL (check the scheme, host, port and database number)")]
+    InvalidUrl {
+        /// What the Redis client said about it.
+        #[source]
+        source: RedisError,
+    },
+
+    /// A configuration value was refused at start-up.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// `RedisManager::build` was called outside a Tokio runtime.
+    #[error("no Tokio runtime: build the RedisManager from within a Tokio runtime")]
+    NoRuntime,
+
+    /// The circuit breaker is open: Redis failed repeatedly and is not being contacted.
+    #[error("Redis is unavailable: the circuit breaker is open")]
+    CircuitOpen,
+
+    /// A Redis operation (connection checkout or command) did not finish in time.
+    #[error("Redis {operation} timed out after {after:?}")]
+    Timeout {
+        /// The operation, e.g. `connect` or `get`.
+        operation: &'static str,
+        /// The time limit that was exceeded.
+        after: Duration,
+    },
+
+    /// Redis answered with an error, or the connection failed.
+    #[error("Redis {operation} failed")]
+    Redis {
+        /// The operation, e.g. `connect` or `get`.
+        operation: &'static str,
+        /// The client's error.
+        #[source]
+        source: RedisError,
+    },
+
+    /// A value read from Redis is not valid JSON for the requested type.
+    #[error("value at Redis key `{key}` does not decode as the requested type")]
+    Decode {
+        /// The full Redis key.
+        key: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A value could not be serialised to JSON.
+    #[error("value for Redis key `{key}` could not be encoded as JSON")]
+    Encode {
+        /// The full Redis key.
+        key: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A crate-wide `Result` alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Redis cannot serve requests right now: refused or dropped connection, timeout, open
+    /// circuit, failed authentication, or a server that cannot take the command (`LOADING`,
+    /// `MASTERDOWN`, `READONLY`, `OOM`, `TRYAGAIN`, `CLUSTERDOWN`, `BUSY`).
+    ///
+    /// Session code falls back to the cookie on these; anything else is a bug or bad data.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::CircuitOpen | Error::Timeout { .. } => true,
+            Error::Redis { source, .. } => {
+                is_connection_error(source) || is_auth_error(source) || is_server_busy(source)
+            }
+            _ => false,
+        }
+    }
+
+    /// An operation ran out of time (connection checkout or command).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Timeout { .. } => true,
+            Error::Redis { source, .. } => source.is_timeout(),
+            _ => false,
+        }
+    }
+
+    /// A value read from Redis did not decode.
+    pub fn is_decode(&self) -> bool {
+        matches!(self, Error::Decode { .. })
+    }
+
+    /// Worth another attempt on a fresh connection: connection errors and timeouts only. Never
+    /// authentication failures, out-of-memory, wrong types or other answers from the server.
+    pub(crate) fn is_retryable(&self) -> bool {
+        match self {
+            Error::Timeout { .. } => true,
+            Error::Redis { source, .. } => is_connection_error(source),
+            _ => false,
+        }
+    }
+
+    /// The connection this error came from cannot be trusted any more.
+    pub(crate) fn breaks_connection(&self) -> bool {
+        self.is_retryable()
+    }
+}
+
+fn is_connection_error(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+}
+
+fn is_auth_error(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::AuthenticationFailed
+        || matches!(err.code(), Some("NOAUTH" | "WRONGPASS"))
+}
+
+fn is_server_busy(err: &RedisError) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+        )
+    ) || matches!(err.code(), Some("OOM" | "BUSY"))
+}
+
+/// Used by tests of the classification; keeps `redis` out of their imports.
+#[cfg(test)]
+pub(crate) fn server_error(code: &str, detail: &str) -> RedisError {
+    bb8_redis::redis::make_extension_error(code.to_owned(), Some(detail.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis_err(source: RedisError) -> Error {
+        Error::Redis {
+            operation: "get",
+            source,
+        }
+    }
+
+    #[test]
+    fn io_errors_are_retryable_and_unavailable() {
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let err = redis_err(refused);
+        assert!(err.is_retryable());
+        assert!(err.is_unavailable());
+        assert!(!err.is_decode());
+    }
+
+    #[test]
+    fn server_answers_are_never_retried() {
+        for code in ["WRONGPASS", "NOAUTH", "OOM", "WRONGTYPE"] {
+            let err = redis_err(server_error(code, "nope"));
+            assert!(!err.is_retryable(), "{code} must not be retried");
+        }
+    }
+
+    #[test]
+    fn auth_and_oom_count_as_unavailable_but_wrongtype_does_not() {
+        assert!(redis_err(server_error("WRONGPASS", "x")).is_unavailable());
+        assert!(redis_err(server_error("OOM", "x")).is_unavailable());
+        assert!(!redis_err(server_error("WRONGTYPE", "x")).is_unavailable());
+    }
+
+    #[test]
+    fn timeouts_and_open_circuit() {
+        let timeout = Error::Timeout {
+            operation: "get",
+            after: Duration::from_millis(5),
+        };
+        assert!(timeout.is_timeout() && timeout.is_retryable() && timeout.is_unavailable());
+        assert!(Error::CircuitOpen.is_unavailable());
+        assert!(!Error::CircuitOpen.is_retryable());
+    }
+}

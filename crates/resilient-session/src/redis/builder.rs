@@ -1,0 +1,289 @@
+//! [`RedisManagerBuilder`]: the settings of the seed's "Redis Client Manager", with defaults
+//! for a request path.
+//!
+//! # How we chose the defaults
+//!
+//! A session lookup sits on every request, so a Redis that is dead or stalled must cost a request
+//! milliseconds, not seconds (bb8 alone would wait 30 s for a connection). The numbers below
+//! bound the worst case for one operation to [`retry_budget`](RedisManagerBuilder::retry_budget)
+//! (600 ms); after [`failure_threshold`](RedisManagerBuilder::failure_threshold) failed operations
+//! the breaker opens and requests stop waiting at all. A refused connection (Redis killed) fails
+//! at once: only stalls (Redis paused, network black hole) reach the timeouts.
+
+use std::time::Duration;
+
+use bb8_redis::bb8;
+use bb8_redis::redis::{self, AsyncConnectionConfig, IntoConnectionInfo};
+
+use super::backoff::Backoff;
+use super::breaker::{Breaker, BreakerConfig};
+use super::connection::{Connector, PoolSignals};
+use super::manager::{RedisManager, Settings};
+use super::status::Status;
+use crate::{Error, Result};
+
+/// The URL used when none is given and `REDIS_URL` is unset.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Builds a [`RedisManager`]; start from [`RedisManager::builder`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), resilient_session::Error> {
+/// use std::time::Duration;
+/// use resilient_session::RedisManager;
+///
+/// let manager = RedisManager::builder()
+///     .url("redis://127.0.0.1:6379")
+///     .command_timeout(Duration::from_millis(100))
+///     .max_retries(1)
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct RedisManagerBuilder {
+    url: String,
+    pool_size: u32,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    max_retries: u32,
+    retry_interval: Duration,
+    retry_budget: Duration,
+    failure_threshold: u32,
+    breaker_backoff: Duration,
+    breaker_max_backoff: Duration,
+}
+
+impl Default for RedisManagerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RedisManagerBuilder {
+    /// All defaults; the URL is [`DEFAULT_REDIS_URL`].
+    pub fn new() -> Self {
+        Self {
+            url: DEFAULT_REDIS_URL.to_owned(),
+            pool_size: 16,
+            connect_timeout: Duration::from_millis(500),
+            command_timeout: Duration::from_millis(250),
+            max_retries: 2,
+            retry_interval: Duration::from_millis(25),
+            retry_budget: Duration::from_millis(600),
+            failure_threshold: 5,
+            breaker_backoff: Duration::from_millis(500),
+            breaker_max_backoff: Duration::from_secs(5),
+        }
+    }
+
+    /// The Redis URL: `redis://[user:password@]host[:port][/db]`, or `redis+unix:///path`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    /// Most connections the pool opens. Default 16: each connection is multiplexed, and session
+    /// commands take well under a millisecond, so 16 serve thousands of requests per second.
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// Longest wait for a connection, including opening a new one (TCP, TLS, `AUTH`). Default
+    /// 500 ms: room for a TLS handshake to a managed Redis, not for a dead host.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Longest wait for one command's (or pipeline's) answer. Default 250 ms: a session command
+    /// takes under a millisecond; one that takes 250 ms means Redis is stalled.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Retries after a connection error or timeout (never after an answer such as `WRONGPASS`,
+    /// `OOM` or `WRONGTYPE`). Default 2: enough to ride over a dropped connection.
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// Base of the exponential backoff between retries (full jitter: retry `n` waits a random
+    /// time up to `interval × 2ⁿ`). Default 25 ms.
+    pub fn retry_interval(mut self, interval: Duration) -> Self {
+        self.retry_interval = interval;
+        self
+    }
+
+    /// Longest time one operation may take, every attempt and wait included. A retry that would
+    /// not fit is not made. Default 600 ms.
+    pub fn retry_budget(mut self, budget: Duration) -> Self {
+        self.retry_budget = budget;
+        self
+    }
+
+    /// Consecutive failed operations that open the circuit breaker. Default 5: a lone timeout
+    /// does not send everyone to the fallback, a dead Redis is found within a handful of requests.
+    pub fn failure_threshold(mut self, failures: u32) -> Self {
+        self.failure_threshold = failures;
+        self
+    }
+
+    /// Wait before the first probe once the breaker opened; it doubles (with jitter) after each
+    /// failed probe, up to [`breaker_max_backoff`](Self::breaker_max_backoff). Default 500 ms.
+    pub fn breaker_backoff(mut self, backoff: Duration) -> Self {
+        self.breaker_backoff = backoff;
+        self
+    }
+
+    /// Cap of the breaker's back-off: the longest a recovered Redis waits to be used again.
+    /// Default 5 s.
+    pub fn breaker_max_backoff(mut self, max: Duration) -> Self {
+        self.breaker_max_backoff = max;
+        self
+    }
+
+    /// Build the manager. It does not wait for Redis: the pool connects in the background, so
+    /// the application starts even while Redis is down.
+    ///
+    /// Must be called within a Tokio runtime. Fails on an invalid URL or a zero size or timeout.
+    pub fn build(self) -> Result<RedisManager> {
+        self.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let info = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|source| Error::InvalidUrl { source })?;
+        let secret = info.redis_settings().password().map(str::to_owned);
+        let client = redis::Client::open(info).map_err(|source| Error::InvalidUrl { source })?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.command_timeout));
+        let signals = PoolSignals::new();
+        let pool = bb8::Pool::builder()
+            .max_size(self.pool_size)
+            // A PING per checkout is a round trip per request: broken connections are found by
+            // their errors instead (see `connection.rs`).
+            .test_on_check_out(false)
+            .connection_timeout(self.connect_timeout)
+            // Our retries decide; bb8's would keep a caller waiting on a refused connection.
+            .retry_connection(false)
+            .build_unchecked(Connector::new(client, config, signals.clone()));
+        let breaker = Breaker::new(BreakerConfig {
+            failure_threshold: self.failure_threshold,
+            open_backoff: Backoff {
+                base: self.breaker_backoff,
+                max: self.breaker_max_backoff,
+            },
+        });
+        let settings = Settings {
+            connect_timeout: self.connect_timeout,
+            command_timeout: self.command_timeout,
+            max_retries: self.max_retries,
+            retry: Backoff {
+                base: self.retry_interval,
+                max: self.retry_budget,
+            },
+            retry_budget: self.retry_budget,
+            reconnect: Backoff {
+                base: self.breaker_backoff,
+                max: self.breaker_max_backoff,
+            },
+        };
+        Ok(RedisManager::start(
+            pool,
+            signals,
+            breaker,
+            Status::new(secret),
+            settings,
+            &runtime,
+        ))
+    }
+
+    fn validate(&self) -> Result<()> {
+        let durations = [
+            ("connect_timeout", self.connect_timeout),
+            ("command_timeout", self.command_timeout),
+            ("retry_budget", self.retry_budget),
+            ("breaker_backoff", self.breaker_backoff),
+        ];
+        if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(Error::Config(format!("{name} must be greater than zero")));
+        }
+        if self.pool_size == 0 {
+            return Err(Error::Config("pool_size must be at least 1".into()));
+        }
+        if self.failure_threshold == 0 {
+            return Err(Error::Config("failure_threshold must be at least 1".into()));
+        }
+        if self.breaker_max_backoff < self.breaker_backoff {
+            return Err(Error::Config(
+                "breaker_max_backoff must not be shorter than breaker_backoff".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for RedisManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: it is left out.
+        f.debug_struct("RedisManagerBuilder")
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("max_retries", &self.max_retries)
+            .field("retry_interval", &self.retry_interval)
+            .field("retry_budget", &self.retry_budget)
+            .field("failure_threshold", &self.failure_threshold)
+            .field("breaker_backoff", &self.breaker_backoff)
+            .field("breaker_max_backoff", &self.breaker_max_backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refuses_zero_sizes_and_timeouts() {
+        let err = RedisManagerBuilder::new()
+            .command_timeout(Duration::ZERO)
+            .build()
+            .expect_err("zero timeout refused");
+        assert!(err.to_string().contains("command_timeout"), "{err}");
+        let err = RedisManagerBuilder::new()
+            .pool_size(0)
+            .build()
+            .expect_err("empty pool refused");
+        assert!(matches!(err, Error::Config(_)));
+    }
+
+    #[tokio::test]
+    async fn invalid_url_is_refused_without_echoing_it() {
+        let err = RedisManagerBuilder::new()
+            .url("http://user:topsecret@example.com:notaport")
+            .build()
+            .expect_err("invalid URL refused");
+        assert!(matches!(err, Error::InvalidUrl { .. }));
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("topsecret"), "{text}");
+    }
+
+    #[test]
+    fn needs_a_runtime() {
+        let err = RedisManagerBuilder::new().build().expect_err("no runtime");
+        assert!(matches!(err, Error::NoRuntime));
+    }
+
+    #[test]
+    fn debug_leaves_out_the_url() {
+        let builder = RedisManagerBuilder::new().url("redis://:topsecret@127.0.0.1/");
+        assert!(!format!("{builder:?}").contains("topsecret"));
+    }
+}

@@ -1,0 +1,156 @@
+//! The pool's connection manager: how bb8 opens a connection and tells a broken one.
+//!
+//! bb8-redis's own manager never reports a connection as broken and relies on a `PING` at
+//! checkout to find dead ones, one round trip per request. Ours keeps that `PING` off and marks a
+//! connection broken when a command on it fails at the connection level; bb8 then drops it
+//! instead of returning it to the pool. A "generation" counter retires every connection opened
+//! before the last dropped connection: after a Redis restart all of them are dead, and finding
+//! that out one failed request at a time would trip the breaker for nothing.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bb8_redis::bb8;
+use bb8_redis::redis::aio::MultiplexedConnection;
+use bb8_redis::redis::{self, AsyncConnectionConfig, RedisError};
+use tokio::sync::broadcast;
+
+pub(crate) struct Connector {
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+    signals: PoolSignals,
+}
+
+/// What the connector and the manager share about the pool's connections.
+#[derive(Debug, Clone)]
+pub(crate) struct PoolSignals {
+    generation: Arc<AtomicU64>,
+    connect_failures: broadcast::Sender<RedisError>,
+}
+
+/// A pooled connection with what the pool needs to know about it.
+pub(crate) struct Connection {
+    pub(crate) redis: MultiplexedConnection,
+    generation: u64,
+    broken: bool,
+}
+
+impl Connector {
+    pub(crate) fn new(
+        client: redis::Client,
+        config: AsyncConnectionConfig,
+        signals: PoolSignals,
+    ) -> Self {
+        Self {
+            client,
+            config,
+            signals,
+        }
+    }
+}
+
+impl PoolSignals {
+    pub(crate) fn new() -> Self {
+        let (connect_failures, _) = broadcast::channel(1);
+        Self {
+            generation: Arc::new(AtomicU64::new(0)),
+            connect_failures,
+        }
+    }
+
+    /// The next connect failure from now on. bb8 keeps connect errors from a caller waiting for a
+    /// connection (it would wait out its whole timeout); the manager listens here to fail fast.
+    pub(crate) fn connect_failures(&self) -> ConnectFailures {
+        ConnectFailures(self.connect_failures.subscribe())
+    }
+
+    /// Retire every connection opened so far.
+    pub(crate) fn retire_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn is_stale(&self, conn: &Connection) -> bool {
+        conn.generation < self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// See [`PoolSignals::connect_failures`].
+#[derive(Debug)]
+pub(crate) struct ConnectFailures(broadcast::Receiver<RedisError>);
+
+impl ConnectFailures {
+    /// Waits for the next failure; never resolves if the sender is gone.
+    pub(crate) async fn next(&mut self) -> RedisError {
+        loop {
+            match self.0.recv().await {
+                Ok(err) => return err,
+                // Capacity one: after a lag the next `recv` holds the latest failure.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// Do not give this connection back to the pool.
+    pub(crate) fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+}
+
+impl bb8::ManageConnection for Connector {
+    type Connection = Connection;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<Connection, RedisError> {
+        let generation = self.signals.generation.load(Ordering::Acquire);
+        match self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+        {
+            Ok(redis) => Ok(Connection {
+                redis,
+                generation,
+                broken: false,
+            }),
+            Err(err) => {
+                // Nobody listening is fine: then nobody is waiting.
+                let _ = self.signals.connect_failures.send(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    async fn is_valid(&self, conn: &mut Connection) -> Result<(), RedisError> {
+        // Only used if test-on-checkout were on; it is off (one round trip per request).
+        redis::cmd("PING").query_async(&mut conn.redis).await
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.broken || self.signals.is_stale(conn)
+    }
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The client's connection info holds the password: print only the address.
+        f.debug_struct("Connector")
+            .field(
+                "addr",
+                &self.client.get_connection_info().addr().to_string(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("generation", &self.generation)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}

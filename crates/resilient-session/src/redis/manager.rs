@@ -1,0 +1,443 @@
+//! [`RedisManager`]: the pool behind the breaker, with retries, timeouts and health.
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bb8_redis::bb8::{self, PooledConnection, RunError};
+use bb8_redis::redis::aio::MultiplexedConnection;
+use bb8_redis::redis::{self, FromRedisValue, RedisResult};
+use tokio::sync::Notify;
+
+use super::backoff::Backoff;
+use super::breaker::{Admission, Breaker, Outcome, Transition};
+use super::builder::{DEFAULT_REDIS_URL, RedisManagerBuilder};
+use super::connection::{Connector, PoolSignals};
+use super::status::Status;
+use crate::health::{ConnectionState, PoolStats, RedisHealth};
+use crate::redis::BreakerState;
+use crate::{Error, Result};
+
+/// The seed's "Redis Client Manager": one cheaply cloneable handle to a bb8 pool of Redis
+/// connections, behind a circuit breaker, with timeouts on every command, retries with backoff
+/// and health tracking.
+///
+/// Build it once at start-up and clone it wherever it is needed; clones share the pool. There is
+/// no global instance: tests build their own.
+///
+/// A background task watches the connection: it connects at start-up (the manager is usable at
+/// once, even while Redis is down), and once Redis is lost it probes with backoff until Redis
+/// answers again, so recovery needs no traffic.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), resilient_session::Error> {
+/// use resilient_session::RedisManager;
+/// use resilient_session::redis::redis;
+///
+/// let manager = RedisManager::from_env()?; // REDIS_URL, or redis://127.0.0.1:6379
+/// let mut cmd = redis::cmd("INCR");
+/// cmd.arg("visits");
+/// let visits: i64 = manager.query("incr", &cmd).await?;
+/// println!("{visits} visits, Redis is {:?}", manager.health().state);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: bb8::Pool<Connector>,
+    signals: PoolSignals,
+    breaker: Breaker,
+    status: Status,
+    settings: Settings,
+    /// Wakes the background task when the connection is lost (and when the manager is dropped).
+    wake: Arc<Notify>,
+}
+
+/// Timeouts and retry policy, fixed at build time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) command_timeout: Duration,
+    pub(crate) max_retries: u32,
+    pub(crate) retry: Backoff,
+    pub(crate) retry_budget: Duration,
+    pub(crate) reconnect: Backoff,
+}
+
+/// What to send: a command or a pipeline, reusable for retries.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipeline(&'a redis::Pipeline),
+}
+
+impl Request<'_> {
+    async fn send<T: FromRedisValue>(self, conn: &mut MultiplexedConnection) -> RedisResult<T> {
+        match self {
+            Request::Cmd(cmd) => cmd.query_async(conn).await,
+            Request::Pipeline(pipeline) => pipeline.query_async(conn).await,
+        }
+    }
+}
+
+impl RedisManager {
+    /// A builder with every default; see [`RedisManagerBuilder`] for what they are and why.
+    pub fn builder() -> RedisManagerBuilder {
+        RedisManagerBuilder::new()
+    }
+
+    /// A manager with default settings for the URL in `REDIS_URL` (read now, at run time), or
+    /// `redis://127.0.0.1:6379` when it is unset. Must be called within a Tokio runtime.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), resilient_session::Error> {
+    /// let manager = resilient_session::RedisManager::from_env()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_env() -> Result<Self> {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
+        Self::builder().url(url).build()
+    }
+
+    pub(crate) fn start(
+        pool: bb8::Pool<Connector>,
+        signals: PoolSignals,
+        breaker: Breaker,
+        status: Status,
+        settings: Settings,
+        runtime: &tokio::runtime::Handle,
+    ) -> Self {
+        let wake = Arc::new(Notify::new());
+        let inner = Arc::new(Inner {
+            pool,
+            signals,
+            breaker,
+            status,
+            settings,
+            wake: Arc::clone(&wake),
+        });
+        runtime.spawn(supervise(Arc::downgrade(&inner), wake));
+        Self { inner }
+    }
+
+    /// Run one command, with the timeout, retries and breaker. `operation` names it in errors
+    /// and logs (`"get"`, `"session load"`).
+    ///
+    /// ```no_run
+    /// # async fn run(manager: resilient_session::RedisManager) -> Result<(), resilient_session::Error> {
+    /// use resilient_session::redis::redis;
+    ///
+    /// let mut cmd = redis::cmd("GET");
+    /// cmd.arg("greeting");
+    /// let greeting: Option<String> = manager.query("get", &cmd).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn query<T: FromRedisValue + Send>(
+        &self,
+        operation: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        self.run(operation, Request::Cmd(cmd)).await
+    }
+
+    /// Run a pipeline in one round trip, with the timeout, retries and breaker.
+    ///
+    /// ```no_run
+    /// # async fn run(manager: resilient_session::RedisManager) -> Result<(), resilient_session::Error> {
+    /// use resilient_session::redis::redis;
+    ///
+    /// let mut pipeline = redis::pipe();
+    /// pipeline.set("a", 1).ignore().incr("a", 1);
+    /// let (a,): (i64,) = manager.query_pipeline("set and incr", &pipeline).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn query_pipeline<T: FromRedisValue + Send>(
+        &self,
+        operation: &'static str,
+        pipeline: &redis::Pipeline,
+    ) -> Result<T> {
+        self.run(operation, Request::Pipeline(pipeline)).await
+    }
+
+    /// Send a `PING` (through the breaker, like any command).
+    pub async fn ping(&self) -> Result<()> {
+        self.query::<String>("ping", &redis::cmd("PING"))
+            .await
+            .map(drop)
+    }
+
+    /// The health of the connection now, from what recent operations saw; sends nothing.
+    pub fn health(&self) -> RedisHealth {
+        let inner = &*self.inner;
+        let status = inner.status.snapshot();
+        let breaker = inner.breaker.state();
+        let state = match breaker {
+            BreakerState::Closed => status.state,
+            _ => ConnectionState::CircuitOpen,
+        };
+        let pool = inner.pool.state();
+        RedisHealth {
+            state,
+            connected_at: status.connected_at,
+            error_count: status.error_count,
+            last_error: status.last_error,
+            is_healthy: state == ConnectionState::Connected,
+            breaker,
+            pool: PoolStats {
+                connections: pool.connections,
+                idle_connections: pool.idle_connections,
+                connections_created: pool.statistics.connections_created,
+                connections_closed_broken: pool.statistics.connections_closed_broken,
+                checkouts_timed_out: pool.statistics.get_timed_out,
+            },
+        }
+    }
+
+    /// Check Redis with a `PING` (failing fast while the breaker is open), then report.
+    pub async fn check(&self) -> RedisHealth {
+        // The outcome is recorded in the health itself.
+        let _ = self.ping().await;
+        self.health()
+    }
+
+    async fn run<T: FromRedisValue + Send>(
+        &self,
+        operation: &'static str,
+        request: Request<'_>,
+    ) -> Result<T> {
+        let inner = &*self.inner;
+        let admission = inner
+            .breaker
+            .admit(Instant::now())
+            .map_err(|_| Error::CircuitOpen)?;
+        let mut permit = Permit {
+            breaker: &inner.breaker,
+            admission,
+            settled: false,
+        };
+        let budget = inner.settings.retry_budget;
+        let result = tokio::time::timeout(budget, self.with_retries(operation, request))
+            .await
+            .unwrap_or(Err(Error::Timeout {
+                operation,
+                after: budget,
+            }));
+        let outcome = match &result {
+            Err(err) if err.is_unavailable() => Outcome::Failure,
+            _ => Outcome::Success,
+        };
+        let transition = permit.settle(outcome);
+        self.observe(operation, &result, transition);
+        result
+    }
+
+    async fn with_retries<T: FromRedisValue + Send>(
+        &self,
+        operation: &'static str,
+        request: Request<'_>,
+    ) -> Result<T> {
+        let settings = self.inner.settings;
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            match self.attempt(operation, request).await {
+                Err(err) if err.is_retryable() && attempt < settings.max_retries => {
+                    let delay = settings.retry.full_jitter(attempt);
+                    if started.elapsed() + delay + settings.command_timeout > settings.retry_budget
+                    {
+                        return Err(err);
+                    }
+                    tracing::debug!(operation, attempt, ?delay, error = %err, "retrying Redis operation");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn attempt<T: FromRedisValue + Send>(
+        &self,
+        operation: &'static str,
+        request: Request<'_>,
+    ) -> Result<T> {
+        let timeout = self.inner.settings.command_timeout;
+        let mut conn = self.checkout().await?;
+        match tokio::time::timeout(timeout, request.send(&mut conn.redis)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(source)) => {
+                if source.is_connection_dropped() {
+                    // Redis went away: every pooled connection is as dead as this one.
+                    self.inner.signals.retire_all();
+                }
+                let err = Error::Redis { operation, source };
+                if err.breaks_connection() {
+                    conn.mark_broken();
+                }
+                Err(err)
+            }
+            Err(_elapsed) => {
+                conn.mark_broken();
+                Err(Error::Timeout {
+                    operation,
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    async fn checkout(&self) -> Result<PooledConnection<'_, Connector>> {
+        let inner = &*self.inner;
+        let connect_timeout = inner.settings.connect_timeout;
+        let to_error = |err| match err {
+            RunError::User(source) => Error::Redis {
+                operation: "connect",
+                source,
+            },
+            RunError::TimedOut => Error::Timeout {
+                operation: "connect",
+                after: connect_timeout,
+            },
+        };
+        // Each pass either drops one retired connection or returns; a pool holds at most
+        // `max_size` of them.
+        for _ in 0..=inner.pool.state().connections {
+            let mut failures = inner.signals.connect_failures();
+            let mut conn = tokio::select! {
+                biased;
+                got = inner.pool.get() => got.map_err(to_error)?,
+                source = failures.next() => return Err(to_error(RunError::User(source))),
+            };
+            if inner.signals.is_stale(&conn) {
+                conn.mark_broken();
+                continue;
+            }
+            return Ok(conn);
+        }
+        Err(to_error(RunError::TimedOut))
+    }
+
+    fn observe<T>(&self, operation: &'static str, result: &Result<T>, transition: Transition) {
+        let inner = &*self.inner;
+        match result {
+            Err(err) if err.is_unavailable() => {
+                let before = inner.status.on_failure(err);
+                let error = inner.status.describe(err);
+                match before {
+                    ConnectionState::Connected => {
+                        tracing::warn!(operation, %error, "lost the Redis connection");
+                        inner.wake.notify_one();
+                    }
+                    ConnectionState::Connecting => {
+                        tracing::warn!(operation, %error, "cannot connect to Redis yet");
+                    }
+                    _ => tracing::debug!(operation, %error, "Redis is still unavailable"),
+                }
+                if let Transition::Opened { retry_in } = transition {
+                    inner.wake.notify_one();
+                    tracing::warn!(operation, %error, ?retry_in, "Redis circuit breaker opened: failing fast until a probe succeeds");
+                }
+            }
+            _ => {
+                if inner.status.on_success() {
+                    tracing::info!("connected to Redis");
+                }
+                if transition == Transition::Closed {
+                    tracing::info!("Redis circuit breaker closed");
+                }
+            }
+        }
+    }
+}
+
+/// An admission that is reported back to the breaker exactly once, even if the operation is
+/// cancelled (its future dropped): a probe that never reports would leave the breaker half-open
+/// for good.
+struct Permit<'a> {
+    breaker: &'a Breaker,
+    admission: Admission,
+    settled: bool,
+}
+
+impl Permit<'_> {
+    fn settle(&mut self, outcome: Outcome) -> Transition {
+        self.settled = true;
+        self.breaker.record(self.admission, outcome, Instant::now())
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker
+                .record(self.admission, Outcome::Abandoned, Instant::now());
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Let the background task see that the manager is gone.
+        self.wake.notify_one();
+    }
+}
+
+/// The background task: connects at start-up, and after the connection is lost probes with
+/// backoff (respecting the breaker's schedule) until Redis answers and the breaker is closed.
+async fn supervise(manager: Weak<Inner>, wake: Arc<Notify>) {
+    let mut failed_probes = 0u32;
+    loop {
+        let pause = {
+            let Some(inner) = manager.upgrade() else {
+                return;
+            };
+            if !inner.needs_probe() {
+                None
+            } else if let Some(retry_in) = inner.breaker.retry_in(Instant::now()) {
+                Some(retry_in)
+            } else if failed_probes == 0 {
+                Some(Duration::ZERO)
+            } else {
+                Some(inner.settings.reconnect.equal_jitter(failed_probes - 1))
+            }
+        };
+        match pause {
+            None => {
+                wake.notified().await;
+                failed_probes = 0;
+                continue;
+            }
+            Some(pause) => tokio::time::sleep(pause).await,
+        }
+        let Some(inner) = manager.upgrade() else {
+            return;
+        };
+        if !inner.needs_probe() {
+            continue;
+        }
+        match (RedisManager { inner }).ping().await {
+            Ok(()) => failed_probes = 0,
+            Err(_) => failed_probes = failed_probes.saturating_add(1),
+        }
+    }
+}
+
+impl Inner {
+    /// Redis is not known to be answering, or the breaker is not closed yet (an operation
+    /// admitted before the breaker opened may have succeeded since: only a probe closes it).
+    fn needs_probe(&self) -> bool {
+        !self.status.is_connected() || self.breaker.state() != BreakerState::Closed
+    }
+}
+
+impl fmt::Debug for RedisManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisManager")
+            .field("state", &self.health().state)
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
