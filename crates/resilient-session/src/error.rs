@@ -78,6 +78,25 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A session value does not convert to or from the requested type.
+    #[error("session value `{key}` does not convert to or from the requested type")]
+    SessionValue {
+        /// The session key (not the Redis key).
+        key: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// An insert would make the session larger than `SessionConfig::max_session_bytes`.
+    #[error("session would be {bytes} bytes, over the limit of {limit}")]
+    SessionTooLarge {
+        /// The size the session would have had, in bytes of JSON.
+        bytes: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
     /// A value could not be serialised to JSON.
     #[error("value for Redis key `{key}` could not be encoded as JSON")]
     Encode {
@@ -117,9 +136,9 @@ impl Error {
         }
     }
 
-    /// A value read from Redis did not decode.
+    /// A stored value did not decode as the requested type.
     pub fn is_decode(&self) -> bool {
-        matches!(self, Error::Decode { .. })
+        matches!(self, Error::Decode { .. } | Error::SessionValue { .. })
     }
 
     /// Worth another attempt on a fresh connection: connection errors and timeouts only. Never

@@ -1,11 +1,16 @@
 //! Server-side sessions in Redis that keep working when Redis does not.
 //!
-//! This crate is the framework-agnostic core. Its layers, bottom up:
+//! This crate is the framework-agnostic core; `resilient-session-axum` and
+//! `resilient-session-actix` adapt it to their frameworks. Its layers, top down:
 //!
 //! | module | what it is |
 //! | --- | --- |
-//! | [`redis`] | [`RedisManager`]: bb8 pool, timeouts, retries with backoff, circuit breaker, health |
+//! | [`layer`] | [`SessionLayer`]: the tower middleware (cookie in, lazy [`Session`], persist, `Set-Cookie` out) |
+//! | [`session`] | [`SessionStore`] (the engine: load, touch, save, delete, cycle ids, cookie fallback) and [`Session`] |
+//! | [`cookie`] | the encrypted cookie payload and the [`KeyRing`] |
+//! | [`config`] | [`SessionConfig`]: cookie attributes, lifetimes, mirrored keys, fallback age |
 //! | [`store`] | [`RedisService`]: typed `get` / `set` / `delete` / `mget` / `mset` over JSON, namespaces, TTLs |
+//! | [`redis`] | [`RedisManager`]: bb8 pool, timeouts, retries with backoff, circuit breaker, health |
 //! | [`health`] | [`RedisHealth`] and the [`HealthReport`] served at `GET /api/health/redis` |
 //! | [`error`] | the one [`Error`] type, with `is_unavailable()`-style predicates |
 //!
@@ -13,26 +18,44 @@
 //!
 //! ```no_run
 //! # #[tokio::main] async fn main() -> Result<(), resilient_session::Error> {
-//! use std::time::Duration;
-//! use resilient_session::{RedisManager, RedisService};
+//! use resilient_session::{KeyRing, RedisManager, SessionConfig, SessionLayer, SessionStore};
 //!
 //! // Starts even if Redis is down; connects in the background.
 //! let manager = RedisManager::from_env()?;
-//! let users = RedisService::new(manager.clone()).namespace("users");
+//! let keys = KeyRing::from_secret(std::env::var("SESSION_SECRET").unwrap_or_default())?;
+//! let config = SessionConfig::new(keys).mirrored_keys(["user"]); // `user` survives an outage
+//! let layer = SessionLayer::new(SessionStore::new(manager, config)?);
+//! // Add `layer` to your tower / axum service; handlers take a `Session`.
+//! # let _ = layer;
+//! # Ok(()) }
+//! ```
 //!
-//! users.set("123", &"Ada", Some(Duration::from_secs(3600))).await?;
-//! let name: Option<String> = users.get("123").await?;
-//! assert_eq!(name.as_deref(), Some("Ada"));
+//! In a handler (with the axum adapter's extractor, or from the request extensions):
+//!
+//! ```no_run
+//! # async fn handler(session: resilient_session::Session) -> Result<(), resilient_session::Error> {
+//! let counter: u64 = session.get("counter").await?.unwrap_or(0);
+//! session.insert("counter", counter + 1).await?;
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod cookie;
 pub mod error;
 pub mod health;
+pub mod layer;
 pub mod redis;
+pub mod session;
+mod stats;
 pub mod store;
 
+pub use config::{CookieMode, SameSite, SessionConfig, Validator};
+pub use cookie::KeyRing;
 pub use error::{Error, Result};
 pub use health::{ConnectionState, HealthReport, PoolStats, RedisHealth};
+pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use redis::{BreakerState, RedisManager, RedisManagerBuilder};
+pub use session::{Session, SessionStore, SetCookie, Source};
+pub use stats::SessionStats;
 pub use store::RedisService;

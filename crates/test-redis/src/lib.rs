@@ -122,6 +122,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// Whether the server process runs (it may be paused).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// The process id of the running server.
     pub fn pid(&self) -> u32 {
         self.child
@@ -202,6 +207,11 @@ impl RedisServer {
         }
         cmd.query(&mut self.connection())
             .unwrap_or_else(|e| panic!("{args:?} on the test server failed: {e}"))
+    }
+
+    /// Run one command on the server, ignoring its reply (panics on an error reply).
+    pub fn run(&self, args: &[&str]) {
+        let _: redis::Value = self.query(args);
     }
 
     /// Reset `INFO commandstats` (`CONFIG RESETSTAT`).

@@ -16,6 +16,8 @@ use bb8_redis::redis::aio::MultiplexedConnection;
 use bb8_redis::redis::{self, AsyncConnectionConfig, RedisError};
 use tokio::sync::broadcast;
 
+use super::epoch::Epoch;
+
 pub(crate) struct Connector {
     client: redis::Client,
     config: AsyncConnectionConfig,
@@ -27,6 +29,7 @@ pub(crate) struct Connector {
 pub(crate) struct PoolSignals {
     generation: Arc<AtomicU64>,
     connect_failures: broadcast::Sender<RedisError>,
+    pub(crate) epoch: Arc<Epoch>,
 }
 
 /// A pooled connection with what the pool needs to know about it.
@@ -56,6 +59,7 @@ impl PoolSignals {
         Self {
             generation: Arc::new(AtomicU64::new(0)),
             connect_failures,
+            epoch: Arc::default(),
         }
     }
 
@@ -111,11 +115,14 @@ impl bb8::ManageConnection for Connector {
             .get_multiplexed_async_connection_with_config(&self.config)
             .await
         {
-            Ok(redis) => Ok(Connection {
-                redis,
-                generation,
-                broken: false,
-            }),
+            Ok(mut redis) => {
+                self.read_epoch(&mut redis).await;
+                Ok(Connection {
+                    redis,
+                    generation,
+                    broken: false,
+                })
+            }
             Err(err) => {
                 // Nobody listening is fine: then nobody is waiting.
                 let _ = self.signals.connect_failures.send(err.clone());
@@ -131,6 +138,24 @@ impl bb8::ManageConnection for Connector {
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
         conn.broken || self.signals.is_stale(conn)
+    }
+}
+
+impl Connector {
+    /// A new connection may be to a Redis that lost its data: read (or create) the epoch.
+    async fn read_epoch(&self, redis: &mut MultiplexedConnection) {
+        let epoch = &self.signals.epoch;
+        let Some(key) = epoch.key() else {
+            return;
+        };
+        let (cmd, proposed) = Epoch::command(key);
+        match cmd.query_async::<Option<String>>(redis).await {
+            Ok(existing) => {
+                epoch.record(existing, proposed);
+            }
+            // The command fails again where it matters, with its error handled there.
+            Err(err) => tracing::debug!(error = %err, "could not read the Redis data epoch"),
+        }
     }
 }
 

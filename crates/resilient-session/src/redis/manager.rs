@@ -169,6 +169,27 @@ impl RedisManager {
             .map(drop)
     }
 
+    /// The Redis data epoch at `key`: a random value created with `SET NX` when the key is
+    /// missing, so a Redis that lost its data has a new one. The first call registers `key`;
+    /// from then on every new connection reads it, so the value is usually known without a
+    /// command. `fresh` reads it from Redis now instead of answering from memory.
+    ///
+    /// A manager tracks one epoch key; asking for another is a [`Error::Config`].
+    pub async fn data_epoch(&self, key: &str, fresh: bool) -> Result<Arc<str>> {
+        let epoch = &self.inner.signals.epoch;
+        if !epoch.register(key) {
+            return Err(Error::Config(format!(
+                "this RedisManager already tracks the epoch at another key than {key:?}"
+            )));
+        }
+        if !fresh && let Some(value) = epoch.cached() {
+            return Ok(value);
+        }
+        let (cmd, proposed) = super::epoch::Epoch::command(key);
+        let existing: Option<String> = self.query("epoch", &cmd).await?;
+        Ok(epoch.record(existing, proposed))
+    }
+
     /// The health of the connection now, from what recent operations saw; sends nothing.
     pub fn health(&self) -> RedisHealth {
         let inner = &*self.inner;

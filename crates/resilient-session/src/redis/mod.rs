@@ -26,6 +26,7 @@ mod backoff;
 mod breaker;
 mod builder;
 mod connection;
+mod epoch;
 mod manager;
 mod status;
 

@@ -1,0 +1,350 @@
+//! Turns a [`Payload`] into a `Set-Cookie` header and a `Cookie` header back into a payload.
+//!
+//! Private mode encrypts the payload with AES-256-GCM (the cookie crate's private jar), with the
+//! cookie's name as associated data. Signed mode signs `name=base64url(payload)` with
+//! HMAC-SHA256 (the cookie crate's signed jar) and sends only `mac ‖ base64url(payload)`. Either
+//! way a value is bound to its cookie's name: it does not verify under another name.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cookie::{Cookie, CookieJar};
+
+use super::KeyRing;
+use super::payload::Payload;
+use crate::config::{CookieMode, SameSite, SessionConfig};
+
+/// Browsers keep at most 4096 bytes of a cookie's name and value; we never emit more.
+pub(crate) const MAX_COOKIE_BYTES: usize = 4096;
+
+/// Length of the base64 HMAC-SHA256 tag the signed jar prepends.
+const MAC_CHARS: usize = 44;
+
+#[derive(Debug, Clone)]
+pub(crate) struct CookieCodec {
+    name: String,
+    mode: CookieMode,
+    keys: KeyRing,
+    secure: bool,
+    http_only: bool,
+    same_site: SameSite,
+    path: String,
+    domain: Option<String>,
+}
+
+/// What the request's cookies held for us.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Incoming {
+    /// No cookie of ours.
+    Absent,
+    /// A cookie of ours that is tampered, truncated, oversized, from an unknown key or malformed.
+    Invalid,
+    /// A cookie that decrypted (or verified) and parsed.
+    Valid(Payload),
+}
+
+/// The payload does not fit in [`MAX_COOKIE_BYTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLarge {
+    pub(crate) bytes: usize,
+}
+
+impl CookieCodec {
+    pub(crate) fn new(config: &SessionConfig) -> Self {
+        Self {
+            name: config.full_cookie_name(),
+            mode: config.mode,
+            keys: config.keys.clone(),
+            secure: config.secure,
+            http_only: config.http_only,
+            same_site: config.same_site,
+            path: config.path.clone(),
+            domain: config.domain.clone(),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Finds our cookie among the values of the request's `Cookie` headers.
+    pub(crate) fn find<'a>(&self, headers: impl IntoIterator<Item = &'a [u8]>) -> Incoming {
+        let mut found = Incoming::Absent;
+        for header in headers {
+            let Ok(header) = std::str::from_utf8(header) else {
+                continue;
+            };
+            for cookie in Cookie::split_parse(header).flatten() {
+                if cookie.name() != self.name {
+                    continue;
+                }
+                match self.decode(cookie.value()) {
+                    Some(payload) => return Incoming::Valid(payload),
+                    None => found = Incoming::Invalid,
+                }
+            }
+        }
+        found
+    }
+
+    /// The payload of a cookie value, if a key of the ring verifies it.
+    pub(crate) fn decode(&self, value: &str) -> Option<Payload> {
+        if self.name.len() + 1 + value.len() > MAX_COOKIE_BYTES {
+            return None;
+        }
+        let json = match self.mode {
+            CookieMode::Private => self.decrypt(value)?.into_bytes(),
+            CookieMode::Signed => self.verify(value)?,
+        };
+        Payload::from_json(&json)
+    }
+
+    /// The `Set-Cookie` value carrying `payload`, expiring after `max_age`.
+    pub(crate) fn encode(&self, payload: &Payload, max_age: Duration) -> Result<String, TooLarge> {
+        let json = payload.to_json();
+        let value = match self.mode {
+            CookieMode::Private => self.encrypt(json),
+            CookieMode::Signed => self.sign(&json),
+        };
+        let bytes = self.name.len() + 1 + value.len();
+        if bytes > MAX_COOKIE_BYTES {
+            return Err(TooLarge { bytes });
+        }
+        let max_age = time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
+        let mut cookie = self.attributes(value);
+        cookie.set_max_age(max_age);
+        Ok(cookie.to_string())
+    }
+
+    /// The `Set-Cookie` value that removes the cookie, with the same attributes.
+    pub(crate) fn removal(&self) -> String {
+        let mut cookie = self.attributes(String::new());
+        cookie.make_removal();
+        cookie.to_string()
+    }
+
+    fn attributes(&self, value: String) -> Cookie<'static> {
+        let mut cookie = Cookie::new(self.name.clone(), value);
+        cookie.set_secure(self.secure);
+        cookie.set_http_only(self.http_only);
+        cookie.set_same_site(match self.same_site {
+            SameSite::Strict => cookie::SameSite::Strict,
+            SameSite::Lax => cookie::SameSite::Lax,
+            SameSite::None => cookie::SameSite::None,
+        });
+        cookie.set_path(self.path.clone());
+        if let Some(domain) = &self.domain {
+            cookie.set_domain(domain.clone());
+        }
+        cookie
+    }
+
+    fn encrypt(&self, json: String) -> String {
+        let mut jar = CookieJar::new();
+        jar.private_mut(self.keys.newest())
+            .add(Cookie::new(self.name.clone(), json));
+        jar.get(&self.name)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default()
+    }
+
+    fn decrypt(&self, value: &str) -> Option<String> {
+        let jar = CookieJar::new();
+        self.keys.all().find_map(|key| {
+            let cookie = Cookie::new(self.name.clone(), value.to_owned());
+            jar.private(key)
+                .decrypt(cookie)
+                .map(|c| c.value().to_owned())
+        })
+    }
+
+    /// `mac ‖ base64url(json)`, the MAC taken over `name=base64url(json)`.
+    fn sign(&self, json: &str) -> String {
+        let bound = format!("{}={}", self.name, URL_SAFE_NO_PAD.encode(json));
+        let mut jar = CookieJar::new();
+        jar.signed_mut(self.keys.newest())
+            .add(Cookie::new(self.name.clone(), bound));
+        let signed = jar
+            .get(&self.name)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default();
+        // Drop the `name=` the MAC covers: the browser sends the name anyway.
+        let (mac, rest) = signed.split_at(MAC_CHARS.min(signed.len()));
+        format!("{mac}{}", &rest[(self.name.len() + 1).min(rest.len())..])
+    }
+
+    fn verify(&self, value: &str) -> Option<Vec<u8>> {
+        if value.len() < MAC_CHARS || !value.is_char_boundary(MAC_CHARS) {
+            return None;
+        }
+        let (mac, encoded) = value.split_at(MAC_CHARS);
+        let bound = format!("{mac}{}={encoded}", self.name);
+        let jar = CookieJar::new();
+        let verified = self.keys.all().find_map(|key| {
+            jar.signed(key)
+                .verify(Cookie::new(self.name.clone(), bound.clone()))
+        })?;
+        let encoded = verified.value().strip_prefix(&format!("{}=", self.name))?;
+        URL_SAFE_NO_PAD.decode(encoded).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::SessionId;
+
+    fn config(mode: CookieMode) -> SessionConfig {
+        SessionConfig::new(KeyRing::from_secret("k".repeat(32)).expect("valid")).cookie_mode(mode)
+    }
+
+    fn payload() -> Payload {
+        let id = SessionId::parse(&"A".repeat(43)).expect("a valid id");
+        let mut payload = Payload::new(Some(id), 1_700_000_000);
+        payload.mirror.insert(
+            "user".into(),
+            serde_json::json!({"id": "ada", "role": "admin"}),
+        );
+        payload
+    }
+
+    fn value_of(set_cookie: &str) -> String {
+        Cookie::parse(set_cookie.to_owned())
+            .expect("parses")
+            .value()
+            .to_owned()
+    }
+
+    #[test]
+    fn round_trips_in_both_modes() {
+        for mode in [CookieMode::Private, CookieMode::Signed] {
+            let codec = CookieCodec::new(&config(mode));
+            let set_cookie = codec
+                .encode(&payload(), Duration::from_secs(60))
+                .expect("fits");
+            assert_eq!(
+                codec.decode(&value_of(&set_cookie)),
+                Some(payload()),
+                "{mode:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn private_mode_hides_the_payload_signed_mode_does_not() {
+        let private = CookieCodec::new(&config(CookieMode::Private));
+        let value = value_of(
+            &private
+                .encode(&payload(), Duration::from_secs(60))
+                .expect("fits"),
+        );
+        assert!(!value.contains("ada"));
+        let signed = CookieCodec::new(&config(CookieMode::Signed));
+        let value = value_of(
+            &signed
+                .encode(&payload(), Duration::from_secs(60))
+                .expect("fits"),
+        );
+        let readable = URL_SAFE_NO_PAD
+            .decode(&value[MAC_CHARS..])
+            .expect("base64url");
+        assert!(String::from_utf8_lossy(&readable).contains("ada"));
+    }
+
+    #[test]
+    fn tampering_other_names_and_unknown_keys_are_refused() {
+        for mode in [CookieMode::Private, CookieMode::Signed] {
+            let codec = CookieCodec::new(&config(mode));
+            let value = value_of(
+                &codec
+                    .encode(&payload(), Duration::from_secs(60))
+                    .expect("fits"),
+            );
+            // Flip one character anywhere.
+            for at in [0, value.len() / 2, value.len() - 1] {
+                let mut bytes = value.clone().into_bytes();
+                bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+                let tampered = String::from_utf8(bytes).expect("ascii");
+                assert_eq!(codec.decode(&tampered), None, "{mode:?} at {at}");
+            }
+            assert_eq!(codec.decode(&value[..value.len() - 3]), None, "truncated");
+            assert_eq!(codec.decode("not base64 at all!"), None);
+            assert_eq!(codec.decode(&"A".repeat(64 * 1024)), None, "oversized");
+
+            let renamed = CookieCodec::new(&config(mode).cookie_name("other"));
+            assert_eq!(renamed.decode(&value), None, "bound to the name ({mode:?})");
+            let other_key = CookieCodec::new(
+                &SessionConfig::new(KeyRing::from_secret("z".repeat(32)).expect("valid"))
+                    .cookie_mode(mode),
+            );
+            assert_eq!(other_key.decode(&value), None, "wrong key ({mode:?})");
+        }
+    }
+
+    #[test]
+    fn old_keys_still_verify_after_rotation() {
+        let old = CookieCodec::new(&config(CookieMode::Private));
+        let value = value_of(
+            &old.encode(&payload(), Duration::from_secs(60))
+                .expect("fits"),
+        );
+        let rotated =
+            SessionConfig::new(KeyRing::new(["n".repeat(32), "k".repeat(32)]).expect("valid"));
+        let rotated = CookieCodec::new(&rotated);
+        assert_eq!(rotated.decode(&value), Some(payload()));
+        let fresh = value_of(
+            &rotated
+                .encode(&payload(), Duration::from_secs(60))
+                .expect("fits"),
+        );
+        assert_eq!(old.decode(&fresh), None, "new cookies use the newest key");
+    }
+
+    #[test]
+    fn find_picks_our_cookie_among_others() {
+        let codec = CookieCodec::new(&config(CookieMode::Private));
+        let value = value_of(
+            &codec
+                .encode(&payload(), Duration::from_secs(60))
+                .expect("fits"),
+        );
+        let header = format!("theme=dark; session={value}; other=1");
+        assert_eq!(codec.find([header.as_bytes()]), Incoming::Valid(payload()));
+        assert_eq!(codec.find([&b"theme=dark"[..]]), Incoming::Absent);
+        assert_eq!(codec.find([&b"session=garbage"[..]]), Incoming::Invalid);
+        assert_eq!(codec.find([&[0xff, 0xfe][..]]), Incoming::Absent);
+        // A bad duplicate does not hide a good one.
+        let both = format!("session=garbage; session={value}");
+        assert_eq!(codec.find([both.as_bytes()]), Incoming::Valid(payload()));
+    }
+
+    #[test]
+    fn set_cookie_carries_the_configured_attributes_and_a_size_limit() {
+        let codec = CookieCodec::new(
+            &config(CookieMode::Private)
+                .host_prefix(true)
+                .same_site(SameSite::Strict),
+        );
+        let header = codec
+            .encode(&payload(), Duration::from_secs(60))
+            .expect("fits");
+        let cookie = Cookie::parse(header.clone()).expect("parses");
+        assert_eq!(cookie.name(), "__Host-session");
+        assert_eq!(cookie.secure(), Some(true));
+        assert_eq!(cookie.http_only(), Some(true));
+        assert_eq!(cookie.same_site(), Some(cookie::SameSite::Strict));
+        assert_eq!(cookie.path(), Some("/"));
+        assert_eq!(cookie.max_age(), Some(time::Duration::seconds(60)));
+
+        let removal = Cookie::parse(codec.removal()).expect("parses");
+        assert_eq!(removal.value(), "");
+        assert_eq!(removal.max_age(), Some(time::Duration::ZERO));
+        assert_eq!(removal.secure(), Some(true));
+        assert_eq!(removal.path(), Some("/"));
+
+        let mut big = payload();
+        big.data.insert("blob".into(), "x".repeat(5000).into());
+        assert!(codec.encode(&big, Duration::from_secs(60)).is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! The tower middleware: [`SessionLayer`], the [`SessionService`] it wraps a service in, and
+//! its [`ResponseFuture`].
+//!
+//! Per request: the session cookie is parsed (no I/O) and a lazy [`Session`] goes into the
+//! request extensions; after the inner service answered, [`SessionStore::finish`] persists or
+//! touches the session and the response gets the `Set-Cookie` (with `Vary: Cookie` and
+//! `Cache-Control: private`). The middleware never fails a request of its own: Redis errors
+//! end in the cookie fallback, bad cookies in a fresh session.
+//!
+//! A runnable example, with Redis down on purpose (nothing listens on port 1): the session
+//! still works, from its cookie.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use http::{Request, Response, header};
+//! use resilient_session::{
+//!     KeyRing, RedisManager, Session, SessionConfig, SessionLayer, SessionStore, Source,
+//! };
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
+//! let keys = KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?;
+//! let store = SessionStore::new(manager, SessionConfig::new(keys).mirrored_keys(["visits"]))?;
+//!
+//! let app = SessionLayer::new(store).layer(service_fn(|request: Request<()>| async move {
+//!     let session = request.extensions().get::<Session>().cloned().ok_or("no session")?;
+//!     let visits: u64 = session.get("visits").await?.unwrap_or(0) + 1;
+//!     session.insert("visits", visits).await?;
+//!     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Response::new(visits.to_string()))
+//! }));
+//!
+//! let first = app.clone().oneshot(Request::new(())).await?;
+//! let set_cookie = first.headers()[header::SET_COOKIE].to_str()?;
+//! let cookie = set_cookie.split(';').next().ok_or("name=value")?.to_owned();
+//! assert_eq!(first.into_body(), "1");
+//!
+//! let request = Request::builder().header(header::COOKIE, cookie).body(())?;
+//! assert_eq!(app.oneshot(request).await?.into_body(), "2");
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::header::COOKIE;
+use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{Session, SessionStore};
+
+/// Adds sessions to a tower service; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct SessionLayer {
+    store: SessionStore,
+}
+
+impl SessionLayer {
+    /// A layer serving sessions from `store`.
+    pub fn new(store: SessionStore) -> Self {
+        Self { store }
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            store: self.store.clone(),
+        }
+    }
+}
+
+/// The service [`SessionLayer`] wraps around an inner service.
+#[derive(Debug, Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    store: SessionStore,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let cookies = request.headers().get_all(COOKIE);
+        let session = self.store.open(cookies.iter().map(HeaderValue::as_bytes));
+        request.extensions_mut().insert(session.clone());
+        ResponseFuture {
+            inner: self.inner.call(request),
+            session: Some(session),
+            finishing: None,
+        }
+    }
+}
+
+type Finishing<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
+
+pin_project! {
+    /// The response future of [`SessionService`]: the inner service's response, then the
+    /// session's end-of-request work.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        inner: F,
+        session: Option<Session>,
+        finishing: Option<Finishing<B>>,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Send + 'static,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            if let Some(finishing) = this.finishing.as_mut() {
+                return finishing.as_mut().poll(cx).map(Ok);
+            }
+            let mut response = ready!(this.inner.as_mut().poll(cx))?;
+            let Some(session) = this.session.take() else {
+                // Polled again after completion: nothing left to do for the session.
+                return Poll::Ready(Ok(response));
+            };
+            *this.finishing = Some(Box::pin(async move {
+                if let Some(set_cookie) = session.store.finish(&session).await {
+                    set_cookie.apply(response.headers_mut());
+                }
+                response
+            }));
+        }
+    }
+}
+
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,137 @@
+//! The Redis side of sessions: key layout and the commands each step sends.
+//!
+//! One session is one hash at `{namespace}:{sha256(id)}`, one field per session key, values
+//! JSON. A load is `HGETALL` (with `EXPIRE` in the same pipeline when a touch is due); a touch is
+//! `EXPIRE`; a logout is `DEL`. A save runs one small Lua script: the changed fields (`HSET` /
+//! `HDEL`) and `EXPIRE`, atomically, and, for a session that already exists, only if its hash
+//! still exists. That last condition is why it is a script and not a plain pipeline: a slow write
+//! racing a logout must not bring the session back (CVE-2025-46336 is that bug elsewhere). A new
+//! id (`cycle_id`) writes the new hash and deletes the old one in the same round trip, never with
+//! `RENAME` (it fails across cluster slots).
+
+use std::sync::Arc;
+
+use bb8_redis::redis;
+
+use super::SessionId;
+use crate::{RedisManager, Result};
+
+/// Writes the changed fields and the TTL; with `must_exist`, only if the hash still exists.
+///
+/// `KEYS[1]` the session hash. `ARGV[1]` TTL in seconds, `ARGV[2]` `"1"` when the hash must
+/// exist, `ARGV[3]` the number of fields to delete, then those fields, then field/value pairs.
+/// Returns 1 when written, 0 when the session was gone.
+const WRITE_SCRIPT: &str = r"
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local deletes = tonumber(ARGV[3])
+if deletes > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, 4, 3 + deletes)) end
+if #ARGV > 3 + deletes then redis.call('HSET', KEYS[1], unpack(ARGV, 4 + deletes)) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+";
+
+#[derive(Debug, Clone)]
+pub(crate) struct Backend {
+    manager: RedisManager,
+    namespace: String,
+}
+
+/// One save: which hash, which fields, what TTL.
+#[derive(Debug)]
+pub(crate) struct Write<'a> {
+    pub(crate) id: &'a SessionId,
+    /// The session already existed: write only if its hash still does.
+    pub(crate) must_exist: bool,
+    pub(crate) set: Vec<(&'a str, String)>,
+    pub(crate) delete: Vec<&'a str>,
+    pub(crate) ttl_secs: u64,
+    /// A previous id whose hash goes (after `cycle_id`).
+    pub(crate) replaces: Option<&'a SessionId>,
+}
+
+/// A session hash as Redis returned it: field and value bytes.
+pub(crate) type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+impl Backend {
+    pub(crate) fn new(manager: RedisManager, namespace: String) -> Self {
+        Self { manager, namespace }
+    }
+
+    pub(crate) fn manager(&self) -> &RedisManager {
+        &self.manager
+    }
+
+    fn key(&self, id: &SessionId) -> String {
+        id.redis_key(&self.namespace)
+    }
+
+    fn epoch_key(&self) -> String {
+        format!("{}:epoch", self.namespace)
+    }
+
+    /// The session's fields, `None` when its hash does not exist. With `touch`, the TTL is
+    /// refreshed in the same round trip.
+    pub(crate) async fn load(&self, id: &SessionId, touch: Option<u64>) -> Result<Option<Fields>> {
+        let key = self.key(id);
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("HGETALL").arg(&key);
+        if let Some(ttl) = touch {
+            pipeline.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
+        }
+        let (fields,): (Fields,) = self
+            .manager
+            .query_pipeline("session load", &pipeline)
+            .await?;
+        Ok((!fields.is_empty()).then_some(fields))
+    }
+
+    /// Runs a save; `false` when the session was gone (and so was not written).
+    pub(crate) async fn write(&self, write: &Write<'_>) -> Result<bool> {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(WRITE_SCRIPT)
+            .arg(1)
+            .arg(self.key(write.id))
+            .arg(write.ttl_secs)
+            .arg(if write.must_exist { "1" } else { "0" })
+            .arg(write.delete.len())
+            .arg(&write.delete);
+        for (field, value) in &write.set {
+            eval.arg(*field).arg(value);
+        }
+        let written: i64 = match write.replaces {
+            None => self.manager.query("session save", &eval).await?,
+            Some(old) => {
+                let mut pipeline = redis::pipe();
+                pipeline.add_command(eval);
+                pipeline.cmd("DEL").arg(self.key(old)).ignore();
+                let (written,): (i64,) = self
+                    .manager
+                    .query_pipeline("session save", &pipeline)
+                    .await?;
+                written
+            }
+        };
+        Ok(written == 1)
+    }
+
+    /// Refreshes the TTL; `false` when the hash does not exist.
+    pub(crate) async fn touch(&self, id: &SessionId, ttl_secs: u64) -> Result<bool> {
+        let mut cmd = redis::cmd("EXPIRE");
+        cmd.arg(self.key(id)).arg(ttl_secs);
+        self.manager.query("session touch", &cmd).await
+    }
+
+    pub(crate) async fn delete(&self, id: &SessionId) -> Result<()> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.key(id));
+        self.manager
+            .query::<i64>("session delete", &cmd)
+            .await
+            .map(drop)
+    }
+
+    /// The data epoch, from memory unless `fresh`; `None` when it cannot be read now.
+    pub(crate) async fn epoch(&self, fresh: bool) -> Option<Arc<str>> {
+        self.manager.data_epoch(&self.epoch_key(), fresh).await.ok()
+    }
+}

@@ -1,0 +1,25 @@
+//! The session engine: the seed's "Session Service".
+//!
+//! [`SessionStore`] creates, loads, touches, saves and deletes sessions in Redis, with the cookie
+//! standing in while Redis is unavailable; [`Session`] is the per-request handle handlers use.
+//! A request goes through [`SessionStore::open`] (parse the cookie, no I/O), the handler, then
+//! [`SessionStore::finish`] (write, touch, `Set-Cookie`). The tower [`SessionLayer`](crate::SessionLayer)
+//! and the actix middleware both drive exactly these two calls.
+//!
+//! Redis round trips per request: not read and no touch due, 0; read, 1 (`HGETALL`, with
+//! `EXPIRE` in the same pipeline when a touch is due); read and written, 2; logout, 1. A new
+//! visitor whose session nobody writes to costs nothing and gets no cookie.
+
+mod backend;
+mod handle;
+mod id;
+mod load;
+mod response;
+mod save;
+mod state;
+mod store;
+
+pub use handle::{Session, Source};
+pub(crate) use id::SessionId;
+pub use response::SetCookie;
+pub use store::SessionStore;

@@ -1,0 +1,295 @@
+//! The session engine driven directly (`open` → handler → `finish`), against a real
+//! redis-server: races, the schema hook, size limits, key rotation, signed cookies.
+
+use std::collections::BTreeMap;
+
+use resilient_session::{
+    CookieMode, Error, KeyRing, RedisManager, Session, SessionConfig, SessionStore, SetCookie,
+    Source,
+};
+use serde_json::json;
+use test_redis::RedisServer;
+
+mod common;
+
+const SECRET: &str = "sessions-test-secret-of-at-least-32-bytes";
+
+async fn store_with(server: &RedisServer, config: SessionConfig) -> SessionStore {
+    let manager = RedisManager::builder()
+        .url(server.url())
+        .build()
+        .expect("manager");
+    common::until_connected(&manager).await;
+    SessionStore::new(manager, config).expect("store")
+}
+
+async fn store(server: &RedisServer) -> SessionStore {
+    store_with(server, config()).await
+}
+
+fn config() -> SessionConfig {
+    SessionConfig::new(KeyRing::from_secret(SECRET).expect("secret"))
+}
+
+/// The `Cookie` header a browser would send back after `set`.
+fn cookie_header(set: &SetCookie) -> String {
+    set.header()
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_owned()
+}
+
+fn open(store: &SessionStore, cookie: Option<&str>) -> Session {
+    store.open(cookie.map(str::as_bytes))
+}
+
+fn session_keys(server: &RedisServer) -> Vec<String> {
+    let mut keys: Vec<String> = server.query(&["KEYS", "session:*"]);
+    keys.retain(|k| k != "session:epoch");
+    keys
+}
+
+/// A stored session with `counter` = 1; returns its cookie header.
+async fn stored_session(store: &SessionStore) -> String {
+    let session = open(store, None);
+    session.insert("counter", 1).await.expect("insert");
+    let set = store
+        .finish(&session)
+        .await
+        .expect("a new session sets a cookie");
+    cookie_header(&set)
+}
+
+#[tokio::test]
+async fn concurrent_requests_changing_different_keys_both_persist() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let cookie = stored_session(&store).await;
+
+    let first = open(&store, Some(&cookie));
+    let second = open(&store, Some(&cookie));
+    // Both load the same state, then each changes its own key.
+    assert_eq!(first.get::<i64>("counter").await.expect("get"), Some(1));
+    assert_eq!(second.get::<i64>("counter").await.expect("get"), Some(1));
+    first.insert("a", "from first").await.expect("insert");
+    second.insert("b", "from second").await.expect("insert");
+    tokio::join!(store.finish(&first), store.finish(&second));
+
+    let check = open(&store, Some(&cookie));
+    assert_eq!(
+        check.get::<String>("a").await.expect("get").as_deref(),
+        Some("from first")
+    );
+    assert_eq!(
+        check.get::<String>("b").await.expect("get").as_deref(),
+        Some("from second")
+    );
+    assert_eq!(check.get::<i64>("counter").await.expect("get"), Some(1));
+}
+
+#[tokio::test]
+async fn a_late_write_does_not_bring_back_a_session_deleted_meanwhile() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let cookie = stored_session(&store).await;
+
+    // A slow request loads the session...
+    let slow = open(&store, Some(&cookie));
+    slow.get::<i64>("counter").await.expect("loads");
+    // ...a logout completes meanwhile...
+    let logout = open(&store, Some(&cookie));
+    logout.destroy().await;
+    let removal = store.finish(&logout).await.expect("removal cookie");
+    assert!(removal.header().contains("Max-Age=0"));
+    assert!(session_keys(&server).is_empty());
+    // ...then the slow request writes.
+    slow.insert("counter", 2).await.expect("insert");
+    let set = store.finish(&slow).await.expect("a removal cookie");
+    assert!(set.header().contains("Max-Age=0"), "{}", set.header());
+    assert!(
+        session_keys(&server).is_empty(),
+        "the session stays deleted"
+    );
+}
+
+#[tokio::test]
+async fn writing_an_equal_value_writes_nothing() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let cookie = stored_session(&store).await;
+    server.reset_stats();
+    let session = open(&store, Some(&cookie));
+    session.insert("counter", 1).await.expect("insert");
+    assert_eq!(store.finish(&session).await, None);
+    assert_eq!(
+        server.commandstats(),
+        BTreeMap::from([("hgetall".to_owned(), 1)])
+    );
+}
+
+#[tokio::test]
+async fn the_schema_hook_turns_invalid_data_into_a_fresh_session() {
+    let server = RedisServer::start();
+    let store = store_with(
+        &server,
+        config().validate(|data| match data.get("counter") {
+            Some(counter) if !counter.is_i64() => Err("counter must be an integer".into()),
+            _ => Ok(()),
+        }),
+    )
+    .await;
+    let cookie = stored_session(&store).await;
+    let key = session_keys(&server).pop().expect("stored");
+    server.run(&["HSET", &key, "counter", "\"seven\""]);
+
+    let session = open(&store, Some(&cookie));
+    assert_eq!(session.source().await, Source::New);
+    assert!(session.is_empty().await);
+    assert!(
+        session_keys(&server).is_empty(),
+        "the invalid session is deleted"
+    );
+    let set = store.finish(&session).await.expect("removal");
+    assert!(set.header().contains("Max-Age=0"));
+    assert_eq!(store.stats().corrupt_sessions, 1);
+}
+
+#[tokio::test]
+async fn sessions_have_a_size_limit() {
+    let server = RedisServer::start();
+    let store = store_with(&server, config().max_session_bytes(1024)).await;
+    let session = open(&store, None);
+    let err = session
+        .insert("blob", "x".repeat(2000))
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(err, Error::SessionTooLarge { limit: 1024, .. }),
+        "{err}"
+    );
+    assert!(session.is_empty().await, "nothing was stored");
+
+    // A session that grew too large in Redis (another writer) counts as corrupt.
+    let cookie = stored_session(&store).await;
+    let key = session_keys(&server).pop().expect("stored");
+    let big = format!("\"{}\"", "y".repeat(2000));
+    server.run(&["HSET", &key, "blob", &big]);
+    let session = open(&store, Some(&cookie));
+    assert_eq!(session.source().await, Source::New);
+    assert!(session_keys(&server).is_empty());
+}
+
+#[tokio::test]
+async fn a_value_that_does_not_decode_is_a_typed_error() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let session = open(&store, None);
+    session
+        .insert("user", json!({"id": 1}))
+        .await
+        .expect("insert");
+    let err = session
+        .get::<String>("user")
+        .await
+        .expect_err("not a string");
+    assert!(err.is_decode(), "{err}");
+    assert!(err.to_string().contains("`user`"), "{err}");
+}
+
+#[tokio::test]
+async fn rotated_keys_keep_sessions_and_new_cookies_use_the_newest_key() {
+    let server = RedisServer::start();
+    let old = store(&server).await;
+    let cookie = stored_session(&old).await;
+
+    let rotated = store_with(
+        &server,
+        SessionConfig::new(
+            KeyRing::new(["a-brand-new-secret-of-at-least-32-bytes", SECRET]).expect("ring"),
+        ),
+    )
+    .await;
+    let session = open(&rotated, Some(&cookie));
+    assert_eq!(session.get::<i64>("counter").await.expect("get"), Some(1));
+    session.insert("counter", 2).await.expect("insert");
+    session.cycle_id().await;
+    let fresh = cookie_header(&rotated.finish(&session).await.expect("new cookie"));
+
+    let with_old_keys = open(&old, Some(&fresh));
+    assert_eq!(
+        with_old_keys.source().await,
+        Source::New,
+        "the new cookie is under the new key"
+    );
+    let with_new_keys = open(&rotated, Some(&fresh));
+    assert_eq!(
+        with_new_keys.get::<i64>("counter").await.expect("get"),
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn signed_cookies_work_like_private_ones() {
+    let server = RedisServer::start();
+    let store = store_with(
+        &server,
+        config()
+            .cookie_mode(CookieMode::Signed)
+            .mirrored_keys(["user"]),
+    )
+    .await;
+    let session = open(&store, None);
+    session.insert("user", "ada").await.expect("insert");
+    let cookie = cookie_header(&store.finish(&session).await.expect("cookie"));
+    let again = open(&store, Some(&cookie));
+    assert_eq!(
+        again.get::<String>("user").await.expect("get").as_deref(),
+        Some("ada")
+    );
+    assert_eq!(again.source().await, Source::Redis);
+}
+
+#[tokio::test]
+async fn clearing_a_session_ends_it() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let cookie = stored_session(&store).await;
+    let session = open(&store, Some(&cookie));
+    session.clear().await;
+    let set = store.finish(&session).await.expect("removal");
+    assert!(set.header().contains("Max-Age=0"));
+    assert!(session_keys(&server).is_empty());
+}
+
+#[test]
+fn short_secrets_are_refused_at_start_up() {
+    let err = KeyRing::from_secret("only-20-bytes-long!!").expect_err("too short");
+    assert!(err.to_string().contains("at least 32"), "{err}");
+}
+
+#[tokio::test]
+async fn a_mirror_too_large_for_the_cookie_is_left_out_not_the_session() {
+    let server = RedisServer::start();
+    let store = store_with(&server, config().mirrored_keys(["profile"])).await;
+    let session = open(&store, None);
+    session
+        .insert("profile", "p".repeat(5000))
+        .await
+        .expect("fits the session");
+    let set = store.finish(&session).await.expect("a cookie all the same");
+    let name_value = cookie_header(&set);
+    assert!(name_value.len() <= 4096, "{} bytes", name_value.len());
+    assert_eq!(store.stats().oversized_cookies, 1);
+
+    let again = open(&store, Some(&name_value));
+    assert_eq!(again.source().await, Source::Redis);
+    assert_eq!(
+        again
+            .get::<String>("profile")
+            .await
+            .expect("get")
+            .map(|p| p.len()),
+        Some(5000)
+    );
+}
