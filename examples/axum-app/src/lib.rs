@@ -1,0 +1,119 @@
+//! The example app: the HTTP contract of DESIGN.md §6 on axum, as a library so that the
+//! conformance suite can serve the very same router.
+//!
+//! | route | does |
+//! | --- | --- |
+//! | `POST /login` `{"user_id","role"}` | cycles the id, stores the user |
+//! | `GET /me` | the user and where the session came from, or 401 |
+//! | `POST /logout` | destroys the session (204) |
+//! | `POST /counter`, `GET /counter` | increments / reads `counter` |
+//! | `GET /noop` | never touches the session |
+//! | `GET /api/health/redis` | health, 200 or 503 |
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use resilient_session_axum::{
+    KeyRing, Session, SessionConfig, SessionLayer, SessionStore, health_handler,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// The keys that survive a Redis outage: who is logged in, and the counter.
+pub const MIRRORED_KEYS: [&str; 2] = ["user", "counter"];
+
+/// The logged-in user, as stored in the session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    /// Who.
+    pub user_id: String,
+    /// Their role.
+    pub role: String,
+}
+
+/// The example's session configuration: mirrored `user` and `counter`, and, on a loopback
+/// address, no `Secure` attribute (browsers and curl would not send a `Secure` cookie over
+/// plain http to 127.0.0.1; anywhere else the cookie stays `Secure`).
+pub fn session_config(keys: KeyRing, bind: SocketAddr) -> SessionConfig {
+    SessionConfig::new(keys)
+        .mirrored_keys(MIRRORED_KEYS)
+        .secure(!bind.ip().is_loopback())
+}
+
+/// The app's routes, behind the session layer.
+pub fn router(store: SessionStore) -> Router {
+    Router::new()
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/logout", post(logout))
+        .route("/counter", get(read_counter).post(increment_counter))
+        .route("/noop", get(noop))
+        .route("/api/health/redis", get(health_handler(store.clone())))
+        .layer(SessionLayer::new(store))
+}
+
+async fn login(session: Session, body: Result<Json<User>, JsonRejection>) -> Response {
+    let Ok(Json(user)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {\"user_id\": ..., \"role\": ...}",
+        );
+    };
+    session.cycle_id().await;
+    match session.insert("user", &user).await {
+        Ok(()) => Json(user).into_response(),
+        Err(err) => error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string()),
+    }
+}
+
+async fn me(session: Session) -> Response {
+    match session.get::<User>("user").await {
+        Ok(Some(user)) => Json(json!({
+            "user_id": user.user_id,
+            "role": user.role,
+            "source": session.source().await,
+        }))
+        .into_response(),
+        _ => error(StatusCode::UNAUTHORIZED, "not logged in"),
+    }
+}
+
+async fn logout(session: Session) -> StatusCode {
+    session.destroy().await;
+    StatusCode::NO_CONTENT
+}
+
+async fn read_counter(session: Session) -> Response {
+    let counter: i64 = session.get("counter").await.ok().flatten().unwrap_or(0);
+    counter_response(&session, counter).await
+}
+
+async fn increment_counter(session: Session) -> Response {
+    let counter = session
+        .get::<i64>("counter")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+        + 1;
+    if let Err(err) = session.insert("counter", counter).await {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string());
+    }
+    counter_response(&session, counter).await
+}
+
+async fn counter_response(session: &Session, counter: i64) -> Response {
+    Json(json!({ "counter": counter, "source": session.source().await })).into_response()
+}
+
+async fn noop() -> &'static str {
+    "ok"
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}

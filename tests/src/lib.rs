@@ -1,0 +1,253 @@
+//! The conformance harness: starts an example app (in-process, on a real loopback socket)
+//! against a private redis-server, and talks to it over HTTP with a client whose cookie jar the
+//! scenarios control (save a copy, tamper, replay).
+//!
+//! A scenario is an `async fn(Framework)`; `tests/conformance.rs` runs each one against every
+//! framework, so a difference between the adapters is a failing test.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use resilient_session::{KeyRing, RedisManager, SessionConfig, SessionStore};
+use serde_json::Value;
+use test_redis::RedisServer;
+
+/// The secret every test app uses (tests forge cookies with it).
+pub const SECRET: &str = "conformance-suite-secret-of-at-least-32-bytes";
+
+/// The web frameworks the example app exists for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framework {
+    /// `examples/axum-app`.
+    Axum,
+}
+
+/// A running example app.
+#[derive(Debug)]
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The app's session store (for its stats and config).
+    pub store: SessionStore,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestApp {
+    /// Starts `framework`'s example app on a free port against `redis`, with the example's
+    /// session configuration changed by `tweak`.
+    pub async fn start(
+        framework: Framework,
+        redis: &RedisServer,
+        tweak: impl FnOnce(SessionConfig) -> SessionConfig,
+    ) -> TestApp {
+        let manager = RedisManager::builder()
+            .url(redis.url())
+            .breaker_backoff(Duration::from_millis(100))
+            .breaker_max_backoff(Duration::from_millis(500))
+            .build()
+            .expect("manager builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr: SocketAddr = listener.local_addr().expect("local address");
+        let keys = KeyRing::from_secret(SECRET).expect("valid secret");
+        let config = tweak(example_axum::session_config(keys, addr));
+        let store = SessionStore::new(manager, config).expect("store builds");
+        if redis.is_running() {
+            // Let the manager's start-up connection settle, so that tests counting Redis
+            // commands count only what their requests send.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !store.manager().health().is_healthy {
+                assert!(std::time::Instant::now() < deadline, "Redis not reachable");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let server = match framework {
+            Framework::Axum => {
+                let router = example_axum::router(store.clone());
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, router).await;
+                })
+            }
+        };
+        TestApp {
+            base: format!("http://{addr}"),
+            store,
+            server,
+        }
+    }
+
+    /// A client with an empty cookie jar.
+    pub fn client(&self) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: self.base.clone(),
+            cookie_name: self.store.cookie_name().to_owned(),
+            cookie: None,
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// An HTTP client with a one-cookie jar for the session cookie.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    cookie_name: String,
+    cookie: Option<String>,
+}
+
+/// A response, read whole.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub json: Value,
+    /// The body as text.
+    pub text: String,
+    /// Every `Set-Cookie` header.
+    pub set_cookies: Vec<String>,
+    /// Every response header, lower-case names.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    /// The value of header `name` (lower case), joined with ", " when repeated.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let values: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    }
+}
+
+impl Client {
+    /// The session cookie's value in the jar.
+    pub fn cookie(&self) -> Option<String> {
+        self.cookie.clone()
+    }
+
+    /// Replace the jar's session cookie (a saved copy, a forged one, none).
+    pub fn set_cookie(&mut self, value: Option<String>) {
+        self.cookie = value;
+    }
+
+    /// A copy of this client sharing nothing but the cookie it holds now.
+    pub fn fork(&self) -> Client {
+        self.clone()
+    }
+
+    /// `GET path`.
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    /// `POST path` without a body.
+    pub async fn post(&mut self, path: &str) -> Reply {
+        self.send(reqwest::Method::POST, path, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&mut self, path: &str, body: Value) -> Reply {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Logs in as `user_id` with `role`.
+    pub async fn login(&mut self, user_id: &str, role: &str) -> Reply {
+        let reply = self
+            .post_json(
+                "/login",
+                serde_json::json!({ "user_id": user_id, "role": role }),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "login: {}", reply.text);
+        reply
+    }
+
+    /// `GET path` with this exact `Cookie` header instead of the jar's.
+    pub async fn get_raw(&mut self, path: &str, cookie_header: &str) -> Reply {
+        let request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", cookie_header);
+        self.receive(request).await
+    }
+
+    async fn send(&mut self, method: reqwest::Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(value) = &self.cookie {
+            request = request.header("cookie", format!("{}={value}", self.cookie_name));
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.receive(request).await
+    }
+
+    async fn receive(&mut self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("the app answers");
+        let status = response.status().as_u16();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let text = response.text().await.expect("a body");
+        let set_cookies: Vec<String> = headers
+            .iter()
+            .filter(|(n, _)| n == "set-cookie")
+            .map(|(_, v)| v.clone())
+            .collect();
+        for header in &set_cookies {
+            let cookie = cookie::Cookie::parse(header.clone()).expect("a valid Set-Cookie");
+            if cookie.name() != self.cookie_name {
+                continue;
+            }
+            let removed = cookie.max_age() == Some(cookie::time::Duration::ZERO);
+            self.cookie =
+                (!removed && !cookie.value().is_empty()).then(|| cookie.value().to_owned());
+        }
+        Reply {
+            status,
+            json: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+            set_cookies,
+            headers,
+        }
+    }
+}
+
+/// The Redis keys of sessions (not the epoch) on `redis`.
+pub fn session_keys(redis: &RedisServer) -> Vec<String> {
+    let mut keys: Vec<String> = redis.query(&["KEYS", "session:*"]);
+    keys.retain(|k| k != "session:epoch");
+    keys.sort();
+    keys
+}
+
+/// A cookie value the app's key ring accepts, carrying `payload_json` as its payload: for tests
+/// of what the app does with a well-protected but malicious payload.
+pub fn forge_private_cookie(name: &str, payload_json: &str) -> String {
+    let key = cookie::Key::derive_from(SECRET.as_bytes());
+    let mut jar = cookie::CookieJar::new();
+    jar.private_mut(&key).add(cookie::Cookie::new(
+        name.to_owned(),
+        payload_json.to_owned(),
+    ));
+    jar.get(name).expect("just added").value().to_owned()
+}
