@@ -97,6 +97,17 @@ pub enum Error {
         limit: usize,
     },
 
+    /// Redis was unavailable and the session's changes did not fit in the 4096-byte cookie:
+    /// the mirrored keys were kept, the other changes were dropped.
+    #[error(
+        "session changes do not fit in the cookie while Redis is unavailable ({bytes} bytes \
+         needed, 4096 allowed): mirrored keys kept, other changes dropped"
+    )]
+    CookieTooLarge {
+        /// The size the cookie would have had.
+        bytes: usize,
+    },
+
     /// A value could not be serialised to JSON.
     #[error("value for Redis key `{key}` could not be encoded as JSON")]
     Encode {

@@ -21,6 +21,10 @@
 //! }
 //! ```
 //!
+//! The session store's report adds a `details.fallback` section on degraded operation: the
+//! breaker state, how many requests were served from or written to the cookie, and the logouts
+//! made while Redis was down (pending, replayed, failed).
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), resilient_session::Error> {
 //! use resilient_session::{HealthReport, RedisManager};
@@ -36,6 +40,7 @@ use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use crate::SessionStats;
 use crate::redis::BreakerState;
 
 /// Where the connection to Redis stands.
@@ -111,6 +116,36 @@ enum Status {
 struct Details {
     session_service: bool,
     redis_connection: ConnectionReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<FallbackReport>,
+}
+
+/// How sessions fared without Redis: `details.fallback` in the health report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FallbackReport {
+    breaker: BreakerState,
+    fallback_reads: u64,
+    fallback_writes: u64,
+    oversized_cookies: u64,
+    revocations_pending: u64,
+    revocations_replayed: u64,
+    revocations_failed: u64,
+}
+
+impl FallbackReport {
+    /// The section for a connection in `redis` state and a store with `stats`.
+    pub fn new(redis: &RedisHealth, stats: &SessionStats) -> Self {
+        Self {
+            breaker: redis.breaker,
+            fallback_reads: stats.fallback_reads,
+            fallback_writes: stats.fallback_writes,
+            oversized_cookies: stats.oversized_cookies,
+            revocations_pending: stats.revocations_pending,
+            revocations_replayed: stats.revocations_replayed,
+            revocations_failed: stats.revocations_failed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -151,8 +186,15 @@ impl HealthReport {
                     error_count: redis.error_count,
                     is_healthy: redis.is_healthy,
                 },
+                fallback: None,
             },
         }
+    }
+
+    /// Adds the `details.fallback` section.
+    pub fn with_fallback(mut self, fallback: FallbackReport) -> Self {
+        self.details.fallback = Some(fallback);
+        self
     }
 
     /// `true` when the status is `healthy`.
@@ -233,6 +275,24 @@ mod tests {
         assert_eq!(json["status"], "unhealthy");
         assert_eq!(json["details"]["redis_connection"]["state"], "circuit_open");
         assert_eq!(json["details"]["redis_connection"]["isHealthy"], false);
+        assert_eq!(report.status_code(), 503);
+    }
+
+    #[test]
+    fn the_fallback_section_is_added_beside_the_seed_fields() {
+        let redis = health(ConnectionState::CircuitOpen);
+        let stats = SessionStats {
+            fallback_reads: 3,
+            revocations_pending: 1,
+            ..SessionStats::default()
+        };
+        let report =
+            HealthReport::new(&redis, true).with_fallback(FallbackReport::new(&redis, &stats));
+        let json = serde_json::to_value(&report).expect("serialises");
+        assert_eq!(json["details"]["redis_connection"]["state"], "circuit_open");
+        assert_eq!(json["details"]["fallback"]["breaker"], "closed");
+        assert_eq!(json["details"]["fallback"]["fallbackReads"], 3);
+        assert_eq!(json["details"]["fallback"]["revocationsPending"], 1);
         assert_eq!(report.status_code(), 503);
     }
 

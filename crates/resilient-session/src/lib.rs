@@ -53,7 +53,7 @@ pub mod store;
 pub use config::{CookieMode, SameSite, SessionConfig, Validator};
 pub use cookie::KeyRing;
 pub use error::{Error, Result};
-pub use health::{ConnectionState, HealthReport, PoolStats, RedisHealth};
+pub use health::{ConnectionState, FallbackReport, HealthReport, PoolStats, RedisHealth};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use redis::{BreakerState, RedisManager, RedisManagerBuilder};
 pub use session::{Session, SessionStore, SetCookie, Source};

@@ -1,4 +1,5 @@
-//! Counters of what the session engine did: refused cookies, corrupt sessions, fallbacks.
+//! Counters of what the session engine did: refused cookies, corrupt sessions, fallbacks,
+//! replayed logouts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,6 +19,13 @@ pub struct SessionStats {
     pub fallback_writes: u64,
     /// Cookies that did not fit in 4096 bytes: what was written while Redis was down was cut.
     pub oversized_cookies: u64,
+    /// Logouts made while Redis was down, waiting to be replayed.
+    pub revocations_pending: u64,
+    /// Logouts made while Redis was down and replayed since (`DEL` + tombstone).
+    pub revocations_replayed: u64,
+    /// Logouts made while Redis was down that could not be replayed (queue full, retries
+    /// exhausted); each was logged.
+    pub revocations_failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -27,6 +35,8 @@ pub(crate) struct Counters {
     pub(crate) fallback_reads: AtomicU64,
     pub(crate) fallback_writes: AtomicU64,
     pub(crate) oversized_cookies: AtomicU64,
+    pub(crate) revocations_replayed: AtomicU64,
+    pub(crate) revocations_failed: AtomicU64,
 }
 
 impl Counters {
@@ -34,7 +44,7 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> SessionStats {
+    pub(crate) fn snapshot(&self, revocations_pending: u64) -> SessionStats {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
         SessionStats {
             cookies_rejected: read(&self.cookies_rejected),
@@ -42,6 +52,9 @@ impl Counters {
             fallback_reads: read(&self.fallback_reads),
             fallback_writes: read(&self.fallback_writes),
             oversized_cookies: read(&self.oversized_cookies),
+            revocations_pending,
+            revocations_replayed: read(&self.revocations_replayed),
+            revocations_failed: read(&self.revocations_failed),
         }
     }
 }

@@ -293,3 +293,39 @@ async fn a_mirror_too_large_for_the_cookie_is_left_out_not_the_session() {
         Some(5000)
     );
 }
+
+#[tokio::test]
+async fn save_reports_changes_that_do_not_fit_the_cookie_while_redis_is_down() {
+    let mut server = RedisServer::start();
+    let store = store_with(&server, config().mirrored_keys(["user"])).await;
+    let session = open(&store, None);
+    session.insert("user", "ada").await.expect("insert");
+    let cookie = cookie_header(&store.finish(&session).await.expect("cookie"));
+    server.kill();
+
+    let session = open(&store, Some(&cookie));
+    assert_eq!(session.source().await, Source::Cookie);
+    session
+        .insert("notes", "n".repeat(5000))
+        .await
+        .expect("fits the session limit");
+    let err = session.save().await.expect_err("does not fit the cookie");
+    assert!(matches!(err, Error::CookieTooLarge { .. }), "{err}");
+
+    let set = store.finish(&session).await.expect("a cookie all the same");
+    let name_value = cookie_header(&set);
+    assert!(name_value.len() <= 4096, "{} bytes", name_value.len());
+    let again = open(&store, Some(&name_value));
+    assert_eq!(
+        again.get::<String>("user").await.expect("get").as_deref(),
+        Some("ada"),
+        "the mirror is kept"
+    );
+    assert_eq!(again.get_value("notes").await, None, "the rest is dropped");
+    assert!(store.stats().oversized_cookies >= 1);
+
+    // What fits is saved without complaint.
+    let small = open(&store, Some(&name_value));
+    small.insert("theme", "dark").await.expect("insert");
+    small.save().await.expect("fits");
+}

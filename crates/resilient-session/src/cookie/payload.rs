@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `v` | format version (1) |
 //! | `i` | the Redis session id; absent in a cookie-only session |
+//! | `p` | a cookie-only session's own random id: never a Redis key, only what a logout revokes |
 //! | `c` | created, unix seconds (absolute lifetime) |
 //! | `t` | touched: when Redis last confirmed the session, unix seconds (touch throttling, fallback age) |
 //! | `e` | the Redis data epoch seen at that confirmation |
@@ -25,6 +26,8 @@ pub(crate) struct Payload {
     pub(crate) version: u8,
     #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
     pub(crate) id: Option<SessionId>,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) provisional: Option<SessionId>,
     #[serde(rename = "c")]
     pub(crate) created: i64,
     #[serde(rename = "t")]
@@ -44,6 +47,7 @@ impl Payload {
         Self {
             version: VERSION,
             id,
+            provisional: None,
             created: now,
             touched: now,
             epoch: None,
@@ -51,6 +55,11 @@ impl Payload {
             data: Map::new(),
             removed: Vec::new(),
         }
+    }
+
+    /// The id a logout of this session revokes: the Redis id, or a cookie-only session's own.
+    pub(crate) fn revocable_id(&self) -> Option<&SessionId> {
+        self.id.as_ref().or(self.provisional.as_ref())
     }
 
     pub(crate) fn to_json(&self) -> String {

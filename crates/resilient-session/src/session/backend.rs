@@ -7,7 +7,8 @@
 //! still exists. That last condition is why it is a script and not a plain pipeline: a slow write
 //! racing a logout must not bring the session back (CVE-2025-46336 is that bug elsewhere). A new
 //! id (`cycle_id`) writes the new hash and deletes the old one in the same round trip, never with
-//! `RENAME` (it fails across cluster slots).
+//! `RENAME` (it fails across cluster slots). A logout made while Redis was down is replayed
+//! later as `DEL` plus a tombstone at `{namespace}:revoked:{sha256(id)}`.
 
 use std::sync::Arc;
 
@@ -128,6 +129,32 @@ impl Backend {
             .query::<i64>("session delete", &cmd)
             .await
             .map(drop)
+    }
+
+    /// Replays a logout: `DEL` the hash, and leave a tombstone for `tombstone_secs` (when given)
+    /// so that no copy of the cookie re-seeds the session, even from a Redis that lost its data.
+    pub(crate) async fn revoke(&self, id: &SessionId, tombstone_secs: Option<u64>) -> Result<()> {
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("DEL").arg(self.key(id)).ignore();
+        if let Some(secs) = tombstone_secs {
+            pipeline
+                .cmd("SET")
+                .arg(id.tombstone_key(&self.namespace))
+                .arg(1)
+                .arg("EX")
+                .arg(secs)
+                .ignore();
+        }
+        self.manager
+            .query_pipeline("session revoke", &pipeline)
+            .await
+    }
+
+    /// Whether a logout of `id` left a tombstone.
+    pub(crate) async fn is_revoked(&self, id: &SessionId) -> Result<bool> {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(id.tombstone_key(&self.namespace));
+        self.manager.query("session tombstone", &cmd).await
     }
 
     /// The data epoch, from memory unless `fresh`; `None` when it cannot be read now.

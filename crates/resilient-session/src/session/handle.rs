@@ -146,6 +146,27 @@ impl Session {
         state.changed.clear();
     }
 
+    /// Persist now instead of at the end of the request, and learn how it went. The end of the
+    /// request still sends the cookie, and persists anything changed after this call.
+    ///
+    /// `Err(Error::CookieTooLarge { .. })` when Redis is unavailable and the changes do not fit
+    /// in the 4096-byte cookie: the mirrored keys are kept, the other changes are dropped. Redis
+    /// being unavailable is not an error by itself: the changes then ride in the cookie.
+    ///
+    /// ```no_run
+    /// # async fn handler(session: resilient_session::Session) {
+    /// # let draft = String::new();
+    /// session.insert("draft", draft).await.ok();
+    /// if let Err(err) = session.save().await {
+    ///     eprintln!("the draft was not kept: {err}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn save(&self) -> Result<()> {
+        let mut state = self.state.lock().await;
+        self.store.persist(&mut state).await
+    }
+
     /// Where the data came from: Redis, the cookie (Redis unavailable), or nowhere (new).
     pub async fn source(&self) -> super::Source {
         self.loaded().await.source

@@ -47,8 +47,16 @@ impl SessionId {
 
     /// The Redis key of this session: `{namespace}:{base64url(sha256(id))}`.
     pub(crate) fn redis_key(&self, namespace: &str) -> String {
-        let digest = Sha256::digest(self.0.as_bytes());
-        format!("{namespace}:{}", URL_SAFE_NO_PAD.encode(digest))
+        format!("{namespace}:{}", self.digest())
+    }
+
+    /// The key of this session's logout tombstone: `{namespace}:revoked:{base64url(sha256(id))}`.
+    pub(crate) fn tombstone_key(&self, namespace: &str) -> String {
+        format!("{namespace}:revoked:{}", self.digest())
+    }
+
+    fn digest(&self) -> String {
+        URL_SAFE_NO_PAD.encode(Sha256::digest(self.0.as_bytes()))
     }
 }
 
@@ -98,6 +106,10 @@ mod tests {
         let key = id.redis_key("session");
         assert!(key.starts_with("session:"));
         assert!(!key.contains(id.as_str()));
+        assert_eq!(
+            id.tombstone_key("session"),
+            key.replacen("session:", "session:revoked:", 1)
+        );
         assert_eq!(key, id.redis_key("session"), "stable");
         assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
     }

@@ -14,18 +14,25 @@ impl SessionStore {
     /// session that cannot be had is a fresh one.
     pub(crate) async fn load(&self, state: &mut State) {
         state.loaded = true;
-        let Some(cookie) = state.cookie().cloned() else {
-            // No cookie (a new visitor), or one that was invalid or expired.
-            state.drop_cookie = state.had_cookie();
+        let Some(cookie) = state.base.clone() else {
+            // A new visitor, or a cookie that was invalid or expired.
             return;
         };
+        if cookie
+            .revocable_id()
+            .is_some_and(|id| self.revocations().contains(id))
+        {
+            // Logged out while Redis was down; the logout waits to be replayed.
+            state.reset();
+            return;
+        }
         let now = now();
         let Some(id) = cookie.id.clone() else {
-            // A session that began while Redis was down: the cookie is all there is. Everything
-            // is written to Redis at the end of the request, under a new id, if Redis is back.
+            // A session that began while Redis was down: the cookie is all there is. It moves to
+            // Redis, under a new id, at the end of the first request that finds Redis up.
             if self.fallback_allowed(&cookie, now) {
-                self.load_from_cookie(state, &cookie, now);
-                state.mark_all_changed();
+                self.serve_from_cookie(state, &cookie);
+                state.promote = true;
             } else {
                 state.reset();
             }
@@ -41,15 +48,22 @@ impl SessionStore {
                     state.source = Source::Redis;
                     state.stored_id = Some(id);
                     state.touched_at_load = touch.is_some();
-                    // Redis has the data, the cookie has what was written while it was down.
+                    // Redis has the data, the cookie what was written while it was down: the
+                    // cookie's changes are newer and win, field by field.
                     state.apply_pending(&cookie);
                 }
                 Err(reason) => self.discard_corrupt(state, &id, &reason).await,
             },
-            Ok(None) => self.load_missing(state, &cookie).await,
+            Ok(None) => self.load_missing(state, &cookie, &id).await,
             Err(err) if err.is_unavailable() => {
                 tracing::debug!(error = %err, "Redis unavailable: serving the session from its cookie");
-                self.load_from_cookie(state, &cookie, now);
+                if self.fallback_allowed(&cookie, now) {
+                    self.serve_from_cookie(state, &cookie);
+                } else {
+                    // Too long since Redis confirmed it to be honoured on its own; but Redis may
+                    // confirm it again once back, so the cookie stays.
+                    state.detach();
+                }
             }
             Err(err) => {
                 // Redis answered, but not with a hash (`WRONGTYPE`): corrupt.
@@ -58,36 +72,33 @@ impl SessionStore {
         }
     }
 
-    /// The cookie stands in for Redis, within the fallback max age; past it, the session is
-    /// empty but the cookie is kept: a Redis outage never logs anyone out by itself.
-    fn load_from_cookie(&self, state: &mut State, cookie: &Payload, now: i64) {
+    fn serve_from_cookie(&self, state: &mut State, cookie: &Payload) {
         Counters::bump(&self.counters().fallback_reads);
-        if self.fallback_allowed(cookie, now) {
-            state.serve_from_cookie(cookie);
-        } else {
-            state.source = Source::Cookie;
-        }
+        state.serve_from_cookie(cookie);
     }
 
     /// The hash is gone. Same data epoch as the cookie saw: the session ended (logout, expiry,
-    /// deleted by an operator). Otherwise Redis lost its data; see `reseed`.
-    async fn load_missing(&self, state: &mut State, cookie: &Payload) {
+    /// deleted by an operator). A new epoch: Redis lost its data, and the session is re-seeded
+    /// from its cookie under a new id, within the fallback max age and unless a replayed logout
+    /// left a tombstone.
+    async fn load_missing(&self, state: &mut State, cookie: &Payload, id: &SessionId) {
         let current = self.backend().epoch(true).await;
         let lost =
             matches!((&cookie.epoch, &current), (Some(seen), Some(now)) if seen.as_str() != &**now);
-        if lost && self.fallback_allowed(cookie, now()) {
-            self.reseed(state, cookie);
-        } else {
+        if !lost || !self.fallback_allowed(cookie, now()) {
             state.reset();
+            return;
         }
-    }
-
-    /// Redis lost its data: the session starts again from its cookie, under a new id at the
-    /// end of the request.
-    fn reseed(&self, state: &mut State, cookie: &Payload) {
-        state.serve_from_cookie(cookie);
-        state.source = Source::Redis;
-        state.mark_all_changed();
+        match self.backend().is_revoked(id).await {
+            Ok(false) => {
+                state.serve_from_cookie(cookie);
+                state.source = Source::Redis;
+                state.promote = true;
+            }
+            Ok(true) => state.reset(),
+            // Cannot tell now: serve from the cookie, re-seed on a later request.
+            Err(_) => self.serve_from_cookie(state, cookie),
+        }
     }
 
     /// Deletes a corrupt session and starts a fresh one. The warning never holds the id.

@@ -4,64 +4,89 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use super::response::SetCookie;
 use super::{SessionId, Source};
 use crate::cookie::{Incoming, Payload};
 
 #[derive(Debug)]
 pub(crate) struct State {
-    /// What the request's cookie held (an expired cookie is `Invalid`).
-    pub(crate) incoming: Incoming,
+    /// The request carried a cookie of ours, valid or not.
+    pub(crate) had_cookie: bool,
+    /// The cookie this session continues: the request's, then whatever this request issued.
+    /// `None` for a fresh session.
+    pub(crate) base: Option<Payload>,
     pub(crate) loaded: bool,
     pub(crate) values: Map<String, Value>,
-    /// Keys set or removed since the load, still to be written to Redis.
+    /// Keys set or removed and not yet persisted.
     pub(crate) changed: BTreeSet<String>,
     pub(crate) source: Source,
-    /// The id under which the session's hash existed at load.
+    /// The id under which the session's hash exists in Redis.
     pub(crate) stored_id: Option<SessionId>,
-    /// The load refreshed the TTL (a touch was due).
+    /// The load refreshed the TTL (a touch was due) and the cookie does not say so yet.
     pub(crate) touched_at_load: bool,
+    /// The session came from the cookie alone (begun while Redis was down, or re-seeded after
+    /// Redis lost its data): it is to be written whole, under a new id.
+    pub(crate) promote: bool,
     pub(crate) destroyed: bool,
+    /// The destruction was carried out (or queued).
+    pub(crate) ended: bool,
     pub(crate) cycle: bool,
-    /// The incoming cookie stands for no session any more: remove it unless a new one replaces it.
-    pub(crate) drop_cookie: bool,
+    /// What the response does with the cookie.
+    pub(crate) outgoing: Outgoing,
+}
+
+/// What the response does with the session cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outgoing {
+    /// Nothing: the client's cookie stays as it is.
+    Keep,
+    Set(SetCookie),
+    Remove,
 }
 
 impl State {
     pub(crate) fn new(incoming: Incoming) -> Self {
+        let (had_cookie, base, outgoing) = match incoming {
+            Incoming::Absent => (false, None, Outgoing::Keep),
+            // An invalid or expired cookie is removed unless a new one replaces it.
+            Incoming::Invalid => (true, None, Outgoing::Remove),
+            Incoming::Valid(payload) => (true, Some(payload), Outgoing::Keep),
+        };
         Self {
-            incoming,
+            had_cookie,
+            base,
             loaded: false,
             values: Map::new(),
             changed: BTreeSet::new(),
             source: Source::New,
             stored_id: None,
             touched_at_load: false,
+            promote: false,
             destroyed: false,
+            ended: false,
             cycle: false,
-            drop_cookie: false,
+            outgoing,
         }
     }
 
-    /// The cookie's payload, when the request carried a valid one.
-    pub(crate) fn cookie(&self) -> Option<&Payload> {
-        match &self.incoming {
-            Incoming::Valid(payload) => Some(payload),
-            Incoming::Absent | Incoming::Invalid => None,
-        }
-    }
-
-    /// Whether the request carried a cookie of ours, valid or not.
-    pub(crate) fn had_cookie(&self) -> bool {
-        !matches!(self.incoming, Incoming::Absent)
-    }
-
-    /// Start over with an empty session (a corrupt or ended one).
+    /// Start over with an empty session: the cookie stood for a session that is over (ended,
+    /// corrupt, revoked), so it is removed unless a new one replaces it.
     pub(crate) fn reset(&mut self) {
+        self.detach();
+        if self.had_cookie {
+            self.outgoing = Outgoing::Remove;
+        }
+    }
+
+    /// Serve an empty session without removing the cookie: it may be good again once Redis is
+    /// back. Anything written replaces it with a new session.
+    pub(crate) fn detach(&mut self) {
+        self.base = None;
         self.values.clear();
         self.changed.clear();
         self.source = Source::New;
         self.stored_id = None;
-        self.drop_cookie = true;
+        self.promote = false;
     }
 
     /// Applies what the cookie carried while Redis was down (`data`, `removed`) over the
@@ -85,28 +110,24 @@ impl State {
         self.source = Source::Cookie;
     }
 
-    /// Everything is to be written (to a new hash).
-    pub(crate) fn mark_all_changed(&mut self) {
-        let keys: Vec<String> = self.values.keys().cloned().collect();
-        self.changed.extend(keys);
+    /// Whether anything is left to persist.
+    pub(crate) fn is_dirty(&self) -> bool {
+        !self.changed.is_empty() || self.cycle || self.promote
     }
 
-    /// Total size of the session in bytes of JSON (keys and values).
+    /// Total size of the session in bytes of JSON (keys and values), with `key` set to `value`.
     pub(crate) fn bytes_with(&self, key: &str, value: Option<&Value>) -> usize {
-        let mut total: usize = self
+        let others: usize = self
             .values
             .iter()
             .filter(|(k, _)| k.as_str() != key)
             .map(|(k, v)| k.len() + json_len(v))
             .sum();
-        if let Some(value) = value {
-            total += key.len() + json_len(value);
-        }
-        total
+        others + value.map_or(0, |value| key.len() + json_len(value))
     }
 }
 
-pub(crate) fn json_len(value: &Value) -> usize {
+fn json_len(value: &Value) -> usize {
     serde_json::to_string(value).map_or(0, |s| s.len())
 }
 

@@ -9,11 +9,12 @@ use serde_json::{Map, Value};
 use super::Session;
 use super::backend::Backend;
 use super::response::SetCookie;
-use super::state::{State, mirror_of};
+use super::revocations::Revocations;
+use super::state::{Outgoing, State, mirror_of};
 use crate::cookie::{CookieCodec, Incoming, Payload};
-use crate::health::HealthReport;
+use crate::health::{FallbackReport, HealthReport};
 use crate::stats::{Counters, SessionStats};
-use crate::{RedisManager, Result, SessionConfig};
+use crate::{Error, RedisManager, Result, SessionConfig};
 
 /// Sessions in Redis with a cookie fallback: built once at start-up from a [`RedisManager`] and
 /// a [`SessionConfig`], cloned into every layer (clones share everything).
@@ -44,26 +45,44 @@ pub struct SessionStore {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     backend: Backend,
     config: SessionConfig,
     codec: CookieCodec,
     counters: Counters,
+    revocations: Revocations,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Let the replay task see that the store is gone.
+        self.revocations.wake.notify_one();
+    }
 }
 
 impl SessionStore {
     /// A store on `manager` with `config`. Fails on settings that cannot work (see
-    /// [`SessionConfig`]), at start-up rather than per request.
+    /// [`SessionConfig`]), at start-up rather than per request. Must be called within a Tokio
+    /// runtime: a background task replays logouts made while Redis was down.
     pub fn new(manager: RedisManager, config: SessionConfig) -> Result<Self> {
         config.check()?;
-        Ok(Self {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let store = Self {
             inner: Arc::new(Inner {
                 backend: Backend::new(manager, config.namespace.clone()),
                 codec: CookieCodec::new(&config),
                 config,
                 counters: Counters::default(),
+                revocations: Revocations::default(),
             }),
-        })
+        };
+        let wake = Arc::clone(&store.inner.revocations.wake);
+        runtime.spawn(super::replay::replay(Arc::downgrade(&store.inner), wake));
+        Ok(store)
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
     }
 
     /// The configuration.
@@ -81,16 +100,18 @@ impl SessionStore {
         self.inner.codec.name()
     }
 
-    /// Counters since start: refused cookies, corrupt sessions, fallbacks.
+    /// Counters since start: refused cookies, corrupt sessions, fallbacks, replayed logouts.
     pub fn stats(&self) -> SessionStats {
-        self.inner.counters.snapshot()
+        let pending = u64::try_from(self.inner.revocations.len()).unwrap_or(u64::MAX);
+        self.inner.counters.snapshot(pending)
     }
 
     /// The health report served at `GET /api/health/redis`: one `PING` (none while the
-    /// breaker is open).
+    /// breaker is open). Sessions are served while Redis is down, so the session service counts
+    /// as working; the report's `fallback` section shows the degraded operation.
     pub async fn health(&self) -> HealthReport {
         let redis = self.manager().check().await;
-        HealthReport::new(&redis, true)
+        HealthReport::new(&redis, true).with_fallback(FallbackReport::new(&redis, &self.stats()))
     }
 
     /// Step one of a request: the session for a request whose `Cookie` headers have these
@@ -113,6 +134,17 @@ impl SessionStore {
 
     pub(crate) fn counters(&self) -> &Counters {
         &self.inner.counters
+    }
+
+    pub(crate) fn revocations(&self) -> &Revocations {
+        &self.inner.revocations
+    }
+
+    /// How long a replayed logout's tombstone lives: as long as a copy of the cookie could be
+    /// honoured on its own. `None` when nothing is ever honoured on its own.
+    pub(crate) fn tombstone_secs(&self) -> Option<u64> {
+        let age = self.inner.config.fallback_max_age.as_secs();
+        (age > 0).then_some(age)
     }
 
     /// Past its absolute lifetime or idle timeout, or issued in the future.
@@ -152,38 +184,48 @@ impl SessionStore {
         mirror_of(values, &self.inner.config.mirrored_keys)
     }
 
-    /// The `Set-Cookie` for `payload`. When it does not fit in 4096 bytes, what was written while
-    /// Redis was down is left out first, then the mirror: the id always fits. Each cut is
-    /// logged and counted.
-    pub(crate) fn issue(&self, payload: &Payload, now: i64) -> Option<SetCookie> {
+    /// Sends `payload` as the session cookie: the response will set it, and the rest of the
+    /// request continues from it. When it does not fit in 4096 bytes, what was written while
+    /// Redis was down is left out first (an error says so), then the mirror: the id always
+    /// fits. Each cut is logged and counted.
+    pub(crate) fn send(&self, state: &mut State, payload: Payload, now: i64) -> Result<()> {
         let max_age = Duration::from_secs(self.ttl_secs(payload.created, now));
-        let mut payload = std::borrow::Cow::Borrowed(payload);
+        let mut payload = payload;
+        let mut cut_changes = None;
         loop {
             let too_large = match self.inner.codec.encode(&payload, max_age) {
-                Ok(header) => return Some(SetCookie::new(header)),
-                Err(too_large) => too_large,
+                Ok(header) => {
+                    state.outgoing = Outgoing::Set(SetCookie::new(header));
+                    state.base = Some(payload);
+                    return match cut_changes {
+                        Some(bytes) => Err(Error::CookieTooLarge { bytes }),
+                        None => Ok(()),
+                    };
+                }
+                Err(too_large) => too_large.bytes,
             };
             Counters::bump(&self.inner.counters.oversized_cookies);
-            let cut = payload.to_mut();
-            let dropped = if !cut.data.is_empty() || !cut.removed.is_empty() {
-                cut.data.clear();
-                cut.removed.clear();
-                "the changes made while Redis was down"
-            } else if !cut.mirror.is_empty() {
-                cut.mirror.clear();
-                "the mirrored keys"
+            if !payload.data.is_empty() || !payload.removed.is_empty() {
+                tracing::warn!(
+                    bytes = too_large,
+                    "session cookie would exceed 4096 bytes: changes made while Redis is down are dropped, the mirror is kept"
+                );
+                payload.data.clear();
+                payload.removed.clear();
+                cut_changes = Some(too_large);
+            } else if !payload.mirror.is_empty() {
+                tracing::warn!(
+                    bytes = too_large,
+                    "session cookie would exceed 4096 bytes: the mirrored keys are left out"
+                );
+                payload.mirror.clear();
             } else {
                 tracing::error!(
-                    bytes = too_large.bytes,
+                    bytes = too_large,
                     "session cookie cannot fit in 4096 bytes; not sent"
                 );
-                return None;
-            };
-            tracing::warn!(
-                bytes = too_large.bytes,
-                dropped,
-                "session cookie would exceed 4096 bytes"
-            );
+                return Err(Error::CookieTooLarge { bytes: too_large });
+            }
         }
     }
 
