@@ -12,6 +12,22 @@ use resilient_session::{KeyRing, RedisManager, SessionConfig, SessionStore};
 use serde_json::Value;
 use test_redis::RedisServer;
 
+/// Runs each scenario (an `async fn(Framework)` in scope) against each framework, as its own
+/// test: `conformance::scenarios!(login_works, logout_works);` makes `axum::login_works`, …
+#[macro_export]
+macro_rules! scenarios {
+    ($($scenario:ident),* $(,)?) => {
+        mod axum {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::Framework::Axum).await;
+                }
+            )*
+        }
+    };
+}
+
 /// The secret every test app uses (tests forge cookies with it).
 pub const SECRET: &str = "conformance-suite-secret-of-at-least-32-bytes";
 
@@ -34,7 +50,8 @@ pub struct TestApp {
 
 impl TestApp {
     /// Starts `framework`'s example app on a free port against `redis`, with the example's
-    /// session configuration changed by `tweak`.
+    /// session configuration changed by `tweak`. The manager has the default settings except a
+    /// short breaker back-off (100 ms to 500 ms), so tests see recovery quickly.
     pub async fn start(
         framework: Framework,
         redis: &RedisServer,
@@ -46,6 +63,16 @@ impl TestApp {
             .breaker_max_backoff(Duration::from_millis(500))
             .build()
             .expect("manager builds");
+        Self::start_with(framework, manager, redis, tweak).await
+    }
+
+    /// Like [`start`](Self::start), with a manager of the test's own.
+    pub async fn start_with(
+        framework: Framework,
+        manager: RedisManager,
+        redis: &RedisServer,
+        tweak: impl FnOnce(SessionConfig) -> SessionConfig,
+    ) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
@@ -232,12 +259,51 @@ impl Client {
     }
 }
 
-/// The Redis keys of sessions (not the epoch) on `redis`.
+/// The Redis keys of sessions (not the epoch, not logout tombstones) on `redis`.
 pub fn session_keys(redis: &RedisServer) -> Vec<String> {
     let mut keys: Vec<String> = redis.query(&["KEYS", "session:*"]);
-    keys.retain(|k| k != "session:epoch");
+    keys.retain(|k| k != "session:epoch" && !k.starts_with("session:revoked:"));
     keys.sort();
     keys
+}
+
+/// The payload of a session cookie value issued by a test app (decrypted with [`SECRET`]).
+pub fn decrypt_cookie(name: &str, value: &str) -> Value {
+    let key = cookie::Key::derive_from(SECRET.as_bytes());
+    let jar = cookie::CookieJar::new();
+    let plain = jar
+        .private(&key)
+        .decrypt(cookie::Cookie::new(name.to_owned(), value.to_owned()))
+        .expect("a cookie of the test app");
+    serde_json::from_str(plain.value()).expect("a JSON payload")
+}
+
+/// The Redis key of the session with id `id`: `session:{base64url(sha256(id))}`.
+pub fn redis_key_of(id: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    format!(
+        "session:{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    )
+}
+
+/// Polls `check` every 50 ms until it holds; panics with `what` after `limit`. Returns how
+/// long it took.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A cookie value the app's key ring accepts, carrying `payload_json` as its payload: for tests

@@ -7,21 +7,7 @@ use conformance::{Framework, Reply, TestApp, forge_private_cookie, session_keys}
 use serde_json::json;
 use test_redis::RedisServer;
 
-/// Runs each scenario against each framework, as its own test.
-macro_rules! scenarios {
-    ($($scenario:ident),* $(,)?) => {
-        mod axum {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Framework::Axum).await;
-                }
-            )*
-        }
-    };
-}
-
-scenarios!(
+conformance::scenarios!(
     login_counter_logout_and_the_old_cookie_is_anonymous,
     login_cycles_the_session_id,
     absolute_lifetime_ends_a_session_touched_all_along,
