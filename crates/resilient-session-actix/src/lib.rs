@@ -1,0 +1,60 @@
+//! [actix-web] adapter for [`resilient_session`]: server-side sessions in Redis that keep working
+//! when Redis does not.
+//!
+//! actix-web is not tower-based, so this crate drives the framework-agnostic engine of the core
+//! crate ([`SessionStore::open`] before the handler, [`SessionStore::finish`] after it), exactly
+//! as the tower layer does. Same [`SessionConfig`], same defaults, same cookie: the axum and the
+//! actix apps can serve one site together.
+//!
+//! | item | what |
+//! | --- | --- |
+//! | [`SessionMiddleware`] | the middleware (`App::wrap`) |
+//! | [`Session`] | the extractor: the request's session |
+//! | [`SessionExt`] | `get_session()` on `HttpRequest` and `ServiceRequest` |
+//! | [`SessionMissing`] | the error when the middleware is not installed |
+//! | [`health_handler`] | `GET /api/health/redis`: 200 or 503 with the health JSON |
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer, web};
+//! use resilient_session_actix::{
+//!     health_handler, KeyRing, RedisManager, Session, SessionConfig, SessionMiddleware,
+//!     SessionStore,
+//! };
+//!
+//! async fn count(session: Session) -> String {
+//!     let n: u64 = session.get("counter").await.ok().flatten().unwrap_or(0) + 1;
+//!     let _ = session.insert("counter", n).await;
+//!     n.to_string()
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let keys = KeyRing::from_secret(std::env::var("SESSION_SECRET")?)?;
+//!     let store = SessionStore::new(RedisManager::from_env()?, SessionConfig::new(keys))?;
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .wrap(SessionMiddleware::new(store.clone()))
+//!             .route("/counter", web::post().to(count))
+//!             .route("/api/health/redis", web::get().to(health_handler(store.clone())))
+//!     })
+//!     .bind("127.0.0.1:3000")?
+//!     .run()
+//!     .await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! [actix-web]: https://docs.rs/actix-web
+#![forbid(unsafe_code)]
+
+mod extract;
+mod health;
+mod middleware;
+
+pub use extract::{Session, SessionExt, SessionMissing};
+pub use health::{health_handler, health_response};
+pub use middleware::{InnerSessionMiddleware, SessionMiddleware};
+pub use resilient_session::{
+    CookieMode, Error, HealthReport, KeyRing, RedisManager, SameSite, SessionConfig, SessionStore,
+    Source,
+};

@@ -1,0 +1,137 @@
+//! [`SessionMiddleware`]: the actix `Transform` driving the core session engine.
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::rc::Rc;
+
+use actix_web::HttpMessage;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::{CACHE_CONTROL, COOKIE, HeaderMap, HeaderValue, SET_COOKIE, VARY};
+use resilient_session::{SessionStore, SetCookie};
+
+/// Adds sessions to an actix-web app: `App::new().wrap(SessionMiddleware::new(store))`.
+///
+/// Per request: the session cookie is parsed (no I/O) and a lazy session goes into the request
+/// extensions; after the handler, the session is persisted or touched and the response gets the
+/// `Set-Cookie` (with `Vary: Cookie` and `Cache-Control: private`). Redis errors end in the cookie
+/// fallback, bad cookies in a fresh session: the middleware never fails a request of its own.
+///
+/// A runnable example; Redis is down on purpose (nothing listens on port 1):
+///
+/// ```
+/// # #[actix_rt::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use actix_web::{App, HttpResponse, http::header, test, web};
+/// use resilient_session_actix::{
+///     KeyRing, RedisManager, Session, SessionConfig, SessionMiddleware, SessionStore,
+/// };
+///
+/// let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
+/// let keys = KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?;
+/// let store = SessionStore::new(manager, SessionConfig::new(keys))?;
+/// let app = test::init_service(
+///     App::new().wrap(SessionMiddleware::new(store)).route(
+///         "/login",
+///         web::post().to(|session: Session| async move {
+///             session.cycle_id().await;
+///             let _ = session.insert("user", "ada").await;
+///             HttpResponse::Ok().finish()
+///         }),
+///     ),
+/// )
+/// .await;
+/// let response = test::call_service(&app, test::TestRequest::post().uri("/login").to_request()).await;
+/// let headers = response.headers();
+/// assert!(headers.contains_key(header::SET_COOKIE));
+/// assert_eq!(headers.get(header::VARY).ok_or("Vary")?, "Cookie");
+/// assert_eq!(headers.get(header::CACHE_CONTROL).ok_or("Cache-Control")?, "private");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SessionMiddleware {
+    store: SessionStore,
+}
+
+impl SessionMiddleware {
+    /// Middleware serving sessions from `store`.
+    pub fn new(store: SessionStore) -> Self {
+        Self { store }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for SessionMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = InnerSessionMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(InnerSessionMiddleware {
+            service: Rc::new(service),
+            store: self.store.clone(),
+        }))
+    }
+}
+
+/// The service [`SessionMiddleware`] wraps around the app; not used directly.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct InnerSessionMiddleware<S> {
+    service: Rc<S>,
+    store: SessionStore,
+}
+
+impl<S, B> Service<ServiceRequest> for InnerSessionMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
+
+    forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let cookies = request.headers().get_all(COOKIE);
+        let session = self.store.open(cookies.map(HeaderValue::as_bytes));
+        request.extensions_mut().insert(session.clone());
+        let response = self.service.call(request);
+        let store = self.store.clone();
+        Box::pin(async move {
+            let mut response = response.await?;
+            if let Some(set_cookie) = store.finish(&session).await {
+                apply(&set_cookie, response.headers_mut());
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// [`SetCookie::apply`] for actix's header map.
+fn apply(set_cookie: &SetCookie, headers: &mut HeaderMap) {
+    let Ok(value) = HeaderValue::from_str(set_cookie.header()) else {
+        return;
+    };
+    headers.append(SET_COOKIE, value);
+    let joined = |headers: &HeaderMap, name| {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    };
+    let vary = SetCookie::vary(joined(headers, &VARY).as_deref());
+    let cache_control = SetCookie::cache_control(joined(headers, &CACHE_CONTROL).as_deref());
+    for (name, value) in [(VARY, vary), (CACHE_CONTROL, cache_control)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+}
