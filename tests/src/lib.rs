@@ -8,12 +8,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use resilient_session::{KeyRing, RedisManager, SessionConfig, SessionStore};
+use resilient_session::{KeyRing, RedisManager, RedisManagerBuilder, SessionConfig, SessionStore};
 use serde_json::Value;
 use test_redis::RedisServer;
 
 /// Runs each scenario (an `async fn(Framework)` in scope) against each framework, as its own
-/// test: `conformance::scenarios!(login_works, logout_works);` makes `axum::login_works`, …
+/// test: `conformance::scenarios!(login_works, logout_works);` makes `axum::login_works`,
+/// `actix::login_works`, … so the test output counts them per framework.
 #[macro_export]
 macro_rules! scenarios {
     ($($scenario:ident),* $(,)?) => {
@@ -22,6 +23,14 @@ macro_rules! scenarios {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
                     super::$scenario($crate::Framework::Axum).await;
+                }
+            )*
+        }
+        mod actix {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::Framework::Actix).await;
                 }
             )*
         }
@@ -36,6 +45,8 @@ pub const SECRET: &str = "conformance-suite-secret-of-at-least-32-bytes";
 pub enum Framework {
     /// `examples/axum-app`.
     Axum,
+    /// `examples/actix-app`.
+    Actix,
 }
 
 /// A running example app.
@@ -45,7 +56,13 @@ pub struct TestApp {
     pub base: String,
     /// The app's session store (for its stats and config).
     pub store: SessionStore,
-    server: tokio::task::JoinHandle<()>,
+    server: Server,
+}
+
+#[derive(Debug)]
+enum Server {
+    Axum(tokio::task::JoinHandle<()>),
+    Actix(actix_web::dev::ServerHandle),
 }
 
 impl TestApp {
@@ -60,26 +77,25 @@ impl TestApp {
         let manager = RedisManager::builder()
             .url(redis.url())
             .breaker_backoff(Duration::from_millis(100))
-            .breaker_max_backoff(Duration::from_millis(500))
-            .build()
-            .expect("manager builds");
+            .breaker_max_backoff(Duration::from_millis(500));
         Self::start_with(framework, manager, redis, tweak).await
     }
 
-    /// Like [`start`](Self::start), with a manager of the test's own.
+    /// Like [`start`](Self::start), with manager settings of the test's own.
     pub async fn start_with(
         framework: Framework,
-        manager: RedisManager,
+        manager: RedisManagerBuilder,
         redis: &RedisServer,
         tweak: impl FnOnce(SessionConfig) -> SessionConfig,
     ) -> TestApp {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let addr: SocketAddr = listener.local_addr().expect("local address");
         let keys = KeyRing::from_secret(SECRET).expect("valid secret");
-        let config = tweak(example_axum::session_config(keys, addr));
-        let store = SessionStore::new(manager, config).expect("store builds");
+        let config = tweak(example_common::session_config(keys, addr));
+        let (store, server) = match framework {
+            Framework::Axum => serve_axum(listener, manager, config),
+            Framework::Actix => serve_actix(listener, manager, config).await,
+        };
         if redis.is_running() {
             // Let the manager's start-up connection settle, so that tests counting Redis
             // commands count only what their requests send.
@@ -89,14 +105,6 @@ impl TestApp {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        let server = match framework {
-            Framework::Axum => {
-                let router = example_axum::router(store.clone());
-                tokio::spawn(async move {
-                    let _ = axum::serve(listener, router).await;
-                })
-            }
-        };
         TestApp {
             base: format!("http://{addr}"),
             store,
@@ -115,9 +123,56 @@ impl TestApp {
     }
 }
 
+fn serve_axum(
+    listener: std::net::TcpListener,
+    manager: RedisManagerBuilder,
+    config: SessionConfig,
+) -> (SessionStore, Server) {
+    let manager = manager.build().expect("manager builds");
+    let store = SessionStore::new(manager, config).expect("store builds");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+    let router = example_axum::router(store.clone());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (store, Server::Axum(task))
+}
+
+/// actix-web runs on its own runtime: a thread with an actix `System`, where the store is built
+/// too, as `#[actix_web::main]` would.
+async fn serve_actix(
+    listener: std::net::TcpListener,
+    manager: RedisManagerBuilder,
+    config: SessionConfig,
+) -> (SessionStore, Server) {
+    let (started, ready) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let manager = manager.build().expect("manager builds");
+            let store = SessionStore::new(manager, config).expect("store builds");
+            let app_store = store.clone();
+            let server = actix_web::HttpServer::new(move || example_actix::app(app_store.clone()))
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .expect("listen")
+                .run();
+            let _ = started.send((store, server.handle()));
+            let _ = server.await;
+        });
+    });
+    let (store, handle) = ready.await.expect("the actix app starts");
+    (store, Server::Actix(handle))
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.server.abort();
+        match &self.server {
+            Server::Axum(task) => task.abort(),
+            // The stop command is sent at once; the server's thread ends on its own.
+            Server::Actix(handle) => drop(handle.stop(false)),
+        }
     }
 }
 
@@ -167,6 +222,11 @@ impl Client {
     /// Replace the jar's session cookie (a saved copy, a forged one, none).
     pub fn set_cookie(&mut self, value: Option<String>) {
         self.cookie = value;
+    }
+
+    /// Send the next requests to `app` (another instance), keeping the cookie.
+    pub fn switch_to(&mut self, app: &TestApp) {
+        self.base = app.base.clone();
     }
 
     /// A copy of this client sharing nothing but the cookie it holds now.

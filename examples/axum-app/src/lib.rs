@@ -10,39 +10,14 @@
 //! | `GET /noop` | never touches the session |
 //! | `GET /api/health/redis` | health, 200 or 503 |
 
-use std::net::SocketAddr;
-
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use resilient_session_axum::{
-    KeyRing, Session, SessionConfig, SessionLayer, SessionStore, health_handler,
-};
-use serde::{Deserialize, Serialize};
+use example_common::User;
+use resilient_session_axum::{Session, SessionLayer, SessionStore, health_handler};
 use serde_json::json;
-
-/// The keys that survive a Redis outage: who is logged in, and the counter.
-pub const MIRRORED_KEYS: [&str; 2] = ["user", "counter"];
-
-/// The logged-in user, as stored in the session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct User {
-    /// Who.
-    pub user_id: String,
-    /// Their role.
-    pub role: String,
-}
-
-/// The example's session configuration: mirrored `user` and `counter`, and, on a loopback
-/// address, no `Secure` attribute (browsers and curl would not send a `Secure` cookie over
-/// plain http to 127.0.0.1; anywhere else the cookie stays `Secure`).
-pub fn session_config(keys: KeyRing, bind: SocketAddr) -> SessionConfig {
-    SessionConfig::new(keys)
-        .mirrored_keys(MIRRORED_KEYS)
-        .secure(!bind.ip().is_loopback())
-}
 
 /// The app's routes, behind the session layer.
 pub fn router(store: SessionStore) -> Router {

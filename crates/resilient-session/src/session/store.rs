@@ -147,14 +147,16 @@ impl SessionStore {
         (age > 0).then_some(age)
     }
 
-    /// Past its absolute lifetime or idle timeout, or issued in the future.
+    /// Past its absolute lifetime or idle timeout, or issued in the future. Times are whole
+    /// seconds, so "past" means by more than a second: never early. (Redis expires the data
+    /// itself on time.)
     fn is_expired(&self, cookie: &Payload, now: i64) -> bool {
         let config = &self.inner.config;
         let absolute = seconds(config.absolute_lifetime);
         let idle = seconds(config.idle_timeout);
         const SKEW: i64 = 300;
-        now >= cookie.created.saturating_add(absolute)
-            || now >= cookie.touched.saturating_add(idle)
+        now > cookie.created.saturating_add(absolute)
+            || now > cookie.touched.saturating_add(idle)
             || cookie.created > now + SKEW
             || cookie.touched > now + SKEW
     }

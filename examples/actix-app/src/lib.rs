@@ -1,0 +1,112 @@
+//! The example app: the HTTP contract of DESIGN.md §6 on actix-web, as a library so that the
+//! conformance suite can serve the very same app. Routes and answers are those of the axum
+//! example, byte for byte.
+//!
+//! | route | does |
+//! | --- | --- |
+//! | `POST /login` `{"user_id","role"}` | cycles the id, stores the user |
+//! | `GET /me` | the user and where the session came from, or 401 |
+//! | `POST /logout` | destroys the session (204) |
+//! | `POST /counter`, `GET /counter` | increments / reads `counter` |
+//! | `GET /noop` | never touches the session |
+//! | `GET /api/health/redis` | health, 200 or 503 |
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpResponse, web};
+use example_common::User;
+use resilient_session_actix::{Session, SessionMiddleware, SessionStore, health_handler};
+use serde_json::json;
+
+/// The app's routes, behind the session middleware.
+pub fn app(
+    store: SessionStore,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::JsonConfig::default().error_handler(|_, _| {
+            actix_web::error::InternalError::from_response(
+                "invalid login body",
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "expected {\"user_id\": ..., \"role\": ...}",
+                ),
+            )
+            .into()
+        }))
+        .route("/login", web::post().to(login))
+        .route("/me", web::get().to(me))
+        .route("/logout", web::post().to(logout))
+        .route("/counter", web::get().to(read_counter))
+        .route("/counter", web::post().to(increment_counter))
+        .route("/noop", web::get().to(noop))
+        .route(
+            "/api/health/redis",
+            web::get().to(health_handler(store.clone())),
+        )
+        .wrap(SessionMiddleware::new(store))
+}
+
+async fn login(session: Session, user: web::Json<User>) -> HttpResponse {
+    let user = user.into_inner();
+    session.cycle_id().await;
+    match session.insert("user", &user).await {
+        Ok(()) => HttpResponse::Ok().json(user),
+        Err(err) => error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string()),
+    }
+}
+
+async fn me(session: Session) -> HttpResponse {
+    match session.get::<User>("user").await {
+        Ok(Some(user)) => HttpResponse::Ok().json(json!({
+            "user_id": user.user_id,
+            "role": user.role,
+            "source": session.source().await,
+        })),
+        _ => error(StatusCode::UNAUTHORIZED, "not logged in"),
+    }
+}
+
+async fn logout(session: Session) -> HttpResponse {
+    session.destroy().await;
+    HttpResponse::NoContent().finish()
+}
+
+async fn read_counter(session: Session) -> HttpResponse {
+    let counter: i64 = session.get("counter").await.ok().flatten().unwrap_or(0);
+    counter_response(&session, counter).await
+}
+
+async fn increment_counter(session: Session) -> HttpResponse {
+    let counter = session
+        .get::<i64>("counter")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+        + 1;
+    if let Err(err) = session.insert("counter", counter).await {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string());
+    }
+    counter_response(&session, counter).await
+}
+
+async fn counter_response(session: &Session, counter: i64) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "counter": counter, "source": session.source().await }))
+}
+
+async fn noop() -> &'static str {
+    "ok"
+}
+
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message }))
+}

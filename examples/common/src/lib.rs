@@ -1,0 +1,73 @@
+//! What the example apps share: the settings read from the environment, the session
+//! configuration, and the user type. The HTTP contract itself (DESIGN.md §6) is in each app.
+
+use std::net::SocketAddr;
+
+use resilient_session::{KeyRing, RedisManager, SessionConfig, SessionStore};
+use serde::{Deserialize, Serialize};
+
+/// The keys that survive a Redis outage: who is logged in, and the counter.
+pub const MIRRORED_KEYS: [&str; 2] = ["user", "counter"];
+
+/// The logged-in user, as stored in the session and sent to `POST /login`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    /// Who.
+    pub user_id: String,
+    /// Their role.
+    pub role: String,
+}
+
+/// The example's session configuration: mirrored `user` and `counter`, and, on a loopback
+/// address, no `Secure` attribute (browsers and curl would not send a `Secure` cookie over
+/// plain http to 127.0.0.1; anywhere else the cookie stays `Secure`).
+pub fn session_config(keys: KeyRing, bind: SocketAddr) -> SessionConfig {
+    SessionConfig::new(keys)
+        .mirrored_keys(MIRRORED_KEYS)
+        .secure(!bind.ip().is_loopback())
+}
+
+/// An example app's settings, from the environment.
+#[derive(Debug)]
+pub struct Settings {
+    /// `BIND`, default `127.0.0.1:3000`.
+    pub bind: SocketAddr,
+    /// Sessions in Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`), cookies protected by
+    /// `SESSION_SECRET` (random, with a warning, when unset).
+    pub store: SessionStore,
+}
+
+impl Settings {
+    /// Reads `BIND`, `REDIS_URL` and `SESSION_SECRET`. Must run within a Tokio runtime; does not
+    /// wait for Redis.
+    pub fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
+        let bind: SocketAddr = std::env::var("BIND")
+            .unwrap_or_else(|_| "127.0.0.1:3000".into())
+            .parse()
+            .map_err(|err| format!("BIND must be an address like 127.0.0.1:3000: {err}"))?;
+        let keys = match std::env::var("SESSION_SECRET") {
+            Ok(secret) => KeyRing::from_secret(secret)?,
+            Err(_) => {
+                tracing::warn!(
+                    "SESSION_SECRET is not set: using a random key, so sessions end when the app \
+                     restarts. Set it to 32 bytes or more (e.g. `openssl rand -base64 48`)."
+                );
+                KeyRing::generate()?
+            }
+        };
+        if bind.ip().is_loopback() {
+            tracing::info!(
+                "loopback address: the session cookie is sent without `Secure` (plain http)"
+            );
+        }
+        let store = SessionStore::new(RedisManager::from_env()?, session_config(keys, bind))?;
+        Ok(Self { bind, store })
+    }
+}
+
+/// Logs to stderr at INFO.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .init();
+}
