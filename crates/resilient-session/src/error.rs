@@ -108,6 +108,21 @@ pub enum Error {
         bytes: usize,
     },
 
+    /// The session's cookie is too old to stand in for Redis (see `fallback_max_age`) and Redis
+    /// is unavailable: the session is served empty and its changes are not kept, so that the
+    /// real session is still there when Redis is back.
+    #[error(
+        "Redis is unavailable and the session cookie is too old to stand in for it: changes not kept"
+    )]
+    FallbackExpired,
+
+    /// Session keys starting with a NUL character are reserved for the library.
+    #[error("session key {key:?} is reserved (keys may not start with a NUL character)")]
+    ReservedKey {
+        /// The key.
+        key: String,
+    },
+
     /// A value could not be serialised to JSON.
     #[error("value for Redis key `{key}` could not be encoded as JSON")]
     Encode {
@@ -166,6 +181,27 @@ impl Error {
     pub(crate) fn breaks_connection(&self) -> bool {
         self.is_retryable()
     }
+
+    /// Redis said the key holds another type (`WRONGTYPE`): the data is not ours to read.
+    pub(crate) fn is_wrong_type(&self) -> bool {
+        match self {
+            Error::Redis { source, .. } => server_codes(source).iter().any(|c| c == "WRONGTYPE"),
+            _ => false,
+        }
+    }
+}
+
+/// The error codes Redis answered with: one for a command, one per failed command of a
+/// pipeline (whose error has no single code).
+fn server_codes(err: &RedisError) -> Vec<String> {
+    match err.code() {
+        Some(code) => vec![code.to_owned()],
+        None => err
+            .clone()
+            .into_server_errors()
+            .map(|errors| errors.iter().map(|(_, e)| e.code().to_owned()).collect())
+            .unwrap_or_default(),
+    }
 }
 
 fn is_connection_error(err: &RedisError) -> bool {
@@ -177,7 +213,9 @@ fn is_connection_error(err: &RedisError) -> bool {
 
 fn is_auth_error(err: &RedisError) -> bool {
     err.kind() == ErrorKind::AuthenticationFailed
-        || matches!(err.code(), Some("NOAUTH" | "WRONGPASS"))
+        || server_codes(err)
+            .iter()
+            .any(|c| matches!(c.as_str(), "NOAUTH" | "WRONGPASS"))
 }
 
 fn is_server_busy(err: &RedisError) -> bool {
@@ -190,7 +228,12 @@ fn is_server_busy(err: &RedisError) -> bool {
                 | ServerErrorKind::TryAgain
                 | ServerErrorKind::ClusterDown
         )
-    ) || matches!(err.code(), Some("OOM" | "BUSY"))
+    ) || server_codes(err).iter().any(|c| {
+        matches!(
+            c.as_str(),
+            "OOM" | "BUSY" | "LOADING" | "MASTERDOWN" | "READONLY" | "TRYAGAIN" | "CLUSTERDOWN"
+        )
+    })
 }
 
 /// Used by tests of the classification; keeps `redis` out of their imports.

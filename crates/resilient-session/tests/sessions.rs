@@ -3,63 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use resilient_session::{
-    CookieMode, Error, KeyRing, RedisManager, Session, SessionConfig, SessionStore, SetCookie,
-    Source,
-};
+use resilient_session::{CookieMode, Error, KeyRing, SessionConfig, Source};
 use serde_json::json;
 use test_redis::RedisServer;
 
 mod common;
 
-const SECRET: &str = "sessions-test-secret-of-at-least-32-bytes";
-
-async fn store_with(server: &RedisServer, config: SessionConfig) -> SessionStore {
-    let manager = RedisManager::builder()
-        .url(server.url())
-        .build()
-        .expect("manager");
-    common::until_connected(&manager).await;
-    SessionStore::new(manager, config).expect("store")
-}
-
-async fn store(server: &RedisServer) -> SessionStore {
-    store_with(server, config()).await
-}
-
-fn config() -> SessionConfig {
-    SessionConfig::new(KeyRing::from_secret(SECRET).expect("secret"))
-}
-
-/// The `Cookie` header a browser would send back after `set`.
-fn cookie_header(set: &SetCookie) -> String {
-    set.header()
-        .split(';')
-        .next()
-        .expect("name=value")
-        .to_owned()
-}
-
-fn open(store: &SessionStore, cookie: Option<&str>) -> Session {
-    store.open(cookie.map(str::as_bytes))
-}
-
-fn session_keys(server: &RedisServer) -> Vec<String> {
-    let mut keys: Vec<String> = server.query(&["KEYS", "session:*"]);
-    keys.retain(|k| k != "session:epoch");
-    keys
-}
-
-/// A stored session with `counter` = 1; returns its cookie header.
-async fn stored_session(store: &SessionStore) -> String {
-    let session = open(store, None);
-    session.insert("counter", 1).await.expect("insert");
-    let set = store
-        .finish(&session)
-        .await
-        .expect("a new session sets a cookie");
-    cookie_header(&set)
-}
+use common::{config, cookie_header, open, session_keys, store, store_with, stored_session};
 
 #[tokio::test]
 async fn concurrent_requests_changing_different_keys_both_persist() {
@@ -206,7 +156,8 @@ async fn rotated_keys_keep_sessions_and_new_cookies_use_the_newest_key() {
     let rotated = store_with(
         &server,
         SessionConfig::new(
-            KeyRing::new(["a-brand-new-secret-of-at-least-32-bytes", SECRET]).expect("ring"),
+            KeyRing::new(["a-brand-new-secret-of-at-least-32-bytes", common::SECRET])
+                .expect("ring"),
         ),
     )
     .await;

@@ -11,6 +11,7 @@
 //! | `m` | mirror: the values of the mirrored keys |
 //! | `d` | data written while Redis was down, until Redis has it |
 //! | `x` | keys removed while Redis was down, until Redis has it |
+//! | `b` | a random name for the batch in `d` and `x`, so Redis merges each batch once |
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -40,6 +41,8 @@ pub(crate) struct Payload {
     pub(crate) data: Map<String, Value>,
     #[serde(rename = "x", default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) removed: Vec<String>,
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) batch: Option<String>,
 }
 
 impl Payload {
@@ -54,7 +57,13 @@ impl Payload {
             mirror: Map::new(),
             data: Map::new(),
             removed: Vec::new(),
+            batch: None,
         }
+    }
+
+    /// Whether the cookie carries changes Redis does not have yet.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.data.is_empty() || !self.removed.is_empty()
     }
 
     /// The id a logout of this session revokes: the Redis id, or a cookie-only session's own.

@@ -83,8 +83,9 @@ impl RedisManagerBuilder {
         self
     }
 
-    /// Most connections the pool opens. Default 16: each connection is multiplexed, and session
-    /// commands take well under a millisecond, so 16 serve thousands of requests per second.
+    /// Most connections the pool opens. Default 16. Connections are multiplexed and shared: a
+    /// command borrows one only long enough to clone its handle, so a few connections carry any
+    /// number of concurrent commands; more open when checkouts overlap.
     pub fn pool_size(mut self, size: u32) -> Self {
         self.pool_size = size;
         self

@@ -3,13 +3,17 @@
 //! bb8-redis's own manager never reports a connection as broken and relies on a `PING` at
 //! checkout to find dead ones, one round trip per request. Ours keeps that `PING` off and marks a
 //! connection broken when a command on it fails at the connection level; bb8 then drops it
-//! instead of returning it to the pool. A "generation" counter retires every connection opened
+//! instead of returning it to the pool, and a checkout that finds it first skips it.
+//!
+//! Connections are multiplexed: a checkout takes a clone of one and returns it to the pool at
+//! once, so any number of commands share a few connections (pipelined), instead of one
+//! in-flight command per pooled connection. A "generation" counter retires every connection opened
 //! before the last dropped connection: after a Redis restart all of them are dead, and finding
 //! that out one failed request at a time would trip the breaker for nothing.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bb8_redis::bb8;
 use bb8_redis::redis::aio::MultiplexedConnection;
@@ -36,7 +40,8 @@ pub(crate) struct PoolSignals {
 pub(crate) struct Connection {
     pub(crate) redis: MultiplexedConnection,
     generation: u64,
-    broken: bool,
+    /// Shared with the clones in use, which may find out after the connection went back.
+    broken: Arc<AtomicBool>,
 }
 
 impl Connector {
@@ -69,9 +74,11 @@ impl PoolSignals {
         ConnectFailures(self.connect_failures.subscribe())
     }
 
-    /// Retire every connection opened so far.
+    /// Retire every connection opened so far. The data epoch they read is forgotten too: the
+    /// Redis behind the new ones may have lost its data.
     pub(crate) fn retire_all(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.epoch.forget();
     }
 
     pub(crate) fn is_stale(&self, conn: &Connection) -> bool {
@@ -98,9 +105,17 @@ impl ConnectFailures {
 }
 
 impl Connection {
-    /// Do not give this connection back to the pool.
-    pub(crate) fn mark_broken(&mut self) {
-        self.broken = true;
+    /// A handle that marks this connection broken, usable after it went back to the pool.
+    pub(crate) fn breaker_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.broken)
+    }
+
+    pub(crate) fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
     }
 }
 
@@ -120,7 +135,7 @@ impl bb8::ManageConnection for Connector {
                 Ok(Connection {
                     redis,
                     generation,
-                    broken: false,
+                    broken: Arc::new(AtomicBool::new(false)),
                 })
             }
             Err(err) => {
@@ -137,7 +152,7 @@ impl bb8::ManageConnection for Connector {
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
-        conn.broken || self.signals.is_stale(conn)
+        conn.is_broken() || self.signals.is_stale(conn)
     }
 }
 
@@ -153,8 +168,11 @@ impl Connector {
             Ok(existing) => {
                 epoch.record(existing, proposed);
             }
-            // The command fails again where it matters, with its error handled there.
-            Err(err) => tracing::debug!(error = %err, "could not read the Redis data epoch"),
+            // Unknown now: read again when needed, rather than trust a value from before.
+            Err(err) => {
+                epoch.forget();
+                tracing::debug!(error = %err, "could not read the Redis data epoch");
+            }
         }
     }
 }
@@ -175,7 +193,7 @@ impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("generation", &self.generation)
-            .field("broken", &self.broken)
+            .field("broken", &self.is_broken())
             .finish_non_exhaustive()
     }
 }

@@ -32,6 +32,11 @@ impl Epoch {
         self.lock().clone()
     }
 
+    /// Forget the value: the next reader asks Redis.
+    pub(crate) fn forget(&self) {
+        *self.lock() = None;
+    }
+
     /// `SET key <new random value> NX GET`: creates the epoch when missing, and answers the
     /// existing value, or nil when this call created it. Returns the command and the new value.
     pub(crate) fn command(key: &str) -> (redis::Cmd, String) {

@@ -286,8 +286,14 @@ impl RedisManager {
         request: Request<'_>,
     ) -> Result<T> {
         let timeout = self.inner.settings.command_timeout;
-        let mut conn = self.checkout().await?;
-        match tokio::time::timeout(timeout, request.send(&mut conn.redis)).await {
+        // A clone of a multiplexed connection: the pooled one goes back at once, for others to
+        // share while this command is in flight.
+        let (mut redis, broken) = {
+            let conn = self.checkout().await?;
+            (conn.redis.clone(), conn.breaker_flag())
+        };
+        let mark_broken = || broken.store(true, std::sync::atomic::Ordering::Release);
+        match tokio::time::timeout(timeout, request.send(&mut redis)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(source)) => {
                 if source.is_connection_dropped() {
@@ -296,12 +302,12 @@ impl RedisManager {
                 }
                 let err = Error::Redis { operation, source };
                 if err.breaks_connection() {
-                    conn.mark_broken();
+                    mark_broken();
                 }
                 Err(err)
             }
             Err(_elapsed) => {
-                conn.mark_broken();
+                mark_broken();
                 Err(Error::Timeout {
                     operation,
                     after: timeout,
@@ -327,12 +333,12 @@ impl RedisManager {
         // `max_size` of them.
         for _ in 0..=inner.pool.state().connections {
             let mut failures = inner.signals.connect_failures();
-            let mut conn = tokio::select! {
+            let conn = tokio::select! {
                 biased;
                 got = inner.pool.get() => got.map_err(to_error)?,
                 source = failures.next() => return Err(to_error(RunError::User(source))),
             };
-            if inner.signals.is_stale(&conn) {
+            if conn.is_broken() || inner.signals.is_stale(&conn) {
                 conn.mark_broken();
                 continue;
             }

@@ -7,8 +7,10 @@
 //! still exists. That last condition is why it is a script and not a plain pipeline: a slow write
 //! racing a logout must not bring the session back (CVE-2025-46336 is that bug elsewhere). A new
 //! id (`cycle_id`) writes the new hash and deletes the old one in the same round trip, never with
-//! `RENAME` (it fails across cluster slots). A logout made while Redis was down is replayed
-//! later as `DEL` plus a tombstone at `{namespace}:revoked:{sha256(id)}`.
+//! `RENAME` (it fails across cluster slots); if the old hash was gone by then, the new one is
+//! deleted too. A logout made while Redis was down is replayed later as `DEL` plus a tombstone at
+//! `{namespace}:revoked:{sha256(id)}` ("revoked"). A session re-seeded or promoted from its
+//! cookie first claims its old id with a "moved" tombstone (`SET NX`), so that it moves once.
 
 use std::sync::Arc;
 
@@ -50,8 +52,38 @@ pub(crate) struct Write<'a> {
     pub(crate) replaces: Option<&'a SessionId>,
 }
 
+/// What became of a save.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    Yes,
+    /// The session ended meanwhile: nothing was (or stays) written.
+    Gone,
+}
+
+/// What a tombstone says about an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tombstone {
+    /// No tombstone.
+    None,
+    /// Logged out.
+    Revoked,
+    /// Moved to a new id (re-seeded or promoted) by another request.
+    Moved,
+}
+
+const REVOKED: &str = "revoked";
+const MOVED: &str = "moved";
+
 /// A session hash as Redis returned it: field and value bytes.
 pub(crate) type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn tombstone_of(value: Option<String>) -> Tombstone {
+    match value.as_deref() {
+        None => Tombstone::None,
+        Some(REVOKED) => Tombstone::Revoked,
+        Some(_) => Tombstone::Moved,
+    }
+}
 
 impl Backend {
     pub(crate) fn new(manager: RedisManager, namespace: String) -> Self {
@@ -86,8 +118,8 @@ impl Backend {
         Ok((!fields.is_empty()).then_some(fields))
     }
 
-    /// Runs a save; `false` when the session was gone (and so was not written).
-    pub(crate) async fn write(&self, write: &Write<'_>) -> Result<bool> {
+    /// Runs a save.
+    pub(crate) async fn write(&self, write: &Write<'_>) -> Result<Written> {
         let mut eval = redis::cmd("EVAL");
         eval.arg(WRITE_SCRIPT)
             .arg(1)
@@ -99,20 +131,35 @@ impl Backend {
         for (field, value) in &write.set {
             eval.arg(*field).arg(value);
         }
-        let written: i64 = match write.replaces {
-            None => self.manager.query("session save", &eval).await?,
+        match write.replaces {
+            None => {
+                let written: i64 = self.manager.query("session save", &eval).await?;
+                Ok(if written == 1 {
+                    Written::Yes
+                } else {
+                    Written::Gone
+                })
+            }
             Some(old) => {
                 let mut pipeline = redis::pipe();
                 pipeline.add_command(eval);
-                pipeline.cmd("DEL").arg(self.key(old)).ignore();
-                let (written,): (i64,) = self
+                pipeline.cmd("DEL").arg(self.key(old));
+                let (written, deleted): (i64, i64) = self
                     .manager
                     .query_pipeline("session save", &pipeline)
                     .await?;
-                written
+                Ok(match (written, deleted) {
+                    (1, 1) => Written::Yes,
+                    // The old hash was already gone: the session ended while this request ran
+                    // (a logout racing a login). The new hash must not outlive it.
+                    (1, _) => {
+                        self.delete(write.id).await?;
+                        Written::Gone
+                    }
+                    _ => Written::Gone,
+                })
             }
-        };
-        Ok(written == 1)
+        }
     }
 
     /// Refreshes the TTL; `false` when the hash does not exist.
@@ -140,7 +187,7 @@ impl Backend {
             pipeline
                 .cmd("SET")
                 .arg(id.tombstone_key(&self.namespace))
-                .arg(1)
+                .arg(REVOKED)
                 .arg("EX")
                 .arg(secs)
                 .ignore();
@@ -150,11 +197,27 @@ impl Backend {
             .await
     }
 
-    /// Whether a logout of `id` left a tombstone.
-    pub(crate) async fn is_revoked(&self, id: &SessionId) -> Result<bool> {
-        let mut cmd = redis::cmd("EXISTS");
+    /// The tombstone of `id`, if any.
+    pub(crate) async fn tombstone(&self, id: &SessionId) -> Result<Tombstone> {
+        let mut cmd = redis::cmd("GET");
         cmd.arg(id.tombstone_key(&self.namespace));
-        self.manager.query("session tombstone", &cmd).await
+        let value: Option<String> = self.manager.query("session tombstone", &cmd).await?;
+        Ok(tombstone_of(value))
+    }
+
+    /// Claims `id` for a move to a new id: leaves a "moved" tombstone unless there is one
+    /// already, atomically, so that a session is re-seeded or promoted once, never forked by
+    /// two copies of its cookie. Answers the tombstone that was there (`None`: the claim is ours).
+    pub(crate) async fn claim(&self, id: &SessionId, tombstone_secs: u64) -> Result<Tombstone> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(id.tombstone_key(&self.namespace))
+            .arg(MOVED)
+            .arg("NX")
+            .arg("GET")
+            .arg("EX")
+            .arg(tombstone_secs);
+        let previous: Option<String> = self.manager.query("session claim", &cmd).await?;
+        Ok(tombstone_of(previous))
     }
 
     /// The data epoch, from memory unless `fresh`; `None` when it cannot be read now.

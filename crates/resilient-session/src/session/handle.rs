@@ -93,6 +93,11 @@ impl Session {
     /// the value does not serialise, or the session would outgrow
     /// [`max_session_bytes`](crate::SessionConfig::max_session_bytes).
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<()> {
+        if key.starts_with('\0') {
+            return Err(Error::ReservedKey {
+                key: key.to_owned(),
+            });
+        }
         let value = serde_json::to_value(value).map_err(|source| Error::SessionValue {
             key: key.to_owned(),
             source,
@@ -175,6 +180,20 @@ impl Session {
     /// Whether the session holds no data.
     pub async fn is_empty(&self) -> bool {
         self.loaded().await.values.is_empty()
+    }
+
+    /// Nothing to do at the end of the request: never used, nothing to touch, no cookie to
+    /// change. Checked without waiting: a session in use by someone else is not idle.
+    pub(crate) fn is_idle(&self, store: &SessionStore) -> bool {
+        let Ok(state) = self.state.try_lock() else {
+            return false;
+        };
+        !state.loaded
+            && !state.destroyed
+            && state.outgoing == super::state::Outgoing::Keep
+            && state.base.as_ref().is_none_or(|cookie| {
+                cookie.id.is_none() || !store.touch_due(cookie, super::store::now())
+            })
     }
 
     /// The state, loaded on first use.

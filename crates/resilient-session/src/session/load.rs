@@ -2,12 +2,19 @@
 
 use serde_json::{Map, Value};
 
-use super::backend::Fields;
+use super::backend::{Fields, Tombstone};
 use super::state::State;
 use super::store::now;
 use super::{SessionId, SessionStore, Source};
 use crate::cookie::Payload;
 use crate::stats::Counters;
+
+/// The hash field that lists the outage batches already merged (newest last). Session keys
+/// starting with NUL are reserved, so no app key collides with it.
+pub(crate) const MERGED_FIELD: &str = "\u{0}merged";
+
+/// How many merged batch names the hash remembers.
+pub(crate) const MERGED_KEPT: usize = 8;
 
 impl SessionStore {
     /// Loads `state` from Redis, or from the cookie when Redis is unavailable. Never fails: a
@@ -18,24 +25,14 @@ impl SessionStore {
             // A new visitor, or a cookie that was invalid or expired.
             return;
         };
-        if cookie
-            .revocable_id()
-            .is_some_and(|id| self.revocations().contains(id))
-        {
+        if self.revoked_here(&cookie) {
             // Logged out while Redis was down; the logout waits to be replayed.
             state.reset();
             return;
         }
         let now = now();
         let Some(id) = cookie.id.clone() else {
-            // A session that began while Redis was down: the cookie is all there is. It moves to
-            // Redis, under a new id, at the end of the first request that finds Redis up.
-            if self.fallback_allowed(&cookie, now) {
-                self.serve_from_cookie(state, &cookie);
-                state.promote = true;
-            } else {
-                state.reset();
-            }
+            self.load_cookie_only(state, &cookie, now).await;
             return;
         };
         let touch = self
@@ -43,44 +40,81 @@ impl SessionStore {
             .then(|| self.ttl_secs(cookie.created, now));
         match self.backend().load(&id, touch).await {
             Ok(Some(fields)) => match self.parse(fields) {
-                Ok(values) => {
+                Ok((values, merged)) => {
                     state.values = values;
                     state.source = Source::Redis;
                     state.stored_id = Some(id);
                     state.touched_at_load = touch.is_some();
                     // Redis has the data, the cookie what was written while it was down: the
-                    // cookie's changes are newer and win, field by field.
-                    state.apply_pending(&cookie);
+                    // cookie's changes are newer and win, field by field, once per batch.
+                    let already_merged = cookie.batch.as_ref().is_some_and(|b| merged.contains(b));
+                    if !already_merged {
+                        state.apply_pending(&cookie);
+                    }
+                    state.merged = merged;
                 }
                 Err(reason) => self.discard_corrupt(state, &id, &reason).await,
             },
             Ok(None) => self.load_missing(state, &cookie, &id).await,
-            Err(err) if err.is_unavailable() => {
-                tracing::debug!(error = %err, "Redis unavailable: serving the session from its cookie");
-                if self.fallback_allowed(&cookie, now) {
-                    self.serve_from_cookie(state, &cookie);
-                } else {
-                    // Too long since Redis confirmed it to be honoured on its own; but Redis may
-                    // confirm it again once back, so the cookie stays.
-                    state.detach();
-                }
+            Err(err) if err.is_wrong_type() => {
+                self.discard_corrupt(state, &id, &err.to_string()).await;
             }
             Err(err) => {
-                // Redis answered, but not with a hash (`WRONGTYPE`): corrupt.
-                self.discard_corrupt(state, &id, &err.to_string()).await;
+                // Unavailable, or an error we cannot place: never a reason to log anyone out.
+                tracing::debug!(error = %err, "Redis unavailable: serving the session from its cookie");
+                self.fall_back(state, &cookie, now);
             }
         }
     }
 
-    fn serve_from_cookie(&self, state: &mut State, cookie: &Payload) {
-        Counters::bump(&self.counters().fallback_reads);
-        state.serve_from_cookie(cookie);
+    /// Whether this process holds a logout of the cookie's session that waits for Redis.
+    pub(crate) fn revoked_here(&self, cookie: &Payload) -> bool {
+        let revocations = self.revocations();
+        !revocations.is_empty()
+            && cookie
+                .revocable_id()
+                .is_some_and(|id| revocations.contains(id))
+    }
+
+    /// The cookie stands in for Redis, within the fallback max age. Past it, the session is
+    /// served empty but the cookie is kept: an outage never logs anyone out by itself.
+    fn fall_back(&self, state: &mut State, cookie: &Payload, now: i64) {
+        if self.fallback_allowed(cookie, now) {
+            Counters::bump(&self.counters().fallback_reads);
+            state.serve_from_cookie(cookie);
+        } else {
+            state.detach();
+        }
+    }
+
+    /// A session that began while Redis was down: the cookie is all there is. It moves to
+    /// Redis, under a new id, at the end of the first request that finds Redis up, unless it was
+    /// logged out (or moved) meanwhile.
+    async fn load_cookie_only(&self, state: &mut State, cookie: &Payload, now: i64) {
+        if !self.fallback_allowed(cookie, now) {
+            state.reset();
+            return;
+        }
+        let tombstone = match &cookie.provisional {
+            Some(provisional) => self.backend().tombstone(provisional).await,
+            None => Ok(Tombstone::None),
+        };
+        match tombstone {
+            Ok(Tombstone::Revoked) => state.reset(),
+            // Another request moved it already; this copy stands for nothing.
+            Ok(Tombstone::Moved) => state.detach(),
+            // No tombstone, or Redis unavailable (then the move fails fast at the end).
+            Ok(Tombstone::None) | Err(_) => {
+                self.fall_back(state, cookie, now);
+                state.promote = true;
+            }
+        }
     }
 
     /// The hash is gone. Same data epoch as the cookie saw: the session ended (logout, expiry,
     /// deleted by an operator). A new epoch: Redis lost its data, and the session is re-seeded
-    /// from its cookie under a new id, within the fallback max age and unless a replayed logout
-    /// left a tombstone.
+    /// from its cookie under a new id, within the fallback max age and unless its id has a
+    /// tombstone (a replayed logout, or another copy that re-seeded it already).
     async fn load_missing(&self, state: &mut State, cookie: &Payload, id: &SessionId) {
         let current = self.backend().epoch(true).await;
         let lost =
@@ -89,15 +123,16 @@ impl SessionStore {
             state.reset();
             return;
         }
-        match self.backend().is_revoked(id).await {
-            Ok(false) => {
+        match self.backend().tombstone(id).await {
+            Ok(Tombstone::None) => {
                 state.serve_from_cookie(cookie);
                 state.source = Source::Redis;
                 state.promote = true;
             }
-            Ok(true) => state.reset(),
+            Ok(Tombstone::Revoked) => state.reset(),
+            Ok(Tombstone::Moved) => state.detach(),
             // Cannot tell now: serve from the cookie, re-seed on a later request.
-            Err(_) => self.serve_from_cookie(state, cookie),
+            Err(_) => self.fall_back(state, cookie, now()),
         }
     }
 
@@ -115,8 +150,8 @@ impl SessionStore {
     }
 
     /// Session data from a hash: UTF-8 field names, JSON values, within the size limit, and
-    /// accepted by the app's validator.
-    fn parse(&self, fields: Fields) -> Result<Map<String, Value>, String> {
+    /// accepted by the app's validator; plus the names of the outage batches it merged.
+    fn parse(&self, fields: Fields) -> Result<(Map<String, Value>, Vec<String>), String> {
         let config = self.config();
         let bytes: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
         if bytes > config.max_session_bytes {
@@ -126,9 +161,15 @@ impl SessionStore {
             ));
         }
         let mut values = Map::new();
+        let mut merged = Vec::new();
         for (field, raw) in fields {
             let field =
                 String::from_utf8(field).map_err(|_| "a field name is not UTF-8".to_owned())?;
+            if field == MERGED_FIELD {
+                merged = serde_json::from_slice(&raw)
+                    .map_err(|_| "the merged-batches field is not a list".to_owned())?;
+                continue;
+            }
             let value = serde_json::from_slice(&raw)
                 .map_err(|err| format!("value of `{field}` is not JSON: {err}"))?;
             values.insert(field, value);
@@ -136,6 +177,6 @@ impl SessionStore {
         if let Some(validate) = &config.validator {
             validate(&values).map_err(|reason| format!("validation failed: {reason}"))?;
         }
-        Ok(values)
+        Ok((values, merged))
     }
 }

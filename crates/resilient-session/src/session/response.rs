@@ -16,9 +16,17 @@ use http::{HeaderMap, HeaderValue};
 /// let cache_control = resilient_session::SetCookie::cache_control(cache_control);
 /// # }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SetCookie {
     header: String,
+}
+
+impl std::fmt::Debug for SetCookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The value logs whoever holds it in: only the attributes are shown.
+        let attributes = self.header.split_once(';').map_or("", |(_, rest)| rest);
+        write!(f, "SetCookie(<redacted>;{attributes})")
+    }
 }
 
 impl SetCookie {

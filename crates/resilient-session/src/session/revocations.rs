@@ -7,6 +7,7 @@
 //! replayed is logged and counted.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(200);
 #[derive(Debug, Default)]
 pub(crate) struct Revocations {
     queue: Mutex<Queue>,
+    /// The queue's length, readable without the lock (the request path asks on every load).
+    pending: AtomicUsize,
     /// Wakes the replay task when a logout is queued (or the store is dropped).
     pub(crate) wake: Arc<Notify>,
 }
@@ -55,6 +58,7 @@ impl Revocations {
         }
         queue.members.insert(id.as_str().to_owned());
         queue.order.push_back((id, 0));
+        self.pending.store(queue.order.len(), Ordering::Release);
         drop(queue);
         self.wake.notify_one();
         true
@@ -66,7 +70,11 @@ impl Revocations {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().order.len()
+        self.pending.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The next logout to replay.
@@ -92,6 +100,7 @@ impl Revocations {
         if given_up {
             queue.order.remove(position);
             queue.members.remove(id.as_str());
+            self.pending.store(queue.order.len(), Ordering::Release);
         } else if let Some(entry) = queue.order.remove(position) {
             // Let the others have their turn.
             queue.order.push_back(entry);

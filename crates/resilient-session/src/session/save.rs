@@ -1,28 +1,45 @@
 //! Persisting a session (DESIGN.md §4 step 4): write, touch, or end it, and decide the cookie.
 
-use super::backend::Write;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::backend::{Tombstone, Write, Written};
+use super::load::{MERGED_FIELD, MERGED_KEPT};
 use super::response::SetCookie;
 use super::state::{Outgoing, State};
 use super::store::now;
 use super::{Session, SessionId, SessionStore, Source};
-use crate::Result;
 use crate::cookie::Payload;
 use crate::stats::Counters;
+use crate::{Error, Result};
 
 impl SessionStore {
     /// Step four of a request, after the handler: persists what is left to persist and returns
     /// the `Set-Cookie` to send, if any. Never fails: when Redis is unavailable, what changed
     /// goes into the cookie; problems are logged and counted.
+    ///
+    /// The work runs in a task of its own, so it completes (a logout's `DEL`, a write) even if
+    /// the caller is dropped because the client went away. A session nobody used costs nothing.
     pub async fn finish(&self, session: &Session) -> Option<SetCookie> {
-        let mut state = session.state.lock().await;
-        if let Err(err) = self.persist(&mut state).await {
-            tracing::debug!(error = %err, "session not fully persisted");
+        if session.is_idle(self) {
+            return None;
         }
-        match &state.outgoing {
-            Outgoing::Keep => None,
-            Outgoing::Set(set_cookie) => Some(set_cookie.clone()),
-            Outgoing::Remove => Some(self.removal()),
-        }
+        let (store, session) = (self.clone(), session.clone());
+        let finishing = tokio::spawn(async move {
+            let mut state = session.state.lock().await;
+            if let Err(err) = store.persist(&mut state).await {
+                tracing::debug!(error = %err, "session not fully persisted");
+            }
+            match &state.outgoing {
+                Outgoing::Keep => None,
+                Outgoing::Set(set_cookie) => Some(set_cookie.clone()),
+                Outgoing::Remove => Some(store.removal()),
+            }
+        });
+        finishing.await.unwrap_or_else(|err| {
+            tracing::error!(error = %err, "the session's end-of-request task failed");
+            None
+        })
     }
 
     /// Persists what changed since the last call: Redis when it is available, the cookie when
@@ -40,13 +57,17 @@ impl SessionStore {
         if !state.is_dirty() {
             return self.refresh_cookie(state, now);
         }
+        if state.detached && !state.cycle {
+            // The cookie stays for when Redis is back; changes made meanwhile cannot be kept.
+            state.changed.clear();
+            return Err(Error::FallbackExpired);
+        }
         if state.values.is_empty() {
             // Everything was removed: an empty session is no session.
             self.end(state).await;
             return Ok(());
         }
-        let loaded_from_cookie = state.source == Source::Cookie;
-        if loaded_from_cookie && state.base.as_ref().is_some_and(|c| c.id.is_some()) {
+        if state.source == Source::Cookie && !state.promote {
             // Redis was unavailable when the session loaded; the next request that finds it up
             // merges these changes into the hash.
             return self.write_to_cookie(state, now);
@@ -61,12 +82,12 @@ impl SessionStore {
             return;
         }
         state.ended = true;
+        let cookie_only =
+            state.stored_id.is_none() && state.base.as_ref().is_some_and(|c| c.id.is_none());
         let id = state
             .stored_id
             .clone()
             .or_else(|| state.base.as_ref().and_then(|c| c.revocable_id().cloned()));
-        let cookie_only =
-            state.stored_id.is_none() && state.base.as_ref().is_some_and(|c| c.id.is_none());
         if let Some(id) = id {
             let ended = if cookie_only {
                 // Nothing in Redis: only a tombstone stops a copy being promoted later.
@@ -74,17 +95,9 @@ impl SessionStore {
             } else {
                 self.backend().delete(&id).await
             };
-            match ended {
-                Ok(()) => {}
-                Err(err) if err.is_unavailable() => {
-                    if !self.revocations().push(id) {
-                        Counters::bump(&self.counters().revocations_failed);
-                        tracing::warn!(
-                            "too many logouts waiting for Redis: this one will not be replayed"
-                        );
-                    }
-                }
-                Err(err) => tracing::warn!(error = %err, "could not delete an ended session"),
+            if let Err(err) = ended {
+                tracing::debug!(error = %err, "logout queued until Redis is available");
+                self.revoke_later(id);
             }
         }
         state.values.clear();
@@ -98,6 +111,14 @@ impl SessionStore {
         };
     }
 
+    /// Queues a logout for replay; counts it when the queue is full.
+    fn revoke_later(&self, id: SessionId) {
+        if !self.revocations().push(id) {
+            Counters::bump(&self.counters().revocations_failed);
+            tracing::warn!("too many logouts waiting for Redis: this one will not be replayed");
+        }
+    }
+
     /// The handler never read the session: touch the TTL when a touch is due.
     async fn touch_unread(&self, state: &mut State, now: i64) {
         let Some(cookie) = state.base.as_ref() else {
@@ -106,7 +127,7 @@ impl SessionStore {
         let Some(id) = cookie.id.as_ref() else {
             return;
         };
-        if !self.touch_due(cookie, now) {
+        if !self.touch_due(cookie, now) || self.revoked_here(cookie) {
             return;
         }
         if let Ok(true) = self
@@ -117,7 +138,7 @@ impl SessionStore {
             let mut payload = cookie.clone();
             payload.touched = now;
             payload.epoch = self.epoch_text().await.or(payload.epoch);
-            // The payload only shrank or kept its size: it fits.
+            // Nothing was added to the payload: it fits as before.
             let _ = self.send(state, payload, now);
         }
         // Gone, or Redis unavailable: the next request that reads the session decides.
@@ -145,22 +166,30 @@ impl SessionStore {
         self.send(state, payload, now)
     }
 
-    /// Redis is unavailable: what changed rides in the cookie until Redis has it. A session
-    /// that begins now gets an id of its own for revocation, never used as a Redis key.
+    /// Redis is unavailable: what changed rides in the cookie until Redis has it.
+    ///
+    /// A new id was asked for (`cycle_id`, on login) or the session's old identity was given
+    /// up: the session becomes a cookie-only one with an identity of its own, and its old id is
+    /// revoked, so that no cookie chosen before (session fixation) carries the login.
     fn write_to_cookie(&self, state: &mut State, now: i64) -> Result<()> {
-        state.cycle = false;
+        let new_identity = std::mem::take(&mut state.cycle) && state.base.is_some();
         state.promote = false;
-        if state.changed.is_empty() {
+        if state.changed.is_empty() && !new_identity {
             // Nothing new: the cookie already holds the session.
             return Ok(());
         }
         Counters::bump(&self.counters().fallback_writes);
         let mut payload = match state.base.clone() {
-            Some(payload) => payload,
-            None => {
-                let mut payload = Payload::new(None, now);
-                payload.provisional = Some(SessionId::generate()?);
-                payload
+            Some(base) if !new_identity => base,
+            base => {
+                if let Some(old) = base.as_ref().and_then(|b| b.revocable_id().cloned()) {
+                    self.revoke_later(old);
+                }
+                let mut fresh = Payload::new(None, now);
+                fresh.created = base.as_ref().map_or(now, |b| b.created);
+                fresh.provisional = Some(SessionId::generate()?);
+                state.mark_all_changed();
+                fresh
             }
         };
         for key in std::mem::take(&mut state.changed) {
@@ -177,6 +206,7 @@ impl SessionStore {
                 }
             }
         }
+        payload.batch = Some(batch_name()?);
         payload.mirror = self.mirror(&state.values);
         self.send(state, payload, now)
     }
@@ -184,17 +214,8 @@ impl SessionStore {
     /// Writes what changed: only the changed fields to an existing hash (if it still exists),
     /// everything to a new one (new session, new id, re-seeded or promoted session).
     async fn write_to_redis(&self, state: &mut State, now: i64) -> Result<()> {
-        if let Some(provisional) = state.base.as_ref().and_then(|c| c.provisional.clone()) {
-            // A session from the cookie alone moves to Redis, unless it was logged out.
-            match self.backend().is_revoked(&provisional).await {
-                Ok(false) => {}
-                Ok(true) => {
-                    state.reset();
-                    return Ok(());
-                }
-                Err(err) if err.is_unavailable() => return self.write_to_cookie(state, now),
-                Err(err) => return Err(err),
-            }
+        if state.promote && !self.claim_old_identity(state).await? {
+            return Ok(());
         }
         let existing = state.stored_id.clone().filter(|_| !state.cycle);
         let id = match &existing {
@@ -210,19 +231,33 @@ impl SessionStore {
         } else {
             (state.values.keys().collect(), Vec::new())
         };
+        let mut set: Vec<(&str, String)> = set
+            .into_iter()
+            .filter_map(|key| Some((key.as_str(), state.values.get(key)?.to_string())))
+            .collect();
+        // Remember the outage batch this write merges, so that a stale copy of the cookie that
+        // carries it does not write it again over newer values.
+        let merged = self.merged_after(state);
+        if let Some(merged) = &merged {
+            set.push((MERGED_FIELD, merged.clone()));
+        }
+        // A new id for a session whose hash this request did not load (a login on a detached
+        // or cookie-only session): its old identity ends too.
+        let superseded = state
+            .base
+            .as_ref()
+            .and_then(|c| c.revocable_id().cloned())
+            .filter(|_| state.cycle && state.stored_id.is_none() && !state.promote);
         let write = Write {
             id: &id,
             must_exist: existing.is_some(),
-            set: set
-                .into_iter()
-                .filter_map(|key| Some((key.as_str(), state.values.get(key)?.to_string())))
-                .collect(),
+            set,
             delete: delete.into_iter().map(String::as_str).collect(),
             ttl_secs: self.ttl_secs(created, now),
             replaces: state.stored_id.as_ref().filter(|_| state.cycle),
         };
         match self.backend().write(&write).await {
-            Ok(true) => {
+            Ok(Written::Yes) => {
                 let mut payload = Payload::new(Some(id.clone()), now);
                 payload.created = created;
                 payload.epoch = self.epoch_text().await;
@@ -230,11 +265,15 @@ impl SessionStore {
                 let cookie_current = state.base.as_ref().is_some_and(|c| {
                     c.id.as_ref() == Some(&id)
                         && c.mirror == payload.mirror
-                        && c.data.is_empty()
-                        && c.removed.is_empty()
+                        && !c.has_pending()
                         && !self.touch_due(c, now)
                 });
+                if let Some(old) = superseded {
+                    self.revoke_later(old);
+                }
                 state.stored_id = Some(id);
+                state.source = Source::Redis;
+                state.detached = false;
                 state.changed.clear();
                 state.cycle = false;
                 state.promote = false;
@@ -245,14 +284,18 @@ impl SessionStore {
                     self.send(state, payload, now)
                 }
             }
-            Ok(false) => {
-                // Deleted while this request ran (a logout racing it): do not bring it back.
+            Ok(Written::Gone) => {
+                // Ended while this request ran (a logout racing it): do not bring it back.
                 tracing::debug!("session ended during the request; its changes are dropped");
                 state.reset();
                 Ok(())
             }
             Err(err) if err.is_unavailable() => {
                 tracing::debug!(error = %err, "Redis unavailable: session changes go into the cookie");
+                if state.promote {
+                    // The old identity may be claimed already: carry on under a new one.
+                    state.cycle = true;
+                }
                 self.write_to_cookie(state, now)
             }
             Err(err) => {
@@ -262,7 +305,53 @@ impl SessionStore {
         }
     }
 
+    /// A session that comes from its cookie alone takes over its old identity (the re-seeded
+    /// id, or a cookie-only session's own) with a "moved" tombstone, so that it moves to Redis
+    /// once. `false` when it may not: logged out, or moved already by another copy.
+    async fn claim_old_identity(&self, state: &mut State) -> Result<bool> {
+        let old = state.base.as_ref().and_then(|c| c.revocable_id().cloned());
+        let (Some(old), Some(secs)) = (old, self.tombstone_secs()) else {
+            return Ok(true);
+        };
+        match self.backend().claim(&old, secs).await {
+            Ok(Tombstone::None) => Ok(true),
+            Ok(Tombstone::Revoked) => {
+                state.reset();
+                Ok(false)
+            }
+            Ok(Tombstone::Moved) => {
+                state.detach();
+                Ok(false)
+            }
+            Err(err) if err.is_unavailable() => {
+                self.write_to_cookie(state, now())?;
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The merged-batches field after this write, when it merges a batch from the cookie.
+    fn merged_after(&self, state: &State) -> Option<String> {
+        let batch = state.base.as_ref()?.batch.as_ref()?;
+        if state.merged.contains(batch) {
+            return None;
+        }
+        let mut merged = state.merged.clone();
+        merged.push(batch.clone());
+        let skip = merged.len().saturating_sub(MERGED_KEPT);
+        serde_json::to_string(&merged[skip..]).ok()
+    }
+
     async fn epoch_text(&self) -> Option<String> {
         self.backend().epoch(false).await.map(|e| e.to_string())
     }
+}
+
+/// A random name for a batch of outage writes.
+fn batch_name() -> Result<String> {
+    let mut bytes = [0u8; 9];
+    getrandom::fill(&mut bytes)
+        .map_err(|err| Error::Config(format!("the OS random number generator failed: {err}")))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }

@@ -27,6 +27,11 @@ pub(crate) struct State {
     /// The session came from the cookie alone (begun while Redis was down, or re-seeded after
     /// Redis lost its data): it is to be written whole, under a new id.
     pub(crate) promote: bool,
+    /// Served empty because the cookie is too old to stand in for an unavailable Redis; the
+    /// cookie is kept (Redis may confirm it again) and changes are not.
+    pub(crate) detached: bool,
+    /// Outage batches the hash has merged (its reserved field), newest last.
+    pub(crate) merged: Vec<String>,
     pub(crate) destroyed: bool,
     /// The destruction was carried out (or queued).
     pub(crate) ended: bool,
@@ -62,6 +67,8 @@ impl State {
             stored_id: None,
             touched_at_load: false,
             promote: false,
+            detached: false,
+            merged: Vec::new(),
             destroyed: false,
             ended: false,
             cycle: false,
@@ -72,16 +79,21 @@ impl State {
     /// Start over with an empty session: the cookie stood for a session that is over (ended,
     /// corrupt, revoked), so it is removed unless a new one replaces it.
     pub(crate) fn reset(&mut self) {
-        self.detach();
+        self.clear_data();
+        self.base = None;
         if self.had_cookie {
             self.outgoing = Outgoing::Remove;
         }
     }
 
-    /// Serve an empty session without removing the cookie: it may be good again once Redis is
-    /// back. Anything written replaces it with a new session.
+    /// Serve an empty session, but keep the cookie: it may stand for a session again once
+    /// Redis is back. Changes are not kept; a logout still revokes the cookie's id.
     pub(crate) fn detach(&mut self) {
-        self.base = None;
+        self.clear_data();
+        self.detached = true;
+    }
+
+    fn clear_data(&mut self) {
         self.values.clear();
         self.changed.clear();
         self.source = Source::New;
@@ -108,6 +120,12 @@ impl State {
         self.values = cookie.mirror.clone();
         self.apply_pending(cookie);
         self.source = Source::Cookie;
+    }
+
+    /// Everything is to be written (to a new hash, or a new cookie).
+    pub(crate) fn mark_all_changed(&mut self) {
+        let keys: Vec<String> = self.values.keys().cloned().collect();
+        self.changed.extend(keys);
     }
 
     /// Whether anything is left to persist.

@@ -1,0 +1,312 @@
+//! What must never happen, whatever the order of events: a logged-out session coming back, a
+//! login carried by a cookie someone else chose, a user logged out by a transient error, outage
+//! writes applied twice. The session engine is driven directly against a real redis-server.
+
+use std::time::Duration;
+
+use resilient_session::{Error, Session, SessionConfig, SessionStore, Source};
+use test_redis::RedisServer;
+
+mod common;
+use common::{config, cookie_header, open, session_keys, store_with, stored_session};
+
+/// Waits until the store replayed `n` logouts.
+async fn replayed(store: &SessionStore, n: u64) {
+    for _ in 0..200 {
+        if store.stats().revocations_replayed >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("logouts not replayed: {:?}", store.stats());
+}
+
+/// Waits until the manager talks to Redis again.
+async fn back(store: &SessionStore) {
+    common::until_connected(store.manager()).await;
+}
+
+async fn user(session: &Session) -> Option<String> {
+    session.get::<String>("user").await.expect("decodes")
+}
+
+fn mirrored() -> SessionConfig {
+    config().mirrored_keys(["user"])
+}
+
+#[tokio::test]
+async fn a_busy_redis_never_logs_anyone_out() {
+    let server = RedisServer::start();
+    server.run(&["CONFIG", "SET", "busy-reply-threshold", "50"]);
+    let store = store_with(&server, mirrored()).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    let cookie = cookie_header(&store.finish(&login).await.expect("cookie"));
+
+    // A script that never ends: Redis answers BUSY to everyone else.
+    let mut blocker = server.connection();
+    let script = std::thread::spawn(move || {
+        bb8_redis::redis::cmd("EVAL")
+            .arg("while true do end")
+            .arg(0)
+            .query::<()>(&mut blocker)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let session = open(&store, Some(&cookie));
+    assert_eq!(
+        user(&session).await.as_deref(),
+        Some("ada"),
+        "served from the cookie"
+    );
+    assert_eq!(session.source().await, Source::Cookie);
+    assert_eq!(store.finish(&session).await, None, "the cookie is kept");
+    assert_eq!(store.stats().corrupt_sessions, 0);
+
+    server.run(&["SCRIPT", "KILL"]);
+    assert!(
+        script.join().expect("thread").is_err(),
+        "the script was killed"
+    );
+    assert_eq!(session_keys(&server).len(), 1, "the session is intact");
+}
+
+#[tokio::test]
+async fn a_login_during_an_outage_does_not_ride_a_cookie_chosen_before() {
+    let mut server = RedisServer::builder().persistent().start();
+    let store = store_with(&server, mirrored()).await;
+    // The attacker makes a session and plants its cookie in the victim's browser.
+    let planted = stored_session(&store).await;
+
+    server.kill();
+    let victim = open(&store, Some(&planted));
+    victim.cycle_id().await;
+    victim.insert("user", "victim").await.expect("insert");
+    let victim_cookie = cookie_header(&store.finish(&victim).await.expect("a new cookie"));
+    assert_ne!(victim_cookie, planted);
+    let attacker = open(&store, Some(&planted));
+    assert_eq!(user(&attacker).await, None, "revoked here at once");
+
+    server.restart();
+    back(&store).await;
+    replayed(&store, 1).await;
+    let attacker = open(&store, Some(&planted));
+    assert_eq!(user(&attacker).await, None);
+    assert_eq!(attacker.source().await, Source::New);
+    let victim = open(&store, Some(&victim_cookie));
+    assert_eq!(user(&victim).await.as_deref(), Some("victim"));
+    let promoted = cookie_header(&store.finish(&victim).await.expect("moved to Redis"));
+    let after_promotion = open(&store, Some(&promoted));
+    assert_eq!(user(&after_promotion).await.as_deref(), Some("victim"));
+    assert_eq!(after_promotion.source().await, Source::Redis);
+}
+
+#[tokio::test]
+async fn a_session_re_seeded_then_logged_out_stays_out() {
+    let mut server = RedisServer::start();
+    let store = store_with(&server, mirrored()).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    let before_restart = cookie_header(&store.finish(&login).await.expect("cookie"));
+
+    server.restart_empty();
+    back(&store).await;
+    let reseeded = open(&store, Some(&before_restart));
+    assert_eq!(user(&reseeded).await.as_deref(), Some("ada"), "re-seeded");
+    let after = cookie_header(&store.finish(&reseeded).await.expect("a new id"));
+
+    let logout = open(&store, Some(&after));
+    logout.destroy().await;
+    store.finish(&logout).await;
+    assert!(session_keys(&server).is_empty());
+
+    // A copy of the cookie from before the restart must not re-seed it again.
+    let copy = open(&store, Some(&before_restart));
+    assert_eq!(user(&copy).await, None);
+    store.finish(&copy).await;
+    assert!(session_keys(&server).is_empty(), "nothing came back");
+}
+
+#[tokio::test]
+async fn two_copies_of_a_cookie_do_not_fork_a_re_seeded_session() {
+    let mut server = RedisServer::start();
+    let store = store_with(&server, mirrored()).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    let cookie = cookie_header(&store.finish(&login).await.expect("cookie"));
+
+    server.restart_empty();
+    back(&store).await;
+    let first = open(&store, Some(&cookie));
+    let second = open(&store, Some(&cookie));
+    assert_eq!(user(&first).await.as_deref(), Some("ada"));
+    assert_eq!(user(&second).await.as_deref(), Some("ada"));
+    assert!(store.finish(&first).await.is_some(), "the first moves it");
+    assert_eq!(
+        store.finish(&second).await,
+        None,
+        "the second keeps the cookie as it is"
+    );
+    assert_eq!(session_keys(&server).len(), 1, "one session, not two");
+}
+
+#[tokio::test]
+async fn a_cookie_only_session_logged_out_during_the_outage_stays_out() {
+    let mut server = RedisServer::start();
+    let store = store_with(&server, mirrored()).await;
+    server.kill();
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    let cookie = cookie_header(&store.finish(&login).await.expect("a cookie-only session"));
+    let logout = open(&store, Some(&cookie));
+    logout.destroy().await;
+    store.finish(&logout).await;
+
+    server.restart();
+    back(&store).await;
+    replayed(&store, 1).await;
+    let copy = open(&store, Some(&cookie));
+    assert_eq!(user(&copy).await, None, "the copy is anonymous");
+    store.finish(&copy).await;
+    assert!(session_keys(&server).is_empty(), "and was not promoted");
+}
+
+#[tokio::test]
+async fn a_login_racing_a_logout_does_not_bring_the_session_back() {
+    let server = RedisServer::start();
+    let store = store_with(&server, mirrored()).await;
+    let cookie = stored_session(&store).await;
+
+    let login = open(&store, Some(&cookie));
+    login.get_value("counter").await;
+    let logout = open(&store, Some(&cookie));
+    logout.destroy().await;
+    store.finish(&logout).await;
+
+    login.cycle_id().await;
+    login.insert("user", "ada").await.expect("insert");
+    let set = store.finish(&login).await.expect("a removal");
+    assert!(set.header().contains("Max-Age=0"), "{:?}", set);
+    assert!(
+        session_keys(&server).is_empty(),
+        "no session under the new id"
+    );
+}
+
+#[tokio::test]
+async fn a_cookie_too_old_for_the_fallback_is_kept_for_when_redis_is_back() {
+    let mut server = RedisServer::builder().persistent().start();
+    let store = store_with(&server, mirrored().fallback_max_age(Duration::from_secs(1))).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    let cookie = cookie_header(&store.finish(&login).await.expect("cookie"));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    server.kill();
+    let during = open(&store, Some(&cookie));
+    assert_eq!(user(&during).await, None, "not honoured on its own");
+    during.insert("cart", "a book").await.expect("insert");
+    let err = during.save().await.expect_err("cannot be kept");
+    assert!(matches!(err, Error::FallbackExpired), "{err}");
+    assert_eq!(
+        store.finish(&during).await,
+        None,
+        "the cookie is not replaced"
+    );
+
+    server.restart();
+    back(&store).await;
+    let after = open(&store, Some(&cookie));
+    assert_eq!(
+        user(&after).await.as_deref(),
+        Some("ada"),
+        "the session is still there"
+    );
+}
+
+#[tokio::test]
+async fn a_logout_with_a_cookie_too_old_for_the_fallback_is_replayed() {
+    let mut server = RedisServer::builder().persistent().start();
+    let store = store_with(&server, mirrored().fallback_max_age(Duration::from_secs(1))).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    let cookie = cookie_header(&store.finish(&login).await.expect("cookie"));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    server.kill();
+    let logout = open(&store, Some(&cookie));
+    assert_eq!(user(&logout).await, None);
+    logout.destroy().await;
+    store.finish(&logout).await;
+
+    server.restart();
+    back(&store).await;
+    replayed(&store, 1).await;
+    let copy = open(&store, Some(&cookie));
+    assert_eq!(user(&copy).await, None, "logged out for good");
+    assert!(session_keys(&server).is_empty());
+}
+
+#[tokio::test]
+async fn a_stale_copy_of_an_outage_cookie_does_not_write_its_changes_again() {
+    let mut server = RedisServer::builder().persistent().start();
+    let store = store_with(&server, config().mirrored_keys(["counter"])).await;
+    let cookie = stored_session(&store).await; // counter = 1
+
+    server.kill();
+    let outage = open(&store, Some(&cookie));
+    outage.insert("counter", 2).await.expect("insert");
+    let outage_cookie = cookie_header(&store.finish(&outage).await.expect("data in the cookie"));
+
+    server.restart();
+    back(&store).await;
+    let first = open(&store, Some(&outage_cookie));
+    assert_eq!(
+        first.get::<i64>("counter").await.expect("get"),
+        Some(2),
+        "merged"
+    );
+    first.insert("counter", 3).await.expect("insert");
+    store.finish(&first).await.expect("the cookie shrinks");
+
+    // The same outage cookie again (a request sent before the shrunk cookie arrived).
+    let stale = open(&store, Some(&outage_cookie));
+    assert_eq!(
+        stale.get::<i64>("counter").await.expect("get"),
+        Some(3),
+        "the newer value stands"
+    );
+    store.finish(&stale).await;
+    let check = open(&store, Some(&outage_cookie));
+    assert_eq!(check.get::<i64>("counter").await.expect("get"), Some(3));
+}
+
+#[tokio::test]
+async fn a_logout_completes_even_if_the_request_is_dropped() {
+    let server = RedisServer::start();
+    let store = store_with(&server, config()).await;
+    let cookie = stored_session(&store).await;
+    let logout = open(&store, Some(&cookie));
+    logout.destroy().await;
+    // The client goes away: the finishing future is polled once, then dropped.
+    let _ = tokio::time::timeout(Duration::ZERO, store.finish(&logout)).await;
+    for _ in 0..100 {
+        if session_keys(&server).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the logout's DEL did not happen");
+}
+
+#[tokio::test]
+async fn reserved_keys_are_refused() {
+    let server = RedisServer::start();
+    let store = store_with(&server, config()).await;
+    let session = open(&store, None);
+    let err = session
+        .insert("\u{0}merged", "x")
+        .await
+        .expect_err("reserved");
+    assert!(matches!(err, Error::ReservedKey { .. }), "{err}");
+}
