@@ -183,11 +183,11 @@ async fn redis_round_trips_per_request(framework: Framework) {
 
     redis.reset_stats();
     client.post("/counter").await;
-    // Two round trips: HGETALL, then one EVAL. Redis also counts the commands the script runs
+    // Two round trips: HGETALL, then one EVALSHA. Redis also counts the commands the script runs
     // (the existence check, HSET of the changed field only, EXPIRE).
     let expected = [
         ("hgetall", 1),
-        ("eval", 1),
+        ("evalsha", 1),
         ("exists", 1),
         ("hset", 1),
         ("expire", 1),

@@ -182,6 +182,14 @@ impl Error {
         self.is_retryable()
     }
 
+    /// Redis does not know the script asked for by its SHA-1 (`NOSCRIPT`).
+    pub(crate) fn is_no_script(&self) -> bool {
+        match self {
+            Error::Redis { source, .. } => server_codes(source).iter().any(|c| c == "NOSCRIPT"),
+            _ => false,
+        }
+    }
+
     /// Redis said the key holds another type (`WRONGTYPE`): the data is not ours to read.
     pub(crate) fn is_wrong_type(&self) -> bool {
         match self {

@@ -139,6 +139,13 @@ where
                 // Polled again after completion: nothing left to do for the session.
                 return Poll::Ready(Ok(response));
             };
+            if let Some(set_cookie) = session.store.try_finish(&session) {
+                // No Redis work left: done without a task or an allocation.
+                if let Some(set_cookie) = set_cookie {
+                    set_cookie.apply(response.headers_mut());
+                }
+                return Poll::Ready(Ok(response));
+            }
             *this.finishing = Some(Box::pin(async move {
                 if let Some(set_cookie) = session.store.finish(&session).await {
                     set_cookie.apply(response.headers_mut());

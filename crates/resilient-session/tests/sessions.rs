@@ -280,3 +280,29 @@ async fn save_reports_changes_that_do_not_fit_the_cookie_while_redis_is_down() {
     small.insert("theme", "dark").await.expect("insert");
     small.save().await.expect("fits");
 }
+
+#[tokio::test]
+async fn saves_go_by_script_hash_and_survive_a_flushed_script_cache() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let cookie = stored_session(&store).await; // loads the script with EVAL after NOSCRIPT
+
+    server.reset_stats();
+    let session = open(&store, Some(&cookie));
+    session.insert("counter", 2).await.expect("insert");
+    store.finish(&session).await;
+    let stats = server.commandstats();
+    assert_eq!(stats.get("evalsha"), Some(&1), "{stats:?}");
+    assert_eq!(
+        stats.get("eval"),
+        None,
+        "the hash is the script's: {stats:?}"
+    );
+
+    server.run(&["SCRIPT", "FLUSH"]);
+    let session = open(&store, Some(&cookie));
+    session.insert("counter", 3).await.expect("insert");
+    store.finish(&session).await;
+    let check = open(&store, Some(&cookie));
+    assert_eq!(check.get::<i64>("counter").await.expect("get"), Some(3));
+}

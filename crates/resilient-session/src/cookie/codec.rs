@@ -4,6 +4,11 @@
 //! cookie's name as associated data. Signed mode signs `name=base64url(payload)` with
 //! HMAC-SHA256 (the cookie crate's signed jar) and sends only `mac ‖ base64url(payload)`. Either
 //! way a value is bound to its cookie's name: it does not verify under another name.
+//!
+//! The value starts with the payload's `touched` time in the clear, `{touched}.{protected}`:
+//! a request that does not use its session reads only that to know whether a touch is due, and
+//! skips the cryptography. It is a hint: nothing is done on it without verifying the payload,
+//! which must hold the same time.
 
 use std::time::Duration;
 
@@ -33,15 +38,19 @@ pub(crate) struct CookieCodec {
     domain: Option<String>,
 }
 
-/// What the request's cookies held for us.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Incoming {
-    /// No cookie of ours.
-    Absent,
-    /// A cookie of ours that is tampered, truncated, oversized, from an unknown key or malformed.
-    Invalid,
-    /// A cookie that decrypted (or verified) and parsed.
-    Valid(Payload),
+/// The values of our cookie in a request, not verified yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawCookie {
+    values: Vec<String>,
+}
+
+impl RawCookie {
+    /// When the (first) value says Redis last confirmed the session. Unverified: a hint for
+    /// skipping work, never a reason to do any.
+    pub(crate) fn touched_hint(&self) -> Option<i64> {
+        let (hint, _) = self.values.first()?.split_once('.')?;
+        hint.parse().ok()
+    }
 }
 
 /// The payload does not fit in [`MAX_COOKIE_BYTES`].
@@ -68,24 +77,34 @@ impl CookieCodec {
         &self.name
     }
 
-    /// Finds our cookie among the values of the request's `Cookie` headers.
-    pub(crate) fn find<'a>(&self, headers: impl IntoIterator<Item = &'a [u8]>) -> Incoming {
-        let mut found = Incoming::Absent;
+    /// Our cookie's values among the request's `Cookie` headers, unverified. Values too long
+    /// to be ours are counted as present but not kept.
+    pub(crate) fn find<'a>(
+        &self,
+        headers: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Option<RawCookie> {
+        let mut values = Vec::new();
+        let mut present = false;
         for header in headers {
             let Ok(header) = std::str::from_utf8(header) else {
                 continue;
             };
             for cookie in Cookie::split_parse(header).flatten() {
-                if cookie.name() != self.name {
-                    continue;
-                }
-                match self.decode(cookie.value()) {
-                    Some(payload) => return Incoming::Valid(payload),
-                    None => found = Incoming::Invalid,
+                if cookie.name() == self.name {
+                    present = true;
+                    if self.name.len() + 1 + cookie.value().len() <= MAX_COOKIE_BYTES {
+                        values.push(cookie.value().to_owned());
+                    }
                 }
             }
         }
-        found
+        present.then_some(RawCookie { values })
+    }
+
+    /// Verifies the values found: the payload of the first that decodes. `None`: tampered,
+    /// truncated, oversized, from an unknown key or malformed.
+    pub(crate) fn open(&self, raw: &RawCookie) -> Option<Payload> {
+        raw.values.iter().find_map(|value| self.decode(value))
     }
 
     /// The payload of a cookie value, if a key of the ring verifies it.
@@ -93,20 +112,23 @@ impl CookieCodec {
         if self.name.len() + 1 + value.len() > MAX_COOKIE_BYTES {
             return None;
         }
+        let (hint, protected) = value.split_once('.')?;
         let json = match self.mode {
-            CookieMode::Private => self.decrypt(value)?.into_bytes(),
-            CookieMode::Signed => self.verify(value)?,
+            CookieMode::Private => self.decrypt(protected)?.into_bytes(),
+            CookieMode::Signed => self.verify(protected)?,
         };
-        Payload::from_json(&json)
+        let payload = Payload::from_json(&json)?;
+        (hint.parse::<i64>().ok()? == payload.touched).then_some(payload)
     }
 
     /// The `Set-Cookie` value carrying `payload`, expiring after `max_age`.
     pub(crate) fn encode(&self, payload: &Payload, max_age: Duration) -> Result<String, TooLarge> {
         let json = payload.to_json();
-        let value = match self.mode {
+        let protected = match self.mode {
             CookieMode::Private => self.encrypt(json),
             CookieMode::Signed => self.sign(&json),
         };
+        let value = format!("{}.{protected}", payload.touched);
         let bytes = self.name.len() + 1 + value.len();
         if bytes > MAX_COOKIE_BYTES {
             return Err(TooLarge { bytes });
@@ -216,6 +238,32 @@ mod tests {
             .to_owned()
     }
 
+    /// `None`: no cookie of ours; `Some(None)`: one that does not verify.
+    fn incoming(codec: &CookieCodec, header: &[u8]) -> Option<Option<Payload>> {
+        codec.find([header]).map(|raw| codec.open(&raw))
+    }
+
+    #[test]
+    fn the_touch_hint_is_in_the_clear_and_must_match() {
+        let codec = CookieCodec::new(&config(CookieMode::Private));
+        let value = value_of(
+            &codec
+                .encode(&payload(), Duration::from_secs(60))
+                .expect("fits"),
+        );
+        let raw = codec
+            .find([format!("session={value}").as_bytes()])
+            .expect("found");
+        assert_eq!(raw.touched_hint(), Some(1_700_000_000));
+        let (_, protected) = value.split_once('.').expect("a hint");
+        assert_eq!(
+            codec.decode(&format!("1700000001.{protected}")),
+            None,
+            "a forged hint"
+        );
+        assert_eq!(codec.decode(protected), None, "no hint");
+    }
+
     #[test]
     fn round_trips_in_both_modes() {
         for mode in [CookieMode::Private, CookieMode::Signed] {
@@ -246,8 +294,9 @@ mod tests {
                 .encode(&payload(), Duration::from_secs(60))
                 .expect("fits"),
         );
+        let (_, protected) = value.split_once('.').expect("a hint");
         let readable = URL_SAFE_NO_PAD
-            .decode(&value[MAC_CHARS..])
+            .decode(&protected[MAC_CHARS..])
             .expect("base64url");
         assert!(String::from_utf8_lossy(&readable).contains("ada"));
     }
@@ -310,13 +359,13 @@ mod tests {
                 .expect("fits"),
         );
         let header = format!("theme=dark; session={value}; other=1");
-        assert_eq!(codec.find([header.as_bytes()]), Incoming::Valid(payload()));
-        assert_eq!(codec.find([&b"theme=dark"[..]]), Incoming::Absent);
-        assert_eq!(codec.find([&b"session=garbage"[..]]), Incoming::Invalid);
-        assert_eq!(codec.find([&[0xff, 0xfe][..]]), Incoming::Absent);
+        assert_eq!(incoming(&codec, header.as_bytes()), Some(Some(payload())));
+        assert_eq!(incoming(&codec, b"theme=dark"), None);
+        assert_eq!(incoming(&codec, b"session=garbage"), Some(None));
+        assert_eq!(incoming(&codec, &[0xff, 0xfe]), None);
         // A bad duplicate does not hide a good one.
         let both = format!("session=garbage; session={value}");
-        assert_eq!(codec.find([both.as_bytes()]), Incoming::Valid(payload()));
+        assert_eq!(incoming(&codec, both.as_bytes()), Some(Some(payload())));
     }
 
     #[test]

@@ -18,6 +18,6 @@ mod codec;
 mod keyring;
 mod payload;
 
-pub(crate) use codec::{CookieCodec, Incoming};
+pub(crate) use codec::{CookieCodec, RawCookie};
 pub use keyring::{KeyRing, MIN_SECRET_BYTES};
 pub(crate) use payload::Payload;

@@ -12,6 +12,7 @@
 //! While open, [`Breaker::admit`] refuses at once: no network traffic. Time is passed in by the
 //! caller, so the state machine is tested with a clock the test controls.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,8 @@ pub(crate) struct BreakerConfig {
 pub(crate) struct Breaker {
     config: BreakerConfig,
     phase: Mutex<Phase>,
+    /// Closed with no failure counted: the common case, answered without the lock.
+    quiet: AtomicBool,
 }
 
 /// Leave to talk to Redis; report the outcome with [`Breaker::record`].
@@ -89,11 +92,15 @@ impl Breaker {
         Self {
             config,
             phase: Mutex::new(Phase::Closed { failures: 0 }),
+            quiet: AtomicBool::new(true),
         }
     }
 
     /// Ask to talk to Redis at `now`.
     pub(crate) fn admit(&self, now: Instant) -> Result<Admission, Rejected> {
+        if self.quiet.load(Ordering::Acquire) {
+            return Ok(Admission::Normal);
+        }
         let mut phase = self.lock();
         match *phase {
             Phase::Closed { .. } => Ok(Admission::Normal),
@@ -112,7 +119,26 @@ impl Breaker {
         outcome: Outcome,
         now: Instant,
     ) -> Transition {
+        if admission == Admission::Normal
+            && outcome == Outcome::Success
+            && self.quiet.load(Ordering::Acquire)
+        {
+            return Transition::None;
+        }
         let mut phase = self.lock();
+        let transition = Self::step(&self.config, &mut phase, admission, outcome, now);
+        let quiet = matches!(*phase, Phase::Closed { failures: 0 });
+        self.quiet.store(quiet, Ordering::Release);
+        transition
+    }
+
+    fn step(
+        config: &BreakerConfig,
+        phase: &mut Phase,
+        admission: Admission,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Transition {
         match (*phase, admission, outcome) {
             (Phase::Closed { .. }, Admission::Normal, Outcome::Success) => {
                 *phase = Phase::Closed { failures: 0 };
@@ -120,8 +146,8 @@ impl Breaker {
             }
             (Phase::Closed { failures }, Admission::Normal, Outcome::Failure) => {
                 let failures = failures.saturating_add(1);
-                if failures >= self.config.failure_threshold {
-                    self.open(&mut phase, 1, now)
+                if failures >= config.failure_threshold {
+                    Self::open(config, phase, 1, now)
                 } else {
                     *phase = Phase::Closed { failures };
                     Transition::None
@@ -132,7 +158,7 @@ impl Breaker {
                 Transition::Closed
             }
             (Phase::HalfOpen { trips }, Admission::Probe, Outcome::Failure) => {
-                self.open(&mut phase, trips.saturating_add(1), now)
+                Self::open(config, phase, trips.saturating_add(1), now)
             }
             (Phase::HalfOpen { trips }, Admission::Probe, Outcome::Abandoned) => {
                 // Nobody learnt anything: let the next caller probe at once.
@@ -163,11 +189,8 @@ impl Breaker {
         }
     }
 
-    fn open(&self, phase: &mut Phase, trips: u32, now: Instant) -> Transition {
-        let retry_in = self
-            .config
-            .open_backoff
-            .equal_jitter(trips.saturating_sub(1));
+    fn open(config: &BreakerConfig, phase: &mut Phase, trips: u32, now: Instant) -> Transition {
+        let retry_in = config.open_backoff.equal_jitter(trips.saturating_sub(1));
         *phase = Phase::Open {
             until: now + retry_in,
             trips,

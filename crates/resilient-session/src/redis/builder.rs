@@ -162,9 +162,11 @@ impl RedisManagerBuilder {
             .map_err(|source| Error::InvalidUrl { source })?;
         let secret = info.redis_settings().password().map(str::to_owned);
         let client = redis::Client::open(info).map_err(|source| Error::InvalidUrl { source })?;
+        // Every command runs under the manager's own timeout (command timeout, retry budget);
+        // the client's would only add a second timer per command.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.command_timeout));
+            .set_response_timeout(None);
         let signals = PoolSignals::new();
         let pool = bb8::Pool::builder()
             .max_size(self.pool_size)
@@ -198,6 +200,7 @@ impl RedisManagerBuilder {
         };
         Ok(RedisManager::start(
             pool,
+            self.pool_size,
             signals,
             breaker,
             Status::new(secret),

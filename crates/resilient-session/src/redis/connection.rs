@@ -84,6 +84,12 @@ impl PoolSignals {
     pub(crate) fn is_stale(&self, conn: &Connection) -> bool {
         conn.generation < self.generation.load(Ordering::Acquire)
     }
+
+    /// Neither broken nor retired.
+    pub(crate) fn is_usable(&self, shared: &Shared) -> bool {
+        !shared.broken.load(Ordering::Acquire)
+            && shared.generation >= self.generation.load(Ordering::Acquire)
+    }
 }
 
 /// See [`PoolSignals::connect_failures`].
@@ -104,10 +110,28 @@ impl ConnectFailures {
     }
 }
 
+/// A handle to a pooled connection for commands to share: usable after the pooled connection
+/// went back to the pool, and able to mark it broken.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) redis: MultiplexedConnection,
+    broken: Arc<AtomicBool>,
+    generation: u64,
+}
+
+impl Shared {
+    pub(crate) fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Release);
+    }
+}
+
 impl Connection {
-    /// A handle that marks this connection broken, usable after it went back to the pool.
-    pub(crate) fn breaker_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.broken)
+    pub(crate) fn share(&self) -> Shared {
+        Shared {
+            redis: self.redis.clone(),
+            broken: Arc::clone(&self.broken),
+            generation: self.generation,
+        }
     }
 
     pub(crate) fn mark_broken(&self) {

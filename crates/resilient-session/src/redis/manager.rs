@@ -1,7 +1,7 @@
 //! [`RedisManager`]: the pool behind the breaker, with retries, timeouts and health.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use bb8_redis::bb8::{self, PooledConnection, RunError};
@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use super::backoff::Backoff;
 use super::breaker::{Admission, Breaker, Outcome, Transition};
 use super::builder::{DEFAULT_REDIS_URL, RedisManagerBuilder};
-use super::connection::{Connector, PoolSignals};
+use super::connection::{Connector, PoolSignals, Shared};
 use super::status::Status;
 use crate::health::{ConnectionState, PoolStats, RedisHealth};
 use crate::redis::BreakerState;
@@ -48,6 +48,10 @@ pub struct RedisManager {
 
 struct Inner {
     pool: bb8::Pool<Connector>,
+    pool_size: u32,
+    /// The connection commands share, taken from the pool again at least every
+    /// [`HOT_REFRESH`], so that the pool keeps managing it (lifetime, replacement).
+    hot: Mutex<Option<(Shared, Instant)>>,
     signals: PoolSignals,
     breaker: Breaker,
     status: Status,
@@ -55,6 +59,9 @@ struct Inner {
     /// Wakes the background task when the connection is lost (and when the manager is dropped).
     wake: Arc<Notify>,
 }
+
+/// How long commands share one pooled connection before taking it from the pool again.
+const HOT_REFRESH: Duration = Duration::from_secs(1);
 
 /// Timeouts and retry policy, fixed at build time.
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +111,7 @@ impl RedisManager {
 
     pub(crate) fn start(
         pool: bb8::Pool<Connector>,
+        pool_size: u32,
         signals: PoolSignals,
         breaker: Breaker,
         status: Status,
@@ -112,7 +120,9 @@ impl RedisManager {
     ) -> Self {
         let wake = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
+            pool_size,
             pool,
+            hot: Mutex::new(None),
             signals,
             breaker,
             status,
@@ -239,13 +249,7 @@ impl RedisManager {
             admission,
             settled: false,
         };
-        let budget = inner.settings.retry_budget;
-        let result = tokio::time::timeout(budget, self.with_retries(operation, request))
-            .await
-            .unwrap_or(Err(Error::Timeout {
-                operation,
-                after: budget,
-            }));
+        let result = self.with_retries(operation, request).await;
         let outcome = match &result {
             Err(err) if err.is_unavailable() => Outcome::Failure,
             _ => Outcome::Success,
@@ -262,9 +266,11 @@ impl RedisManager {
     ) -> Result<T> {
         let settings = self.inner.settings;
         let started = Instant::now();
+        // The budget bounds the whole operation: every attempt, and every wait between them.
+        let deadline = started + settings.retry_budget;
         let mut attempt = 0;
         loop {
-            match self.attempt(operation, request).await {
+            match self.attempt(operation, request, deadline).await {
                 Err(err) if err.is_retryable() && attempt < settings.max_retries => {
                     let delay = settings.retry.full_jitter(attempt);
                     if started.elapsed() + delay + settings.command_timeout > settings.retry_budget
@@ -280,20 +286,37 @@ impl RedisManager {
         }
     }
 
+    /// One attempt, within the operation's `deadline`. A timer is armed only for what does not
+    /// complete at once: the command (and a checkout that has to wait).
     async fn attempt<T: FromRedisValue + Send>(
         &self,
         operation: &'static str,
         request: Request<'_>,
+        deadline: Instant,
     ) -> Result<T> {
-        let timeout = self.inner.settings.command_timeout;
-        // A clone of a multiplexed connection: the pooled one goes back at once, for others to
-        // share while this command is in flight.
-        let (mut redis, broken) = {
-            let conn = self.checkout().await?;
-            (conn.redis.clone(), conn.breaker_flag())
+        let settings = self.inner.settings;
+        let out_of_budget = || Error::Timeout {
+            operation,
+            after: settings.retry_budget,
         };
-        let mark_broken = || broken.store(true, std::sync::atomic::Ordering::Release);
-        match tokio::time::timeout(timeout, request.send(&mut redis)).await {
+        let shared = match self.hot_connection() {
+            Some(shared) => shared,
+            None => {
+                // A clone of a multiplexed connection: the pooled one goes back at once, for
+                // others to share while this command is in flight.
+                let conn = tokio::time::timeout_at(deadline.into(), self.checkout())
+                    .await
+                    .map_err(|_| out_of_budget())??;
+                let shared = conn.share();
+                *self.lock_hot() = Some((shared.clone(), Instant::now() + HOT_REFRESH));
+                shared
+            }
+        };
+        let mut redis = shared.redis.clone();
+        let mark_broken = || shared.mark_broken();
+        let command_deadline = (Instant::now() + settings.command_timeout).min(deadline);
+        let timeout = command_deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout_at(command_deadline.into(), request.send(&mut redis)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(source)) => {
                 if source.is_connection_dropped() {
@@ -316,6 +339,20 @@ impl RedisManager {
         }
     }
 
+    /// The shared connection, if it is fresh and usable.
+    fn hot_connection(&self) -> Option<Shared> {
+        let hot = self.lock_hot();
+        let (shared, until) = hot.as_ref()?;
+        (Instant::now() < *until && self.inner.signals.is_usable(shared)).then(|| shared.clone())
+    }
+
+    fn lock_hot(&self) -> std::sync::MutexGuard<'_, Option<(Shared, Instant)>> {
+        self.inner
+            .hot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     async fn checkout(&self) -> Result<PooledConnection<'_, Connector>> {
         let inner = &*self.inner;
         let connect_timeout = inner.settings.connect_timeout;
@@ -331,7 +368,7 @@ impl RedisManager {
         };
         // Each pass either drops one retired connection or returns; a pool holds at most
         // `max_size` of them.
-        for _ in 0..=inner.pool.state().connections {
+        for _ in 0..=inner.pool_size {
             let mut failures = inner.signals.connect_failures();
             let conn = tokio::select! {
                 biased;

@@ -3,7 +3,7 @@
 //! One session is one hash at `{namespace}:{sha256(id)}`, one field per session key, values
 //! JSON. A load is `HGETALL` (with `EXPIRE` in the same pipeline when a touch is due); a touch is
 //! `EXPIRE`; a logout is `DEL`. A save runs one small Lua script: the changed fields (`HSET` /
-//! `HDEL`) and `EXPIRE`, atomically, and, for a session that already exists, only if its hash
+//! `HDEL`) and `EXPIRE`, atomically (sent as `EVALSHA`), and, for a session that already exists, only if its hash
 //! still exists. That last condition is why it is a script and not a plain pipeline: a slow write
 //! racing a logout must not bring the session back (CVE-2025-46336 is that bug elsewhere). A new
 //! id (`cycle_id`) writes the new hash and deletes the old one in the same round trip, never with
@@ -32,6 +32,11 @@ if #ARGV > 3 + deletes then redis.call('HSET', KEYS[1], unpack(ARGV, 4 + deletes
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 ";
+
+/// SHA-1 of [`WRITE_SCRIPT`]: saves go as `EVALSHA`, without the script's text (a test checks
+/// that saves to a Redis that has the script need no `EVAL`). After `NOSCRIPT` (a restarted Redis) the text is sent
+/// once with `EVAL`, which loads it again.
+const WRITE_SCRIPT_SHA1: &str = "899ec392d868a24975323540118a3713f6bcbb06";
 
 #[derive(Debug, Clone)]
 pub(crate) struct Backend {
@@ -106,34 +111,38 @@ impl Backend {
     /// refreshed in the same round trip.
     pub(crate) async fn load(&self, id: &SessionId, touch: Option<u64>) -> Result<Option<Fields>> {
         let key = self.key(id);
-        let mut pipeline = redis::pipe();
-        pipeline.cmd("HGETALL").arg(&key);
-        if let Some(ttl) = touch {
-            pipeline.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
-        }
-        let (fields,): (Fields,) = self
-            .manager
-            .query_pipeline("session load", &pipeline)
-            .await?;
+        let fields: Fields = match touch {
+            None => {
+                let mut cmd = redis::cmd("HGETALL");
+                cmd.arg(&key);
+                self.manager.query("session load", &cmd).await?
+            }
+            Some(ttl) => {
+                let mut pipeline = redis::pipe();
+                pipeline.cmd("HGETALL").arg(&key);
+                pipeline.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
+                let (fields,): (Fields,) = self
+                    .manager
+                    .query_pipeline("session load", &pipeline)
+                    .await?;
+                fields
+            }
+        };
         Ok((!fields.is_empty()).then_some(fields))
     }
 
     /// Runs a save.
     pub(crate) async fn write(&self, write: &Write<'_>) -> Result<Written> {
-        let mut eval = redis::cmd("EVAL");
-        eval.arg(WRITE_SCRIPT)
-            .arg(1)
-            .arg(self.key(write.id))
-            .arg(write.ttl_secs)
-            .arg(if write.must_exist { "1" } else { "0" })
-            .arg(write.delete.len())
-            .arg(&write.delete);
-        for (field, value) in &write.set {
-            eval.arg(*field).arg(value);
-        }
         match write.replaces {
             None => {
-                let written: i64 = self.manager.query("session save", &eval).await?;
+                let by_sha = self.write_command(write, true);
+                let written: i64 = match self.manager.query("session save", &by_sha).await {
+                    Err(err) if err.is_no_script() => {
+                        let by_text = self.write_command(write, false);
+                        self.manager.query("session save", &by_text).await?
+                    }
+                    written => written?,
+                };
                 Ok(if written == 1 {
                     Written::Yes
                 } else {
@@ -141,8 +150,10 @@ impl Backend {
                 })
             }
             Some(old) => {
+                // The script's text, not its SHA-1: a `NOSCRIPT` failure would come after the
+                // `DEL` of the same pipeline had run.
                 let mut pipeline = redis::pipe();
-                pipeline.add_command(eval);
+                pipeline.add_command(self.write_command(write, false));
                 pipeline.cmd("DEL").arg(self.key(old));
                 let (written, deleted): (i64, i64) = self
                     .manager
@@ -160,6 +171,29 @@ impl Backend {
                 })
             }
         }
+    }
+
+    /// `EVALSHA` (or `EVAL` with the text) of the write script for `write`.
+    fn write_command(&self, write: &Write<'_>, by_sha: bool) -> redis::Cmd {
+        let mut cmd = if by_sha {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(WRITE_SCRIPT_SHA1);
+            cmd
+        } else {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(WRITE_SCRIPT);
+            cmd
+        };
+        cmd.arg(1)
+            .arg(self.key(write.id))
+            .arg(write.ttl_secs)
+            .arg(if write.must_exist { "1" } else { "0" })
+            .arg(write.delete.len())
+            .arg(&write.delete);
+        for (field, value) in &write.set {
+            cmd.arg(*field).arg(value);
+        }
+        cmd
     }
 
     /// Refreshes the TTL; `false` when the hash does not exist.

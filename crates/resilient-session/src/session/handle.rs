@@ -182,20 +182,6 @@ impl Session {
         self.loaded().await.values.is_empty()
     }
 
-    /// Nothing to do at the end of the request: never used, nothing to touch, no cookie to
-    /// change. Checked without waiting: a session in use by someone else is not idle.
-    pub(crate) fn is_idle(&self, store: &SessionStore) -> bool {
-        let Ok(state) = self.state.try_lock() else {
-            return false;
-        };
-        !state.loaded
-            && !state.destroyed
-            && state.outgoing == super::state::Outgoing::Keep
-            && state.base.as_ref().is_none_or(|cookie| {
-                cookie.id.is_none() || !store.touch_due(cookie, super::store::now())
-            })
-    }
-
     /// The state, loaded on first use.
     async fn loaded(&self) -> MutexGuard<'_, State> {
         let mut state = self.state.lock().await;

@@ -7,6 +7,7 @@
 //! replica) learns no cookie that would log them in.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,8 +19,16 @@ const ID_BYTES: usize = 32;
 const ID_CHARS: usize = 43;
 
 /// A session id. Its `Debug` output is redacted: ids never reach a log line.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct SessionId(String);
+#[derive(Clone)]
+pub(crate) struct SessionId(String, OnceLock<String>);
+
+impl PartialEq for SessionId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for SessionId {}
 
 impl SessionId {
     /// A new random id.
@@ -28,7 +37,7 @@ impl SessionId {
         getrandom::fill(&mut bytes).map_err(|err| {
             Error::Config(format!("the OS random number generator failed: {err}"))
         })?;
-        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+        Ok(Self(URL_SAFE_NO_PAD.encode(bytes), OnceLock::new()))
     }
 
     /// Parses an id from a cookie; `None` unless it is exactly what [`generate`](Self::generate)
@@ -38,7 +47,7 @@ impl SessionId {
             return None;
         }
         let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
-        (bytes.len() == ID_BYTES).then(|| Self(text.to_owned()))
+        (bytes.len() == ID_BYTES).then(|| Self(text.to_owned(), OnceLock::new()))
     }
 
     pub(crate) fn as_str(&self) -> &str {
@@ -55,8 +64,10 @@ impl SessionId {
         format!("{namespace}:revoked:{}", self.digest())
     }
 
-    fn digest(&self) -> String {
-        URL_SAFE_NO_PAD.encode(Sha256::digest(self.0.as_bytes()))
+    /// base64url(SHA-256(id)), computed once per id.
+    fn digest(&self) -> &str {
+        self.1
+            .get_or_init(|| URL_SAFE_NO_PAD.encode(Sha256::digest(self.0.as_bytes())))
     }
 }
 

@@ -21,6 +21,7 @@ impl SessionStore {
     /// session that cannot be had is a fresh one.
     pub(crate) async fn load(&self, state: &mut State) {
         state.loaded = true;
+        self.verify_cookie(state);
         let Some(cookie) = state.base.clone() else {
             // A new visitor, or a cookie that was invalid or expired.
             return;

@@ -1,5 +1,7 @@
 //! Persisting a session (DESIGN.md §4 step 4): write, touch, or end it, and decide the cookie.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -18,61 +20,105 @@ impl SessionStore {
     /// the `Set-Cookie` to send, if any. Never fails: when Redis is unavailable, what changed
     /// goes into the cookie; problems are logged and counted.
     ///
-    /// The work runs in a task of its own, so it completes (a logout's `DEL`, a write) even if
-    /// the caller is dropped because the client went away. A session nobody used costs nothing.
+    /// Should this future be dropped before it is done (the client went away), the rest runs in
+    /// a task of its own: a logout's `DEL` or a write still happens. Work that needs no Redis
+    /// (most reads) is done at once; see [`try_finish`](Self::try_finish).
     pub async fn finish(&self, session: &Session) -> Option<SetCookie> {
-        if session.is_idle(self) {
-            return None;
+        if let Some(done) = self.try_finish(session) {
+            return done;
         }
-        let (store, session) = (self.clone(), session.clone());
-        let finishing = tokio::spawn(async move {
-            let mut state = session.state.lock().await;
-            if let Err(err) = store.persist(&mut state).await {
-                tracing::debug!(error = %err, "session not fully persisted");
-            }
-            match &state.outgoing {
-                Outgoing::Keep => None,
-                Outgoing::Set(set_cookie) => Some(set_cookie.clone()),
-                Outgoing::Remove => Some(store.removal()),
-            }
-        });
-        finishing.await.unwrap_or_else(|err| {
-            tracing::error!(error = %err, "the session's end-of-request task failed");
-            None
-        })
+        let mut unfinished = CompleteOnDrop {
+            store: self,
+            session,
+            armed: true,
+        };
+        let mut state = session.state.lock().await;
+        if let Err(err) = self.persist(&mut state).await {
+            tracing::debug!(error = %err, "session not fully persisted");
+        }
+        unfinished.armed = false;
+        self.outgoing(&state)
+    }
+
+    /// [`finish`](Self::finish) without waiting, when the end of the request needs no Redis
+    /// command (a session not used, or only read with no touch due): `Some` with the
+    /// `Set-Cookie` to send, if any. `None` when Redis work is left: then call `finish`.
+    /// Adapters use it to skip the task and the allocation on most requests.
+    pub fn try_finish(&self, session: &Session) -> Option<Option<SetCookie>> {
+        let mut state = session.state.try_lock().ok()?;
+        match self.persist_without_io(&mut state)? {
+            Ok(()) => {}
+            Err(err) => tracing::debug!(error = %err, "session not fully persisted"),
+        }
+        Some(self.outgoing(&state))
+    }
+
+    fn outgoing(&self, state: &State) -> Option<SetCookie> {
+        match &state.outgoing {
+            Outgoing::Keep => None,
+            Outgoing::Set(set_cookie) => Some(set_cookie.clone()),
+            Outgoing::Remove => Some(self.removal()),
+        }
     }
 
     /// Persists what changed since the last call: Redis when it is available, the cookie when
     /// not. Idempotent: a second call with nothing new does nothing.
     pub(crate) async fn persist(&self, state: &mut State) -> Result<()> {
-        let now = now();
-        if state.destroyed {
+        if let Some(done) = self.persist_without_io(state) {
+            return done;
+        }
+        if state.destroyed || state.values.is_empty() && state.loaded {
+            // A logout, or everything removed: an empty session is no session.
             self.end(state).await;
             return Ok(());
         }
         if !state.loaded {
-            self.touch_unread(state, now).await;
+            self.touch_unread(state, now()).await;
             return Ok(());
         }
+        self.write_to_redis(state, now()).await
+    }
+
+    /// What persisting takes when it needs no Redis command; `None` when it does.
+    fn persist_without_io(&self, state: &mut State) -> Option<Result<()>> {
+        let now = now();
+        if state.destroyed {
+            self.verify_cookie(state);
+            return state.ended.then_some(Ok(()));
+        }
+        if !state.loaded {
+            // Unused: the cookie's clear hint says whether a touch may be due (or the cookie
+            // expired); only then is it verified.
+            let hint = state.pending.as_ref().map(|raw| raw.touched_hint());
+            if let Some(hint) = hint {
+                let quiet = hint.is_some_and(|touched| !self.touch_may_be_due(touched, now));
+                if quiet {
+                    return Some(Ok(()));
+                }
+                self.verify_cookie(state);
+            }
+            let touch_due = state.base.as_ref().is_some_and(|cookie| {
+                cookie.id.is_some() && self.touch_due(cookie, now) && !self.revoked_here(cookie)
+            });
+            return (!touch_due).then_some(Ok(()));
+        }
         if !state.is_dirty() {
-            return self.refresh_cookie(state, now);
+            return Some(self.refresh_cookie(state, now));
         }
         if state.detached && !state.cycle {
             // The cookie stays for when Redis is back; changes made meanwhile cannot be kept.
             state.changed.clear();
-            return Err(Error::FallbackExpired);
+            return Some(Err(Error::FallbackExpired));
         }
         if state.values.is_empty() {
-            // Everything was removed: an empty session is no session.
-            self.end(state).await;
-            return Ok(());
+            return None;
         }
         if state.source == Source::Cookie && !state.promote {
             // Redis was unavailable when the session loaded; the next request that finds it up
             // merges these changes into the hash.
-            return self.write_to_cookie(state, now);
+            return Some(self.write_to_cookie(state, now));
         }
-        self.write_to_redis(state, now).await
+        None
     }
 
     /// Logout, or a session emptied by the handler: delete the hash, remove the cookie. When
@@ -81,7 +127,6 @@ impl SessionStore {
         if state.ended {
             return;
         }
-        state.ended = true;
         let cookie_only =
             state.stored_id.is_none() && state.base.as_ref().is_some_and(|c| c.id.is_none());
         let id = state
@@ -100,6 +145,8 @@ impl SessionStore {
                 self.revoke_later(id);
             }
         }
+        // Only now: a logout interrupted midway is carried out again.
+        state.ended = true;
         state.values.clear();
         state.changed.clear();
         state.base = None;
@@ -119,7 +166,7 @@ impl SessionStore {
         }
     }
 
-    /// The handler never read the session: touch the TTL when a touch is due.
+    /// The handler never read the session, and a touch is due: refresh the TTL.
     async fn touch_unread(&self, state: &mut State, now: i64) {
         let Some(cookie) = state.base.as_ref() else {
             return;
@@ -127,15 +174,12 @@ impl SessionStore {
         let Some(id) = cookie.id.as_ref() else {
             return;
         };
-        if !self.touch_due(cookie, now) || self.revoked_here(cookie) {
-            return;
-        }
         if let Ok(true) = self
             .backend()
             .touch(id, self.ttl_secs(cookie.created, now))
             .await
         {
-            let mut payload = cookie.clone();
+            let mut payload = Payload::clone(cookie);
             payload.touched = now;
             payload.epoch = self.epoch_text().await.or(payload.epoch);
             // Nothing was added to the payload: it fits as before.
@@ -153,12 +197,11 @@ impl SessionStore {
         let Some(cookie) = state.base.as_ref() else {
             return Ok(());
         };
-        let mirror = self.mirror(&state.values);
-        if !state.touched_at_load && mirror == cookie.mirror {
+        if !state.touched_at_load && self.mirror_matches(&state.values, &cookie.mirror) {
             return Ok(());
         }
-        let mut payload = cookie.clone();
-        payload.mirror = mirror;
+        let mut payload = Payload::clone(cookie);
+        payload.mirror = self.mirror(&state.values);
         if state.touched_at_load {
             payload.touched = now;
             state.touched_at_load = false;
@@ -180,7 +223,7 @@ impl SessionStore {
         }
         Counters::bump(&self.counters().fallback_writes);
         let mut payload = match state.base.clone() {
-            Some(base) if !new_identity => base,
+            Some(base) if !new_identity => Arc::unwrap_or_clone(base),
             base => {
                 if let Some(old) = base.as_ref().and_then(|b| b.revocable_id().cloned()) {
                     self.revoke_later(old);
@@ -345,6 +388,32 @@ impl SessionStore {
 
     async fn epoch_text(&self) -> Option<String> {
         self.backend().epoch(false).await.map(|e| e.to_string())
+    }
+}
+
+/// Finishes a session in a task of its own if [`SessionStore::finish`] is dropped midway.
+struct CompleteOnDrop<'a> {
+    store: &'a SessionStore,
+    session: &'a Session,
+    armed: bool,
+}
+
+impl Drop for CompleteOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("a session was dropped unfinished outside a Tokio runtime");
+            return;
+        };
+        let (store, session) = (self.store.clone(), self.session.clone());
+        runtime.spawn(async move {
+            let mut state = session.state.lock().await;
+            if let Err(err) = store.persist(&mut state).await {
+                tracing::debug!(error = %err, "session not fully persisted");
+            }
+        });
     }
 }
 

@@ -1,20 +1,24 @@
 //! The per-request state behind a [`Session`](super::Session) handle.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::response::SetCookie;
 use super::{SessionId, Source};
-use crate::cookie::{Incoming, Payload};
+use crate::cookie::{Payload, RawCookie};
 
 #[derive(Debug)]
 pub(crate) struct State {
     /// The request carried a cookie of ours, valid or not.
     pub(crate) had_cookie: bool,
+    /// The request's cookie, until it is verified (on first use, or when the end of the
+    /// request needs it).
+    pub(crate) pending: Option<RawCookie>,
     /// The cookie this session continues: the request's, then whatever this request issued.
     /// `None` for a fresh session.
-    pub(crate) base: Option<Payload>,
+    pub(crate) base: Option<Arc<Payload>>,
     pub(crate) loaded: bool,
     pub(crate) values: Map<String, Value>,
     /// Keys set or removed and not yet persisted.
@@ -50,16 +54,11 @@ pub(crate) enum Outgoing {
 }
 
 impl State {
-    pub(crate) fn new(incoming: Incoming) -> Self {
-        let (had_cookie, base, outgoing) = match incoming {
-            Incoming::Absent => (false, None, Outgoing::Keep),
-            // An invalid or expired cookie is removed unless a new one replaces it.
-            Incoming::Invalid => (true, None, Outgoing::Remove),
-            Incoming::Valid(payload) => (true, Some(payload), Outgoing::Keep),
-        };
+    pub(crate) fn new(cookie: Option<RawCookie>) -> Self {
         Self {
-            had_cookie,
-            base,
+            had_cookie: cookie.is_some(),
+            pending: cookie,
+            base: None,
             loaded: false,
             values: Map::new(),
             changed: BTreeSet::new(),
@@ -72,7 +71,7 @@ impl State {
             destroyed: false,
             ended: false,
             cycle: false,
-            outgoing,
+            outgoing: Outgoing::Keep,
         }
     }
 

@@ -11,7 +11,7 @@ use super::backend::Backend;
 use super::response::SetCookie;
 use super::revocations::Revocations;
 use super::state::{Outgoing, State, mirror_of};
-use crate::cookie::{CookieCodec, Incoming, Payload};
+use crate::cookie::{CookieCodec, Payload};
 use crate::health::{FallbackReport, HealthReport};
 use crate::stats::{Counters, SessionStats};
 use crate::{Error, RedisManager, Result, SessionConfig};
@@ -115,17 +115,29 @@ impl SessionStore {
     }
 
     /// Step one of a request: the session for a request whose `Cookie` headers have these
-    /// values. No I/O: the session loads on first use.
+    /// values. No I/O, and no cryptography yet: the cookie is verified on first use (or at the
+    /// end of the request if a touch may be due).
     pub fn open<'a>(&self, cookie_headers: impl IntoIterator<Item = &'a [u8]>) -> Session {
-        let incoming = match self.inner.codec.find(cookie_headers) {
-            Incoming::Valid(payload) if self.is_expired(&payload, now()) => Incoming::Invalid,
-            Incoming::Invalid => {
-                Counters::bump(&self.inner.counters.cookies_rejected);
-                Incoming::Invalid
-            }
-            other => other,
+        let cookie = self.inner.codec.find(cookie_headers);
+        Session::new(self.clone(), State::new(cookie))
+    }
+
+    /// Verifies the request's cookie, once: a valid, unexpired one becomes the session's
+    /// base; anything else is replaced or removed in the response.
+    pub(crate) fn verify_cookie(&self, state: &mut State) {
+        let Some(raw) = state.pending.take() else {
+            return;
         };
-        Session::new(self.clone(), State::new(incoming))
+        match self.inner.codec.open(&raw) {
+            Some(payload) if !self.is_expired(&payload, now()) => {
+                state.base = Some(Arc::new(payload));
+            }
+            Some(_expired) => state.outgoing = Outgoing::Remove,
+            None => {
+                Counters::bump(&self.inner.counters.cookies_rejected);
+                state.outgoing = Outgoing::Remove;
+            }
+        }
     }
 
     pub(crate) fn backend(&self) -> &Backend {
@@ -161,6 +173,12 @@ impl SessionStore {
             || cookie.touched > now + SKEW
     }
 
+    /// From a cookie's (unverified) touched time: whether a touch may be due, or the cookie
+    /// may have expired. Either way it is worth verifying.
+    pub(crate) fn touch_may_be_due(&self, touched: i64, now: i64) -> bool {
+        now - touched >= seconds(self.inner.config.touch_interval) || touched > now
+    }
+
     /// A touch is due when Redis last confirmed the session a touch interval ago or more.
     pub(crate) fn touch_due(&self, cookie: &Payload, now: i64) -> bool {
         now - cookie.touched >= seconds(self.inner.config.touch_interval)
@@ -186,6 +204,19 @@ impl SessionStore {
         mirror_of(values, &self.inner.config.mirrored_keys)
     }
 
+    /// Whether `mirror` holds exactly the mirrored keys of `values` (without building it).
+    pub(crate) fn mirror_matches(
+        &self,
+        values: &Map<String, Value>,
+        mirror: &Map<String, Value>,
+    ) -> bool {
+        let mirrored = &self.inner.config.mirrored_keys;
+        mirrored
+            .iter()
+            .all(|key| values.get(key) == mirror.get(key))
+            && mirror.keys().all(|key| mirrored.contains(key))
+    }
+
     /// Sends `payload` as the session cookie: the response will set it, and the rest of the
     /// request continues from it. When it does not fit in 4096 bytes, what was written while
     /// Redis was down is left out first (an error says so), then the mirror: the id always
@@ -198,7 +229,7 @@ impl SessionStore {
             let too_large = match self.inner.codec.encode(&payload, max_age) {
                 Ok(header) => {
                     state.outgoing = Outgoing::Set(SetCookie::new(header));
-                    state.base = Some(payload);
+                    state.base = Some(Arc::new(payload));
                     return match cut_changes {
                         Some(bytes) => Err(Error::CookieTooLarge { bytes }),
                         None => Ok(()),
