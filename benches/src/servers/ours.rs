@@ -1,0 +1,40 @@
+//! Our example apps, exactly as `cargo run -p example-axum` / `example-actix` serve them, with
+//! default session and Redis settings (secret fixed, so all processes agree).
+
+use std::net::SocketAddr;
+
+use resilient_session::{KeyRing, RedisManager, SessionStore};
+
+const SECRET: &str = "session-bench-secret-of-at-least-32-bytes";
+
+fn store(addr: SocketAddr, redis_url: String) -> Result<SessionStore, String> {
+    let manager = RedisManager::builder()
+        .url(redis_url)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let keys = KeyRing::from_secret(SECRET).map_err(|e| e.to_string())?;
+    SessionStore::new(manager, example_common::session_config(keys, addr))
+        .map_err(|e| e.to_string())
+}
+
+pub(super) async fn serve_axum(addr: SocketAddr, redis_url: String) -> Result<(), String> {
+    let store = store(addr, redis_url)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    axum::serve(listener, example_axum::router(store))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+pub(super) fn serve_actix(addr: SocketAddr, redis_url: String) -> Result<(), String> {
+    actix_web::rt::System::new().block_on(async move {
+        let store = store(addr, redis_url)?;
+        actix_web::HttpServer::new(move || example_actix::app(store.clone()))
+            .bind(addr)
+            .map_err(|e| e.to_string())?
+            .run()
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
