@@ -193,16 +193,22 @@ async fn a_login_racing_a_logout_does_not_bring_the_session_back() {
     );
 }
 
-#[tokio::test]
-async fn a_cookie_too_old_for_the_fallback_is_kept_for_when_redis_is_back() {
+/// A logged-in session whose cookie Redis last confirmed longer ago than the fallback max age
+/// (1 s), then Redis killed: the cookie cannot stand in for it.
+async fn too_old_for_the_fallback() -> (RedisServer, SessionStore, String) {
     let mut server = RedisServer::builder().persistent().start();
     let store = store_with(&server, mirrored().fallback_max_age(Duration::from_secs(1))).await;
     let login = open(&store, None);
     login.insert("user", "ada").await.expect("insert");
     let cookie = cookie_header(&store.finish(&login).await.expect("cookie"));
     tokio::time::sleep(Duration::from_millis(2100)).await;
-
     server.kill();
+    (server, store, cookie)
+}
+
+#[tokio::test]
+async fn a_cookie_too_old_for_the_fallback_is_kept_for_when_redis_is_back() {
+    let (mut server, store, cookie) = too_old_for_the_fallback().await;
     let during = open(&store, Some(&cookie));
     assert_eq!(user(&during).await, None, "not honoured on its own");
     during.insert("cart", "a book").await.expect("insert");
@@ -226,14 +232,7 @@ async fn a_cookie_too_old_for_the_fallback_is_kept_for_when_redis_is_back() {
 
 #[tokio::test]
 async fn a_logout_with_a_cookie_too_old_for_the_fallback_is_replayed() {
-    let mut server = RedisServer::builder().persistent().start();
-    let store = store_with(&server, mirrored().fallback_max_age(Duration::from_secs(1))).await;
-    let login = open(&store, None);
-    login.insert("user", "ada").await.expect("insert");
-    let cookie = cookie_header(&store.finish(&login).await.expect("cookie"));
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-
-    server.kill();
+    let (mut server, store, cookie) = too_old_for_the_fallback().await;
     let logout = open(&store, Some(&cookie));
     assert_eq!(user(&logout).await, None);
     logout.destroy().await;
