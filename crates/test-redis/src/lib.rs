@@ -254,6 +254,34 @@ impl RedisServer {
             .collect()
     }
 
+    /// Starts `MONITOR` on the server: every command any client sends from now on, as
+    /// `redis-cli monitor` prints it, until [`Monitor::stop`].
+    pub fn monitor(&self) -> Monitor {
+        let path = self.dir.join(format!("monitor-{}.log", std::process::id()));
+        let out = File::create(&path).expect("create the monitor log");
+        let child = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(
+                self.options
+                    .password
+                    .iter()
+                    .flat_map(|p| ["-a", p.as_str()]),
+            )
+            .args(["--no-auth-warning", "monitor"])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run redis-cli monitor");
+        // MONITOR answers OK once it is on: wait for it.
+        let deadline = Instant::now() + START_TIMEOUT;
+        while std::fs::metadata(&path).map_or(0, |m| m.len()) == 0 {
+            assert!(Instant::now() < deadline, "MONITOR did not start");
+            sleep(Duration::from_millis(10));
+        }
+        Monitor { child, path }
+    }
+
     fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .arg(signal)
@@ -337,6 +365,31 @@ impl Drop for RedisServer {
             // A paused server would not die of SIGTERM; SIGKILL works in every state.
             self.kill();
         }
+    }
+}
+
+/// A running `MONITOR`; see [`RedisServer::monitor`].
+#[derive(Debug)]
+pub struct Monitor {
+    child: Child,
+    path: PathBuf,
+}
+
+impl Monitor {
+    /// Stops monitoring and returns what was seen, one command per line.
+    pub fn stop(mut self) -> String {
+        // Let the last commands reach the log.
+        sleep(Duration::from_millis(100));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.path).unwrap_or_default()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
