@@ -5,9 +5,13 @@ use std::time::Duration;
 
 use conformance::{Framework, TestApp, decrypt_cookie, wait_until};
 use resilient_session::RedisManager;
-use test_redis::RedisServer;
+use test_redis::{RedisServer, TestCertificates};
 
-conformance::scenarios!(everything_works_under_a_least_privilege_acl_user);
+conformance::scenarios!(
+    everything_works_under_a_least_privilege_acl_user,
+    sessions_work_over_tls_with_client_certificates,
+    a_wrong_ca_or_host_name_is_refused_and_sessions_fall_back,
+);
 
 /// The ACL line README documents, as `redis-server` arguments.
 const ACL: [&str; 17] = [
@@ -147,4 +151,104 @@ async fn everything_works_under_a_least_privilege_acl_user(framework: Framework)
         let key = line.rsplit('"').nth(1).unwrap_or("");
         assert!(key.starts_with("session:"), "{line}");
     }
+}
+
+fn tls_manager(
+    redis: &RedisServer,
+    certificates: &TestCertificates,
+) -> resilient_session::RedisManagerBuilder {
+    let (cert, key) = certificates.client_pem();
+    RedisManager::builder()
+        .url(redis.tls_url())
+        .tls_root_certificate(certificates.ca_pem())
+        .tls_client_certificate(cert, key)
+        .breaker_backoff(Duration::from_millis(100))
+        .breaker_max_backoff(Duration::from_millis(500))
+}
+
+async fn sessions_work_over_tls_with_client_certificates(framework: Framework) {
+    let certificates = TestCertificates::generate(&["IP:127.0.0.1", "DNS:localhost"]);
+    let mut redis = RedisServer::builder()
+        .persistent()
+        .tls(&certificates, true)
+        .start();
+    let app =
+        TestApp::start_with(framework, tls_manager(&redis, &certificates), &redis, |c| c).await;
+    let mut client = app.client();
+    let login = client.login("ada", "admin").await;
+    eprintln!(
+        "LOGIN {:?} health {:?} stats {:?}",
+        login.set_cookies,
+        app.store.manager().check().await,
+        redis.commandstats()
+    );
+    for expected in 1..=2 {
+        let reply = client.post("/counter").await;
+        assert_eq!(reply.json["counter"], expected);
+        assert_eq!(reply.json["source"], "redis");
+    }
+    assert_eq!(
+        redis.commandstats().get("hgetall"),
+        Some(&2),
+        "over the TLS port"
+    );
+
+    redis.kill();
+    assert_eq!(client.post("/counter").await.json["source"], "cookie");
+    redis.restart();
+    wait_until(Duration::from_secs(5), "back on Redis over TLS", || {
+        let store = app.store.clone();
+        async move { store.manager().health().is_healthy }
+    })
+    .await;
+    assert_eq!(client.get("/counter").await.json["counter"], 3);
+    let reply = client.get("/counter").await;
+    assert_eq!(reply.json["source"], "redis");
+    assert_eq!(client.post("/logout").await.status, 204);
+}
+
+async fn a_wrong_ca_or_host_name_is_refused_and_sessions_fall_back(framework: Framework) {
+    let certificates = TestCertificates::generate(&["IP:127.0.0.1"]);
+    let redis = RedisServer::builder().tls(&certificates, false).start();
+    let stranger = TestCertificates::generate(&["IP:127.0.0.1"]);
+    // A CA that did not sign the server's certificate.
+    let wrong_ca = RedisManager::builder()
+        .url(redis.tls_url())
+        .tls_root_certificate(stranger.ca_pem());
+    // The right CA, but a certificate for another name than the one connected to.
+    let other_name = TestCertificates::generate(&["DNS:other.example"]);
+    let named = RedisServer::builder().tls(&other_name, false).start();
+    let wrong_name = RedisManager::builder()
+        .url(named.tls_url())
+        .tls_root_certificate(other_name.ca_pem());
+
+    for (what, manager, server) in [
+        ("wrong CA", wrong_ca, &redis),
+        ("wrong name", wrong_name, &named),
+    ] {
+        server.reset_stats();
+        let stopped = RedisServer::start();
+        let app = TestApp::start_with(framework, manager, &stopped_marker(stopped), |c| c).await;
+        let mut client = app.client();
+        client.login("ada", "admin").await;
+        let me = client.get("/me").await;
+        assert_eq!(
+            me.json["source"], "cookie",
+            "{what}: served from the cookie"
+        );
+        assert_eq!(client.get("/api/health/redis").await.status, 503, "{what}");
+        let last_error = app.store.manager().health().last_error.unwrap_or_default();
+        assert!(!last_error.is_empty(), "{what}: the refusal is reported");
+        assert_eq!(
+            server.total_commands(),
+            0,
+            "{what}: nothing reached Redis, in plain text or not"
+        );
+    }
+}
+
+/// A stopped server: the harness then does not wait for the app to reach Redis.
+fn stopped_marker(mut server: RedisServer) -> RedisServer {
+    server.kill();
+    server
 }

@@ -146,6 +146,12 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Error::CircuitOpen | Error::Timeout { .. } => true,
+            // Whatever stopped a connection (TLS, a handshake, a refused client configuration),
+            // Redis was not reached.
+            Error::Redis {
+                operation: "connect",
+                ..
+            } => true,
             Error::Redis { source, .. } => {
                 is_connection_error(source) || is_auth_error(source) || is_server_busy(source)
             }

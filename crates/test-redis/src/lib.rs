@@ -35,6 +35,16 @@ pub struct Builder {
     password: Option<String>,
     persistent: bool,
     extra_args: Vec<String>,
+    tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone)]
+struct Tls {
+    port: u16,
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+    require_client_certificate: bool,
 }
 
 impl Builder {
@@ -48,6 +58,24 @@ impl Builder {
     /// `fsync` on every write). Without it a restarted server starts empty.
     pub fn persistent(mut self) -> Self {
         self.persistent = true;
+        self
+    }
+
+    /// Also listen with TLS (on a port of its own, see [`RedisServer::tls_url`]), with the
+    /// server certificate of `certificates`; with `require_client_certificate`, clients must
+    /// present one signed by its CA. The plain port stays open for the test's own commands.
+    pub fn tls(
+        mut self,
+        certificates: &TestCertificates,
+        require_client_certificate: bool,
+    ) -> Self {
+        self.tls = Some(Tls {
+            port: free_port(),
+            cert: certificates.path("server.crt"),
+            key: certificates.path("server.key"),
+            ca: certificates.path("ca.crt"),
+            require_client_certificate,
+        });
         self
     }
 
@@ -115,6 +143,16 @@ impl RedisServer {
             Some(password) => format!("redis://:{password}@127.0.0.1:{}/", self.port),
             None => format!("redis://127.0.0.1:{}/", self.port),
         }
+    }
+
+    /// The `rediss://` URL of the TLS port; see [`Builder::tls`].
+    pub fn tls_url(&self) -> String {
+        let tls = self
+            .options
+            .tls
+            .as_ref()
+            .expect("a server started with Builder::tls");
+        format!("rediss://127.0.0.1:{}/", tls.port)
     }
 
     /// A `redis://` URL for the server without any password.
@@ -313,6 +351,24 @@ impl RedisServer {
         if let Some(password) = &self.options.password {
             command.args(["--requirepass", password]);
         }
+        if let Some(tls) = &self.options.tls {
+            command
+                .args(["--tls-port", &tls.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .args([
+                    "--tls-auth-clients",
+                    if tls.require_client_certificate {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                ]);
+        }
         command.args(&self.options.extra_args);
         command
             .stdin(Stdio::null())
@@ -365,6 +421,122 @@ impl Drop for RedisServer {
             // A paused server would not die of SIGTERM; SIGKILL works in every state.
             self.kill();
         }
+    }
+}
+
+/// A CA, a server certificate and a client certificate, made with `openssl` in a temporary
+/// directory, for TLS tests.
+#[derive(Debug)]
+pub struct TestCertificates {
+    dir: tempfile::TempDir,
+}
+
+impl TestCertificates {
+    /// New certificates; the server's is valid for `server_names` (`subjectAltName` entries
+    /// such as `IP:127.0.0.1` or `DNS:localhost`).
+    pub fn generate(server_names: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("a directory for certificates");
+        let run = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("openssl is needed for TLS tests (apt-get install openssl): {e}")
+                });
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test-ca",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ],
+        ]
+        .concat());
+        // Extensions make version 3 certificates, the only kind TLS libraries accept.
+        let san = format!("subjectAltName={}", server_names.join(","));
+        std::fs::write(dir.path().join("server.ext"), san).expect("write server.ext");
+        std::fs::write(dir.path().join("client.ext"), "extendedKeyUsage=clientAuth")
+            .expect("write client.ext");
+        for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
+            let (key_file, csr, crt) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+            );
+            run(&[
+                &["req"][..],
+                &key,
+                &[
+                    "-keyout",
+                    &key_file,
+                    "-out",
+                    &csr,
+                    "-subj",
+                    &format!("/CN={name}"),
+                ],
+            ]
+            .concat());
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+            ]);
+        }
+        Self { dir }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        self.read("ca.crt")
+    }
+
+    /// The client certificate and its key, PEM.
+    pub fn client_pem(&self) -> (Vec<u8>, Vec<u8>) {
+        (self.read("client.crt"), self.read("client.key"))
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).expect("read a generated certificate")
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use resilient_session::redis::DEFAULT_REDIS_URL;
 use resilient_session::{KeyRing, RedisManager, SessionConfig, SessionStore};
 use serde::{Deserialize, Serialize};
 
@@ -32,8 +33,10 @@ pub fn session_config(keys: KeyRing, bind: SocketAddr) -> SessionConfig {
 pub struct Settings {
     /// `BIND`, default `127.0.0.1:3000`.
     pub bind: SocketAddr,
-    /// Sessions in Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`), cookies protected by
-    /// `SESSION_SECRET` (random, with a warning, when unset).
+    /// Sessions in Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`; `rediss://` for TLS,
+    /// with `REDIS_TLS_CA_FILE` and, for client certificates, `REDIS_TLS_CERT_FILE` and
+    /// `REDIS_TLS_KEY_FILE`), cookies protected by `SESSION_SECRET` (random, with a warning,
+    /// when unset).
     pub store: SessionStore,
 }
 
@@ -60,9 +63,29 @@ impl Settings {
                 "loopback address: the session cookie is sent without `Secure` (plain http)"
             );
         }
-        let store = SessionStore::new(RedisManager::from_env()?, session_config(keys, bind))?;
+        let store = SessionStore::new(redis_from_env()?, session_config(keys, bind))?;
         Ok(Self { bind, store })
     }
+}
+
+/// The Redis manager for `REDIS_URL` and the optional TLS files.
+fn redis_from_env() -> Result<RedisManager, Box<dyn std::error::Error>> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
+    let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
+        std::env::var_os(name)
+            .map(|path| std::fs::read(&path).map_err(|e| format!("{name}: {e}")))
+            .transpose()
+    };
+    let mut builder = RedisManager::builder().url(url);
+    if let Some(ca) = read("REDIS_TLS_CA_FILE")? {
+        builder = builder.tls_root_certificate(ca);
+    }
+    match (read("REDIS_TLS_CERT_FILE")?, read("REDIS_TLS_KEY_FILE")?) {
+        (Some(cert), Some(key)) => builder = builder.tls_client_certificate(cert, key),
+        (None, None) => {}
+        _ => return Err("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together".into()),
+    }
+    Ok(builder.build()?)
 }
 
 /// Logs to stderr at INFO.

@@ -52,6 +52,9 @@ pub struct RedisManagerBuilder {
     failure_threshold: u32,
     breaker_backoff: Duration,
     breaker_max_backoff: Duration,
+    tls_root_certificate: Option<Vec<u8>>,
+    tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
+    accept_invalid_certificates: bool,
 }
 
 impl Default for RedisManagerBuilder {
@@ -74,6 +77,9 @@ impl RedisManagerBuilder {
             failure_threshold: 5,
             breaker_backoff: Duration::from_millis(500),
             breaker_max_backoff: Duration::from_secs(2),
+            tls_root_certificate: None,
+            tls_client_certificate: None,
+            accept_invalid_certificates: false,
         }
     }
 
@@ -148,12 +154,47 @@ impl RedisManagerBuilder {
         self
     }
 
+    /// Trust only this CA (PEM) for `rediss://` connections, instead of the system's roots.
+    /// Needs the `tls` feature.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificate(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_certificate = Some(ca_pem.into());
+        self
+    }
+
+    /// Present this client certificate and key (PEM) on `rediss://` connections (mutual TLS).
+    /// Needs the `tls` feature.
+    #[cfg(feature = "tls")]
+    pub fn tls_client_certificate(
+        mut self,
+        certificate_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls_client_certificate = Some((certificate_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// **Development only.** Allow a `rediss://…#insecure` URL, which skips the check of the
+    /// server's certificate and host name. Without this, such a URL is refused at start-up, so
+    /// that certificate checks cannot be turned off by accident (a copied URL, a stray
+    /// fragment). Needs the `tls` feature.
+    #[cfg(feature = "tls")]
+    pub fn danger_accept_invalid_certificates(mut self, accept: bool) -> Self {
+        self.accept_invalid_certificates = accept;
+        self
+    }
+
     /// Build the manager. It does not wait for Redis: the pool connects in the background, so
     /// the application starts even while Redis is down.
     ///
     /// Must be called within a Tokio runtime. Fails on an invalid URL or a zero size or timeout.
     pub fn build(self) -> Result<RedisManager> {
         self.validate()?;
+        if self.url.starts_with("rediss:") && !cfg!(feature = "tls") {
+            return Err(Error::Config(
+                "rediss:// URLs need the `tls` feature of resilient-session".into(),
+            ));
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let info = self
             .url
@@ -161,7 +202,7 @@ impl RedisManagerBuilder {
             .into_connection_info()
             .map_err(|source| Error::InvalidUrl { source })?;
         let secret = info.redis_settings().password().map(str::to_owned);
-        let client = redis::Client::open(info).map_err(|source| Error::InvalidUrl { source })?;
+        let client = self.client(info)?;
         // Every command runs under the manager's own timeout (command timeout, retry budget);
         // the client's would only add a second timer per command.
         let config = AsyncConnectionConfig::new()
@@ -209,6 +250,37 @@ impl RedisManagerBuilder {
         ))
     }
 
+    /// The client for `info`: plain, or TLS with the configured CA and client certificate.
+    fn client(&self, info: redis::ConnectionInfo) -> Result<redis::Client> {
+        #[cfg(feature = "tls")]
+        if let redis::ConnectionAddr::TcpTls { insecure, .. } = info.addr() {
+            if *insecure && !self.accept_invalid_certificates {
+                return Err(Error::Config(
+                    "the Redis URL turns certificate checks off (#insecure); that is refused \
+                     unless RedisManagerBuilder::danger_accept_invalid_certificates(true) says \
+                     so, for development"
+                        .into(),
+                ));
+            }
+            // One process-wide crypto provider for rustls; another one already set wins.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            if self.tls_root_certificate.is_some() || self.tls_client_certificate.is_some() {
+                let certificates = redis::TlsCertificates {
+                    client_tls: self.tls_client_certificate.clone().map(|(cert, key)| {
+                        redis::ClientTlsConfig {
+                            client_cert: cert,
+                            client_key: key,
+                        }
+                    }),
+                    root_cert: self.tls_root_certificate.clone(),
+                };
+                return redis::Client::build_with_tls(info, certificates)
+                    .map_err(|source| Error::InvalidUrl { source });
+            }
+        }
+        redis::Client::open(info).map_err(|source| Error::InvalidUrl { source })
+    }
+
     fn validate(&self) -> Result<()> {
         let durations = [
             ("connect_timeout", self.connect_timeout),
@@ -247,6 +319,15 @@ impl std::fmt::Debug for RedisManagerBuilder {
             .field("failure_threshold", &self.failure_threshold)
             .field("breaker_backoff", &self.breaker_backoff)
             .field("breaker_max_backoff", &self.breaker_max_backoff)
+            .field("tls_root_certificate", &self.tls_root_certificate.is_some())
+            .field(
+                "tls_client_certificate",
+                &self.tls_client_certificate.is_some(),
+            )
+            .field(
+                "accept_invalid_certificates",
+                &self.accept_invalid_certificates,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -278,6 +359,31 @@ mod tests {
         assert!(matches!(err, Error::InvalidUrl { .. }));
         let text = format!("{err} {err:?}");
         assert!(!text.contains("topsecret"), "{text}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[tokio::test]
+    async fn certificate_checks_cannot_be_turned_off_by_accident() {
+        let err = RedisManagerBuilder::new()
+            .url("rediss://127.0.0.1:6380/#insecure")
+            .build()
+            .expect_err("refused");
+        assert!(err.to_string().contains("#insecure"), "{err}");
+        RedisManagerBuilder::new()
+            .url("rediss://127.0.0.1:6380/#insecure")
+            .danger_accept_invalid_certificates(true)
+            .build()
+            .expect("allowed when asked");
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[tokio::test]
+    async fn tls_urls_say_which_feature_they_need() {
+        let err = RedisManagerBuilder::new()
+            .url("rediss://127.0.0.1:6380/")
+            .build()
+            .expect_err("refused");
+        assert!(err.to_string().contains("`tls` feature"), "{err}");
     }
 
     #[test]

@@ -333,17 +333,18 @@ impl SessionStore {
                 state.reset();
                 Ok(())
             }
-            Err(err) if err.is_unavailable() => {
-                tracing::debug!(error = %err, "Redis unavailable: session changes go into the cookie");
+            Err(err) => {
+                if err.is_unavailable() {
+                    tracing::debug!(error = %err, "Redis unavailable: session changes go into the cookie");
+                } else {
+                    // Not an outage (a refused command, a bug): still, nothing is lost.
+                    tracing::error!(error = %err, "could not save the session to Redis; it goes into the cookie");
+                }
                 if state.promote {
                     // The old identity may be claimed already: carry on under a new one.
                     state.cycle = true;
                 }
                 self.write_to_cookie(state, now)
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "could not save the session");
-                Err(err)
             }
         }
     }
@@ -366,11 +367,11 @@ impl SessionStore {
                 state.detach();
                 Ok(false)
             }
-            Err(err) if err.is_unavailable() => {
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot move the session to Redis now");
                 self.write_to_cookie(state, now())?;
                 Ok(false)
             }
-            Err(err) => Err(err),
         }
     }
 
