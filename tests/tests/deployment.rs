@@ -11,6 +11,7 @@ conformance::scenarios!(
     everything_works_under_a_least_privilege_acl_user,
     sessions_work_over_tls_with_client_certificates,
     a_wrong_ca_or_host_name_is_refused_and_sessions_fall_back,
+    a_sentinel_failover_is_followed_without_a_restart,
 );
 
 /// The ACL line README documents, as `redis-server` arguments.
@@ -251,4 +252,67 @@ async fn a_wrong_ca_or_host_name_is_refused_and_sessions_fall_back(framework: Fr
 fn stopped_marker(mut server: RedisServer) -> RedisServer {
     server.kill();
     server
+}
+
+async fn a_sentinel_failover_is_followed_without_a_restart(framework: Framework) {
+    let mut primary = RedisServer::start();
+    let replica = RedisServer::builder().replica_of(primary.port()).start();
+    let sentinel = RedisServer::builder()
+        .sentinel(primary.port(), "sessions")
+        .start();
+    wait_until(Duration::from_secs(20), "Sentinel sees the replica", || {
+        let replicas: Vec<resilient_session::redis::redis::Value> =
+            sentinel.query(&["SENTINEL", "REPLICAS", "sessions"]);
+        async move { !replicas.is_empty() }
+    })
+    .await;
+    let manager = RedisManager::builder()
+        .sentinel([sentinel.url()], "sessions")
+        .breaker_backoff(Duration::from_millis(100))
+        .breaker_max_backoff(Duration::from_millis(500));
+    let app = TestApp::start_with(framework, manager, &primary, |c| c).await;
+    let mut client = app.client();
+    client.login("ada", "admin").await;
+    let mut counter = 0;
+    let mut count = |reply: conformance::Reply| {
+        assert_eq!(reply.status, 200, "no 5xx: {}", reply.text);
+        counter += 1;
+        assert_eq!(reply.json["counter"], counter, "nothing lost");
+        reply.json["source"].as_str().unwrap_or_default().to_owned()
+    };
+    for _ in 0..3 {
+        assert_eq!(count(client.post("/counter").await), "redis");
+    }
+    // The replica has it all before the primary goes.
+    let _: i64 = primary.query(&["WAIT", "1", "2000"]);
+
+    primary.kill();
+    let mut promoted = false;
+    let mut back_on_redis = false;
+    for _ in 0..300 {
+        let source = count(client.post("/counter").await);
+        let master: Vec<String> =
+            sentinel.query(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "sessions"]);
+        promoted |= master.get(1).map(String::as_str) == Some(&replica.port().to_string());
+        if promoted && source == "redis" {
+            back_on_redis = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(promoted, "Sentinel promoted the replica");
+    assert!(
+        back_on_redis,
+        "the app follows the new primary without a restart"
+    );
+    assert_eq!(
+        client.get("/me").await.json["user_id"],
+        "ada",
+        "still logged in"
+    );
+    let keys: Vec<String> = replica.query(&["KEYS", "session:*"]);
+    assert!(
+        keys.len() >= 2,
+        "the session lives on the new primary: {keys:?}"
+    );
 }

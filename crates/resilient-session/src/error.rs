@@ -188,6 +188,17 @@ impl Error {
         self.is_retryable()
     }
 
+    /// The node is a replica now (`READONLY`): after a failover, connections to it must go.
+    pub(crate) fn is_read_only(&self) -> bool {
+        match self {
+            Error::Redis { source, .. } => {
+                source.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+                    || server_codes(source).iter().any(|c| c == "READONLY")
+            }
+            _ => false,
+        }
+    }
+
     /// Redis does not know the script asked for by its SHA-1 (`NOSCRIPT`).
     pub(crate) fn is_no_script(&self) -> bool {
         match self {

@@ -36,6 +36,7 @@ pub struct Builder {
     persistent: bool,
     extra_args: Vec<String>,
     tls: Option<Tls>,
+    sentinel: Option<(u16, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +78,20 @@ impl Builder {
             require_client_certificate,
         });
         self
+    }
+
+    /// Run a Sentinel (not a Redis) that monitors the primary on `primary_port` as
+    /// `master_name`, with a quorum of one, declaring it down after one second.
+    pub fn sentinel(mut self, primary_port: u16, master_name: impl Into<String>) -> Self {
+        self.sentinel = Some((primary_port, master_name.into()));
+        self
+    }
+
+    /// Replicate the primary on `primary_port` (`--replicaof`).
+    pub fn replica_of(self, primary_port: u16) -> Self {
+        self.arg("--replicaof")
+            .arg("127.0.0.1")
+            .arg(primary_port.to_string())
     }
 
     /// Pass one more `--name value` style argument to `redis-server`.
@@ -337,16 +352,33 @@ impl RedisServer {
             .open(&log_path)
             .map_err(|e| format!("open {}: {e}", log_path.display()))?;
         let mut command = Command::new("redis-server");
+        if let Some((primary, name)) = &self.options.sentinel {
+            let conf = self.dir.join("sentinel.conf");
+            let text = format!(
+                "sentinel monitor {name} 127.0.0.1 {primary} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 5000\n"
+            );
+            // Sentinel rewrites its configuration: written once, kept across restarts.
+            if !conf.exists() {
+                std::fs::write(&conf, text).map_err(|e| format!("write sentinel.conf: {e}"))?;
+            }
+            command.arg(&conf).arg("--sentinel");
+        }
         command
             .arg("--port")
             .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+            .args(["--bind", "127.0.0.1", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir);
-        if self.options.persistent {
-            command.args(["--appendonly", "yes", "--appendfsync", "always"]);
-        } else {
-            command.args(["--appendonly", "no"]);
+        // A Sentinel takes no persistence options.
+        if self.options.sentinel.is_none() {
+            command.args(["--save", ""]);
+            if self.options.persistent {
+                command.args(["--appendonly", "yes", "--appendfsync", "always"]);
+            } else {
+                command.args(["--appendonly", "no"]);
+            }
         }
         if let Some(password) = &self.options.password {
             command.args(["--requirepass", password]);

@@ -35,8 +35,9 @@ pub struct Settings {
     pub bind: SocketAddr,
     /// Sessions in Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`; `rediss://` for TLS,
     /// with `REDIS_TLS_CA_FILE` and, for client certificates, `REDIS_TLS_CERT_FILE` and
-    /// `REDIS_TLS_KEY_FILE`), cookies protected by `SESSION_SECRET` (random, with a warning,
-    /// when unset).
+    /// `REDIS_TLS_KEY_FILE`), or at the primary Sentinel names (`REDIS_SENTINEL_URLS`,
+    /// comma-separated, and `REDIS_SENTINEL_MASTER`); cookies protected by `SESSION_SECRET`
+    /// (random, with a warning, when unset).
     pub store: SessionStore,
 }
 
@@ -77,6 +78,11 @@ fn redis_from_env() -> Result<RedisManager, Box<dyn std::error::Error>> {
             .transpose()
     };
     let mut builder = RedisManager::builder().url(url);
+    if let Ok(sentinels) = std::env::var("REDIS_SENTINEL_URLS") {
+        let master = std::env::var("REDIS_SENTINEL_MASTER")
+            .map_err(|_| "REDIS_SENTINEL_URLS needs REDIS_SENTINEL_MASTER (the service name)")?;
+        builder = builder.sentinel(sentinels.split(',').map(str::trim), master);
+    }
     if let Some(ca) = read("REDIS_TLS_CA_FILE")? {
         builder = builder.tls_root_certificate(ca);
     }

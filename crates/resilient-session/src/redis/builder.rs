@@ -17,7 +17,7 @@ use bb8_redis::redis::{self, AsyncConnectionConfig, IntoConnectionInfo};
 
 use super::backoff::Backoff;
 use super::breaker::{Breaker, BreakerConfig};
-use super::connection::{Connector, PoolSignals};
+use super::connection::{Connector, PoolSignals, Target};
 use super::manager::{RedisManager, Settings};
 use super::status::Status;
 use crate::{Error, Result};
@@ -55,6 +55,7 @@ pub struct RedisManagerBuilder {
     tls_root_certificate: Option<Vec<u8>>,
     tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
     accept_invalid_certificates: bool,
+    sentinel: Option<(Vec<String>, String)>,
 }
 
 impl Default for RedisManagerBuilder {
@@ -80,12 +81,36 @@ impl RedisManagerBuilder {
             tls_root_certificate: None,
             tls_client_certificate: None,
             accept_invalid_certificates: false,
+            sentinel: None,
         }
     }
 
     /// The Redis URL: `redis://[user:password@]host[:port][/db]`, or `redis+unix:///path`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
+        self
+    }
+
+    /// Connect to the primary that Sentinel names for `master_name`, asking the Sentinels at
+    /// `sentinel_urls` (`redis://host:26379`) for every new connection: after a failover the
+    /// pool's connections are replaced and follow the new primary, without a restart. The
+    /// credentials and database of [`url`](Self::url) are used for the primary; its host is
+    /// not.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), resilient_session::Error> {
+    /// let manager = resilient_session::RedisManager::builder()
+    ///     .sentinel(["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"], "sessions")
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sentinel<I, S>(mut self, sentinel_urls: I, master_name: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let urls = sentinel_urls.into_iter().map(Into::into).collect();
+        self.sentinel = Some((urls, master_name.into()));
         self
     }
 
@@ -202,7 +227,12 @@ impl RedisManagerBuilder {
             .into_connection_info()
             .map_err(|source| Error::InvalidUrl { source })?;
         let secret = info.redis_settings().password().map(str::to_owned);
-        let client = self.client(info)?;
+        let target = match &self.sentinel {
+            None => Target::Node(self.client(info)?),
+            Some((urls, master_name)) => Target::Sentinel(tokio::sync::Mutex::new(
+                sentinel_client(urls, master_name.clone(), &info)?,
+            )),
+        };
         // Every command runs under the manager's own timeout (command timeout, retry budget);
         // the client's would only add a second timer per command.
         let config = AsyncConnectionConfig::new()
@@ -217,7 +247,12 @@ impl RedisManagerBuilder {
             .connection_timeout(self.connect_timeout)
             // Our retries decide; bb8's would keep a caller waiting on a refused connection.
             .retry_connection(false)
-            .build_unchecked(Connector::new(client, config, signals.clone()));
+            .build_unchecked(Connector::new(
+                target,
+                config,
+                self.connect_timeout,
+                signals.clone(),
+            ));
         let breaker = Breaker::new(BreakerConfig {
             failure_threshold: self.failure_threshold,
             open_backoff: Backoff {
@@ -306,6 +341,28 @@ impl RedisManagerBuilder {
     }
 }
 
+/// A Sentinel client for `master_name`, connecting to the primary with the settings of `node`.
+fn sentinel_client(
+    urls: &[String],
+    master_name: String,
+    node: &redis::ConnectionInfo,
+) -> Result<redis::sentinel::SentinelClient> {
+    if urls.is_empty() {
+        return Err(Error::Config(
+            "Sentinel mode needs at least one Sentinel URL".into(),
+        ));
+    }
+    let node = redis::sentinel::SentinelNodeConnectionInfo::default()
+        .set_redis_connection_info(node.redis_settings().clone());
+    redis::sentinel::SentinelClient::build(
+        urls.to_vec(),
+        master_name,
+        Some(node),
+        redis::sentinel::SentinelServerType::Master,
+    )
+    .map_err(|source| Error::InvalidUrl { source })
+}
+
 impl std::fmt::Debug for RedisManagerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may hold a password: it is left out.
@@ -327,6 +384,10 @@ impl std::fmt::Debug for RedisManagerBuilder {
             .field(
                 "accept_invalid_certificates",
                 &self.accept_invalid_certificates,
+            )
+            .field(
+                "sentinel_master",
+                &self.sentinel.as_ref().map(|(_, name)| name),
             )
             .finish_non_exhaustive()
     }

@@ -23,9 +23,20 @@ use tokio::sync::broadcast;
 use super::epoch::Epoch;
 
 pub(crate) struct Connector {
-    client: redis::Client,
+    target: Target,
     config: AsyncConnectionConfig,
+    /// Bounds a whole connection attempt, Sentinel queries included.
+    connect_timeout: std::time::Duration,
     signals: PoolSignals,
+}
+
+/// Where connections go.
+pub(crate) enum Target {
+    /// One Redis node.
+    Node(redis::Client),
+    /// The primary that Sentinel names, asked again for every new connection, so that the pool
+    /// follows a failover.
+    Sentinel(tokio::sync::Mutex<redis::sentinel::SentinelClient>),
 }
 
 /// What the connector and the manager share about the pool's connections.
@@ -46,13 +57,15 @@ pub(crate) struct Connection {
 
 impl Connector {
     pub(crate) fn new(
-        client: redis::Client,
+        target: Target,
         config: AsyncConnectionConfig,
+        connect_timeout: std::time::Duration,
         signals: PoolSignals,
     ) -> Self {
         Self {
-            client,
+            target,
             config,
+            connect_timeout,
             signals,
         }
     }
@@ -149,11 +162,31 @@ impl bb8::ManageConnection for Connector {
 
     async fn connect(&self) -> Result<Connection, RedisError> {
         let generation = self.signals.generation.load(Ordering::Acquire);
-        match self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-        {
+        let connected = match &self.target {
+            Target::Node(client) => {
+                client
+                    .get_multiplexed_async_connection_with_config(&self.config)
+                    .await
+            }
+            Target::Sentinel(sentinel) => {
+                let connect = async {
+                    sentinel
+                        .lock()
+                        .await
+                        .get_async_connection_with_config(&self.config)
+                        .await
+                };
+                // Twice the connect timeout: the Sentinels are asked, then the primary.
+                tokio::time::timeout(self.connect_timeout * 2, connect)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(RedisError::from(std::io::Error::from(
+                            std::io::ErrorKind::TimedOut,
+                        )))
+                    })
+            }
+        };
+        match connected {
             Ok(mut redis) => {
                 self.read_epoch(&mut redis).await;
                 Ok(Connection {
@@ -204,11 +237,12 @@ impl Connector {
 impl fmt::Debug for Connector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The client's connection info holds the password: print only the address.
+        let target = match &self.target {
+            Target::Node(client) => client.get_connection_info().addr().to_string(),
+            Target::Sentinel(_) => "the primary Sentinel names".to_owned(),
+        };
         f.debug_struct("Connector")
-            .field(
-                "addr",
-                &self.client.get_connection_info().addr().to_string(),
-            )
+            .field("target", &target)
             .finish_non_exhaustive()
     }
 }

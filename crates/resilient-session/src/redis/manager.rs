@@ -324,7 +324,12 @@ impl RedisManager {
                     self.inner.signals.retire_all();
                 }
                 let err = Error::Redis { operation, source };
-                if err.breaks_connection() {
+                if err.is_read_only() {
+                    // A failover demoted this node: every connection to it must go, so that new
+                    // ones reach the new primary.
+                    self.inner.signals.retire_all();
+                    mark_broken();
+                } else if err.breaks_connection() {
                     mark_broken();
                 }
                 Err(err)
