@@ -101,16 +101,21 @@ async fn a_login_during_an_outage_does_not_ride_a_cookie_chosen_before() {
     assert_eq!(after_promotion.source().await, Source::Redis);
 }
 
-#[tokio::test]
-async fn a_session_re_seeded_then_logged_out_stays_out() {
+/// A logged-in session (`user` = ada, mirrored), then Redis restarted empty: its cookie.
+async fn logged_in_then_redis_lost_its_data() -> (RedisServer, SessionStore, String) {
     let mut server = RedisServer::start();
     let store = store_with(&server, mirrored()).await;
     let login = open(&store, None);
     login.insert("user", "ada").await.expect("insert");
-    let before_restart = cookie_header(&store.finish(&login).await.expect("cookie"));
-
+    let cookie = cookie_header(&store.finish(&login).await.expect("cookie"));
     server.restart_empty();
     back(&store).await;
+    (server, store, cookie)
+}
+
+#[tokio::test]
+async fn a_session_re_seeded_then_logged_out_stays_out() {
+    let (server, store, before_restart) = logged_in_then_redis_lost_its_data().await;
     let reseeded = open(&store, Some(&before_restart));
     assert_eq!(user(&reseeded).await.as_deref(), Some("ada"), "re-seeded");
     let after = cookie_header(&store.finish(&reseeded).await.expect("a new id"));
@@ -129,14 +134,7 @@ async fn a_session_re_seeded_then_logged_out_stays_out() {
 
 #[tokio::test]
 async fn two_copies_of_a_cookie_do_not_fork_a_re_seeded_session() {
-    let mut server = RedisServer::start();
-    let store = store_with(&server, mirrored()).await;
-    let login = open(&store, None);
-    login.insert("user", "ada").await.expect("insert");
-    let cookie = cookie_header(&store.finish(&login).await.expect("cookie"));
-
-    server.restart_empty();
-    back(&store).await;
+    let (server, store, cookie) = logged_in_then_redis_lost_its_data().await;
     let first = open(&store, Some(&cookie));
     let second = open(&store, Some(&cookie));
     assert_eq!(user(&first).await.as_deref(), Some("ada"));
