@@ -32,7 +32,7 @@
 //! let manager = RedisManager::from_env()?;
 //! let health = manager.check().await; // one PING through the breaker
 //! let report = HealthReport::new(&health, health.is_healthy);
-//! println!("{} {}", report.status_code(), serde_json::to_string(&report).unwrap());
+//! println!("{} {}", report.status_code(), serde_json::to_string(&report).unwrap_or_default());
 //! # Ok(()) }
 //! ```
 
