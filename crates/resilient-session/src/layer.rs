@@ -147,7 +147,7 @@ where
                 return Poll::Ready(Ok(response));
             }
             *this.finishing = Some(Box::pin(async move {
-                if let Some(set_cookie) = session.store.finish(&session).await {
+                if let Some(set_cookie) = session.store.finish_with_io(&session).await {
                     set_cookie.apply(response.headers_mut());
                 }
                 response

@@ -14,6 +14,12 @@
 //! | [`health`] | [`RedisHealth`] and the [`HealthReport`] served at `GET /api/health/redis` |
 //! | [`error`] | the one [`Error`] type, with `is_unavailable()`-style predicates |
 //!
+//! # Features
+//!
+//! | feature | default | what |
+//! | --- | --- | --- |
+//! | `tls` | off | `rediss://` URLs: TLS to Redis with rustls (ring), a private CA, client certificates |
+//!
 //! # Quick start
 //!
 //! ```no_run

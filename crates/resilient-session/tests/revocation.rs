@@ -21,6 +21,20 @@ async fn replayed(store: &SessionStore, n: u64) {
     panic!("logouts not replayed: {:?}", store.stats());
 }
 
+/// Logs out the session of `cookie`.
+async fn log_out(store: &SessionStore, cookie: &str) {
+    let logout = open(store, Some(cookie));
+    logout.destroy().await;
+    store.finish(&logout).await;
+}
+
+/// Restarts Redis (with its data) and waits until the store replayed one logout.
+async fn restart_and_replay(server: &mut RedisServer, store: &SessionStore) {
+    server.restart();
+    back(store).await;
+    replayed(store, 1).await;
+}
+
 /// Waits until the manager talks to Redis again.
 async fn back(store: &SessionStore) {
     common::until_connected(store.manager()).await;
@@ -87,9 +101,7 @@ async fn a_login_during_an_outage_does_not_ride_a_cookie_chosen_before() {
     let attacker = open(&store, Some(&planted));
     assert_eq!(user(&attacker).await, None, "revoked here at once");
 
-    server.restart();
-    back(&store).await;
-    replayed(&store, 1).await;
+    restart_and_replay(&mut server, &store).await;
     let attacker = open(&store, Some(&planted));
     assert_eq!(user(&attacker).await, None);
     assert_eq!(attacker.source().await, Source::New);
@@ -156,13 +168,9 @@ async fn a_cookie_only_session_logged_out_during_the_outage_stays_out() {
     let login = open(&store, None);
     login.insert("user", "ada").await.expect("insert");
     let cookie = cookie_header(&store.finish(&login).await.expect("a cookie-only session"));
-    let logout = open(&store, Some(&cookie));
-    logout.destroy().await;
-    store.finish(&logout).await;
+    log_out(&store, &cookie).await;
 
-    server.restart();
-    back(&store).await;
-    replayed(&store, 1).await;
+    restart_and_replay(&mut server, &store).await;
     let copy = open(&store, Some(&cookie));
     assert_eq!(user(&copy).await, None, "the copy is anonymous");
     store.finish(&copy).await;
@@ -231,14 +239,10 @@ async fn a_cookie_too_old_for_the_fallback_is_kept_for_when_redis_is_back() {
 #[tokio::test]
 async fn a_logout_with_a_cookie_too_old_for_the_fallback_is_replayed() {
     let (mut server, store, cookie) = too_old_for_the_fallback().await;
-    let logout = open(&store, Some(&cookie));
-    assert_eq!(user(&logout).await, None);
-    logout.destroy().await;
-    store.finish(&logout).await;
+    assert_eq!(user(&open(&store, Some(&cookie))).await, None);
+    log_out(&store, &cookie).await;
 
-    server.restart();
-    back(&store).await;
-    replayed(&store, 1).await;
+    restart_and_replay(&mut server, &store).await;
     let copy = open(&store, Some(&cookie));
     assert_eq!(user(&copy).await, None, "logged out for good");
     assert!(session_keys(&server).is_empty());

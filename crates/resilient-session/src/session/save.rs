@@ -24,9 +24,15 @@ impl SessionStore {
     /// a task of its own: a logout's `DEL` or a write still happens. Work that needs no Redis
     /// (most reads) is done at once; see [`try_finish`](Self::try_finish).
     pub async fn finish(&self, session: &Session) -> Option<SetCookie> {
-        if let Some(done) = self.try_finish(session) {
-            return done;
+        match self.try_finish(session) {
+            Some(done) => done,
+            None => self.finish_with_io(session).await,
         }
+    }
+
+    /// The part of [`finish`](Self::finish) that talks to Redis, for callers that already tried
+    /// [`try_finish`](Self::try_finish).
+    pub(crate) async fn finish_with_io(&self, session: &Session) -> Option<SetCookie> {
         let mut unfinished = CompleteOnDrop {
             store: self,
             session,
