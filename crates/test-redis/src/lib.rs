@@ -14,6 +14,10 @@
 //! Everything here panics with a message on failure: it is meant for tests only.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
+
+pub use cluster::RedisCluster;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
@@ -37,6 +41,7 @@ pub struct Builder {
     extra_args: Vec<String>,
     tls: Option<Tls>,
     sentinel: Option<(u16, String)>,
+    cluster: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +99,16 @@ impl Builder {
             .arg(primary_port.to_string())
     }
 
+    /// Run as a Redis Cluster node (`cluster-enabled yes`, its own `nodes.conf` in its
+    /// directory, a node timeout of one second, `masterauth` = the password if one is set) on a
+    /// port whose cluster bus port (port + 10000) is free too. The node starts alone: see
+    /// [`RedisCluster`] for a whole cluster. It keeps its cluster identity across
+    /// [`RedisServer::restart`], not across [`RedisServer::restart_empty`].
+    pub fn cluster(mut self) -> Self {
+        self.cluster = true;
+        self
+    }
+
     /// Pass one more `--name value` style argument to `redis-server`.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra_args.push(arg.into());
@@ -109,7 +124,11 @@ impl Builder {
         for _ in 0..5 {
             let mut server = RedisServer {
                 child: None,
-                port: free_port(),
+                port: if self.cluster {
+                    free_cluster_port()
+                } else {
+                    free_port()
+                },
                 dir: dir.path().to_path_buf(),
                 _dir: None,
                 options: self.clone(),
@@ -383,6 +402,25 @@ impl RedisServer {
         if let Some(password) = &self.options.password {
             command.args(["--requirepass", password]);
         }
+        if self.options.cluster {
+            command.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+                // A replica may take over however long it has been cut off from its primary.
+                "--cluster-replica-validity-factor",
+                "0",
+                // Replicas sync at once rather than after the default 5 s.
+                "--repl-diskless-sync-delay",
+                "0",
+            ]);
+            if let Some(password) = &self.options.password {
+                command.args(["--masterauth", password]);
+            }
+        }
         if let Some(tls) = &self.options.tls {
             command
                 .args(["--tls-port", &tls.port.to_string()])
@@ -603,6 +641,20 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("bind a free loopback port")
         .port()
+}
+
+/// A loopback port nobody listens on right now whose cluster bus port (port + 10000) is free
+/// too.
+fn free_cluster_port() -> u16 {
+    for _ in 0..100 {
+        let port = free_port();
+        if let Some(bus) = port.checked_add(10_000)
+            && TcpListener::bind(("127.0.0.1", bus)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("found no free loopback port whose cluster bus port (+10000) is free too");
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
