@@ -8,15 +8,42 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use resilient_session::{KeyRing, RedisManager, RedisManagerBuilder, SessionConfig, SessionStore};
+use resilient_session::{KeyRing, RedisManagerBuilder, SessionConfig, SessionStore};
 use serde_json::Value;
-use test_redis::RedisServer;
+
+mod topology;
+
+pub use topology::TestRedis;
 
 /// Runs each scenario (an `async fn(Framework)` in scope) against each framework, as its own
 /// test: `conformance::scenarios!(login_works, logout_works);` makes `axum::login_works`,
 /// `actix::login_works`, … so the test output counts them per framework.
+///
+/// Scenarios generic over the deployment (`async fn(Framework)` with a type parameter
+/// `R: TestRedis`) run on a given one: `scenarios!(for test_redis::RedisCluster => cluster: a, b)` (a path: the type is named from inside the generated modules)
+/// makes `cluster::axum::a`, `cluster::actix::a`, …
 #[macro_export]
 macro_rules! scenarios {
+    (for $redis:ty => $deployment:ident: $($scenario:ident),* $(,)?) => {
+        mod $deployment {
+            mod axum {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $scenario() {
+                        super::super::$scenario::<$redis>($crate::Framework::Axum).await;
+                    }
+                )*
+            }
+            mod actix {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $scenario() {
+                        super::super::$scenario::<$redis>($crate::Framework::Actix).await;
+                    }
+                )*
+            }
+        }
+    };
     ($($scenario:ident),* $(,)?) => {
         mod axum {
             $(
@@ -36,6 +63,28 @@ macro_rules! scenarios {
         }
     };
 }
+
+/// The ACL line README documents, as `redis-server` arguments.
+pub const ACL: [&str; 18] = [
+    "--user",
+    "sessions",
+    "on",
+    ">sessions-password",
+    "~session:*",
+    "resetchannels",
+    "-@all",
+    "+hgetall",
+    "+expire",
+    "+evalsha",
+    "+eval",
+    "+del",
+    "+set",
+    "+get",
+    "+exists",
+    "+hset",
+    "+hdel",
+    "+info",
+];
 
 /// The secret every test app uses (tests forge cookies with it).
 pub const SECRET: &str = "conformance-suite-secret-of-at-least-32-bytes";
@@ -71,21 +120,17 @@ impl TestApp {
     /// short breaker back-off (100 ms to 500 ms), so tests see recovery quickly.
     pub async fn start(
         framework: Framework,
-        redis: &RedisServer,
+        redis: &impl TestRedis,
         tweak: impl FnOnce(SessionConfig) -> SessionConfig,
     ) -> TestApp {
-        let manager = RedisManager::builder()
-            .url(redis.url())
-            .breaker_backoff(Duration::from_millis(100))
-            .breaker_max_backoff(Duration::from_millis(500));
-        Self::start_with(framework, manager, redis, tweak).await
+        Self::start_with(framework, redis.manager(), redis, tweak).await
     }
 
     /// Like [`start`](Self::start), with manager settings of the test's own.
     pub async fn start_with(
         framework: Framework,
         manager: RedisManagerBuilder,
-        redis: &RedisServer,
+        redis: &impl TestRedis,
         tweak: impl FnOnce(SessionConfig) -> SessionConfig,
     ) -> TestApp {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
@@ -319,11 +364,10 @@ impl Client {
     }
 }
 
-/// The Redis keys of sessions (not the epoch, not logout tombstones) on `redis`.
-pub fn session_keys(redis: &RedisServer) -> Vec<String> {
-    let mut keys: Vec<String> = redis.query(&["KEYS", "session:*"]);
-    keys.retain(|k| k != "session:epoch" && !k.starts_with("session:revoked:"));
-    keys.sort();
+/// The Redis keys of sessions (not the epoch, not logout tombstones) on `redis`, sorted.
+pub fn session_keys(redis: &impl TestRedis) -> Vec<String> {
+    let mut keys = redis.keys("session:*");
+    keys.retain(|k| !k.starts_with("session:epoch") && !k.starts_with("session:revoked:"));
     keys
 }
 
@@ -341,13 +385,14 @@ pub fn decrypt_cookie(name: &str, value: &str) -> Value {
     serde_json::from_str(plain.value()).expect("a JSON payload")
 }
 
-/// The Redis key of the session with id `id`: `session:{base64url(sha256(id))}`.
+/// The Redis key of the session with id `id`: `session:{base64url(sha256(id))}`, braces included
+/// (a Redis Cluster hash tag).
 pub fn redis_key_of(id: &str) -> String {
     use base64::Engine;
     use sha2::Digest;
     let digest = sha2::Sha256::digest(id.as_bytes());
     format!(
-        "session:{}",
+        "session:{{{}}}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
     )
 }

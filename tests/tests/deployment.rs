@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use conformance::{Framework, TestApp, decrypt_cookie, wait_until};
+use conformance::{ACL, Framework, TestApp, decrypt_cookie, wait_until};
 use resilient_session::RedisManager;
 use test_redis::{RedisServer, TestCertificates};
 
@@ -13,27 +13,6 @@ conformance::scenarios!(
     a_wrong_ca_or_host_name_is_refused_and_sessions_fall_back,
     a_sentinel_failover_is_followed_without_a_restart,
 );
-
-/// The ACL line README documents, as `redis-server` arguments.
-const ACL: [&str; 17] = [
-    "--user",
-    "sessions",
-    "on",
-    ">sessions-password",
-    "~session:*",
-    "resetchannels",
-    "-@all",
-    "+hgetall",
-    "+expire",
-    "+evalsha",
-    "+eval",
-    "+del",
-    "+set",
-    "+get",
-    "+exists",
-    "+hset",
-    "+hdel",
-];
 
 fn acl_server() -> RedisServer {
     ACL.iter()

@@ -181,7 +181,8 @@ impl SessionConfig {
         self
     }
 
-    /// Prefix of every Redis key. Default `session`.
+    /// Prefix of every Redis key. Default `session`. No spaces, no braces (the keys carry a
+    /// Redis Cluster hash tag after it).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self
@@ -273,9 +274,15 @@ impl SessionConfig {
         {
             return Err(Error::Config("invalid cookie domain".into()));
         }
-        if self.namespace.is_empty() || self.namespace.contains(char::is_whitespace) {
+        if self.namespace.is_empty()
+            || self
+                .namespace
+                .contains(|c: char| c.is_whitespace() || c == '{' || c == '}')
+        {
             return Err(Error::Config(
-                "the namespace must be non-empty and without spaces".into(),
+                "the namespace must be non-empty, without spaces or braces (braces would move \
+                 the Redis Cluster hash tag)"
+                    .into(),
             ));
         }
         if self.idle_timeout < Duration::from_secs(1)
@@ -346,6 +353,7 @@ mod tests {
             config().same_site(SameSite::None).secure(false),
             config().path("no-slash"),
             config().namespace(""),
+            config().namespace("app{1}"),
             config()
                 .touch_interval(Duration::from_secs(10))
                 .idle_timeout(Duration::from_secs(5)),

@@ -140,7 +140,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Redis cannot serve requests right now: refused or dropped connection, timeout, open
     /// circuit, failed authentication, or a server that cannot take the command (`LOADING`,
-    /// `MASTERDOWN`, `READONLY`, `OOM`, `TRYAGAIN`, `CLUSTERDOWN`, `BUSY`).
+    /// `MASTERDOWN`, `READONLY`, `OOM`, `TRYAGAIN`, `CLUSTERDOWN`, `MOVED`, `ASK`, `BUSY`).
     ///
     /// Session code falls back to the cookie on these; anything else is a bug or bad data.
     pub fn is_unavailable(&self) -> bool {
@@ -173,9 +173,20 @@ impl Error {
         matches!(self, Error::Decode { .. } | Error::SessionValue { .. })
     }
 
-    /// Worth another attempt on a fresh connection: connection errors and timeouts only. Never
-    /// authentication failures, out-of-memory, wrong types or other answers from the server.
+    /// Worth another attempt: connection errors and timeouts, and the answers by which a
+    /// server refuses a command for now without running it (`LOADING`, `MASTERDOWN`,
+    /// `READONLY`, `TRYAGAIN`, `CLUSTERDOWN`, `MOVED`, `ASK`: a failover or a resharding under
+    /// way). Never authentication failures, out-of-memory, wrong types or other answers.
     pub(crate) fn is_retryable(&self) -> bool {
+        match self {
+            Error::Timeout { .. } => true,
+            Error::Redis { source, .. } => is_connection_error(source) || refused_for_now(source),
+            _ => false,
+        }
+    }
+
+    /// The connection this error came from cannot be trusted any more.
+    pub(crate) fn breaks_connection(&self) -> bool {
         match self {
             Error::Timeout { .. } => true,
             Error::Redis { source, .. } => is_connection_error(source),
@@ -183,9 +194,9 @@ impl Error {
         }
     }
 
-    /// The connection this error came from cannot be trusted any more.
-    pub(crate) fn breaks_connection(&self) -> bool {
-        self.is_retryable()
+    /// The connection was closed under the command (a Redis restart, a killed node).
+    pub(crate) fn is_connection_dropped(&self) -> bool {
+        matches!(self, Error::Redis { source, .. } if source.is_connection_dropped())
     }
 
     /// The node is a replica now (`READONLY`): after a failover, connections to it must go.
@@ -230,7 +241,9 @@ fn server_codes(err: &RedisError) -> Vec<String> {
 }
 
 fn is_connection_error(err: &RedisError) -> bool {
-    err.is_io_error()
+    // A cluster connection with no live connection to the node of a slot says so.
+    err.kind() == ErrorKind::ClusterConnectionNotFound
+        || err.is_io_error()
         || err.is_connection_dropped()
         || err.is_connection_refusal()
         || err.is_timeout()
@@ -243,7 +256,14 @@ fn is_auth_error(err: &RedisError) -> bool {
             .any(|c| matches!(c.as_str(), "NOAUTH" | "WRONGPASS"))
 }
 
+/// The server cannot take the command now: it is busy, out of memory, or refuses it for now.
 fn is_server_busy(err: &RedisError) -> bool {
+    refused_for_now(err) || server_codes(err).iter().any(|c| c == "OOM" || c == "BUSY")
+}
+
+/// The server refused the command without running it, because of a failover, a resharding or
+/// a start-up under way.
+fn refused_for_now(err: &RedisError) -> bool {
     matches!(
         err.kind(),
         ErrorKind::Server(
@@ -252,11 +272,13 @@ fn is_server_busy(err: &RedisError) -> bool {
                 | ServerErrorKind::ReadOnly
                 | ServerErrorKind::TryAgain
                 | ServerErrorKind::ClusterDown
+                | ServerErrorKind::Moved
+                | ServerErrorKind::Ask
         )
     ) || server_codes(err).iter().any(|c| {
         matches!(
             c.as_str(),
-            "OOM" | "BUSY" | "LOADING" | "MASTERDOWN" | "READONLY" | "TRYAGAIN" | "CLUSTERDOWN"
+            "LOADING" | "MASTERDOWN" | "READONLY" | "TRYAGAIN" | "CLUSTERDOWN" | "MOVED" | "ASK"
         )
     })
 }
@@ -300,6 +322,31 @@ mod tests {
         assert!(redis_err(server_error("WRONGPASS", "x")).is_unavailable());
         assert!(redis_err(server_error("OOM", "x")).is_unavailable());
         assert!(!redis_err(server_error("WRONGTYPE", "x")).is_unavailable());
+    }
+
+    #[test]
+    fn failover_and_resharding_answers_are_retried_then_fall_back() {
+        for code in [
+            "LOADING",
+            "MASTERDOWN",
+            "READONLY",
+            "TRYAGAIN",
+            "CLUSTERDOWN",
+            "MOVED",
+            "ASK",
+        ] {
+            let err = redis_err(server_error(code, "3999 127.0.0.1:6381"));
+            assert!(err.is_retryable(), "{code} must be retried");
+            assert!(err.is_unavailable(), "{code} must fall back");
+            assert!(
+                !err.breaks_connection(),
+                "{code} leaves the connection usable"
+            );
+        }
+        for code in ["BUSY", "OOM"] {
+            let err = redis_err(server_error(code, "x"));
+            assert!(!err.is_retryable() && err.is_unavailable(), "{code}");
+        }
     }
 
     #[test]

@@ -35,9 +35,10 @@ pub struct Settings {
     pub bind: SocketAddr,
     /// Sessions in Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`; `rediss://` for TLS,
     /// with `REDIS_TLS_CA_FILE` and, for client certificates, `REDIS_TLS_CERT_FILE` and
-    /// `REDIS_TLS_KEY_FILE`), or at the primary Sentinel names (`REDIS_SENTINEL_URLS`,
-    /// comma-separated, and `REDIS_SENTINEL_MASTER`); cookies protected by `SESSION_SECRET`
-    /// (random, with a warning, when unset).
+    /// `REDIS_TLS_KEY_FILE`), in a Redis Cluster (`REDIS_CLUSTER_URLS`, comma-separated seed
+    /// nodes), or at the primary Sentinel names (`REDIS_SENTINEL_URLS`, comma-separated, and
+    /// `REDIS_SENTINEL_MASTER`); cookies protected by `SESSION_SECRET` (random, with a warning,
+    /// when unset).
     pub store: SessionStore,
 }
 
@@ -69,7 +70,8 @@ impl Settings {
     }
 }
 
-/// The Redis manager for `REDIS_URL` and the optional TLS files.
+/// The Redis manager for `REDIS_URL`, `REDIS_CLUSTER_URLS` or `REDIS_SENTINEL_*`, and the
+/// optional TLS files.
 fn redis_from_env() -> Result<RedisManager, Box<dyn std::error::Error>> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
     let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
@@ -78,10 +80,21 @@ fn redis_from_env() -> Result<RedisManager, Box<dyn std::error::Error>> {
             .transpose()
     };
     let mut builder = RedisManager::builder().url(url);
-    if let Ok(sentinels) = std::env::var("REDIS_SENTINEL_URLS") {
+    let list = |name: &str| {
+        std::env::var(name).ok().map(|urls| {
+            urls.split(',')
+                .map(|url| url.trim().to_owned())
+                .filter(|url| !url.is_empty())
+                .collect::<Vec<_>>()
+        })
+    };
+    if let Some(seeds) = list("REDIS_CLUSTER_URLS") {
+        builder = builder.cluster(seeds);
+    }
+    if let Some(sentinels) = list("REDIS_SENTINEL_URLS") {
         let master = std::env::var("REDIS_SENTINEL_MASTER")
             .map_err(|_| "REDIS_SENTINEL_URLS needs REDIS_SENTINEL_MASTER (the service name)")?;
-        builder = builder.sentinel(sentinels.split(',').map(str::trim), master);
+        builder = builder.sentinel(sentinels, master);
     }
     if let Some(ca) = read("REDIS_TLS_CA_FILE")? {
         builder = builder.tls_root_certificate(ca);

@@ -56,6 +56,7 @@ pub struct RedisManagerBuilder {
     tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
     accept_invalid_certificates: bool,
     sentinel: Option<(Vec<String>, String)>,
+    cluster: Option<Vec<String>>,
 }
 
 impl Default for RedisManagerBuilder {
@@ -82,6 +83,7 @@ impl RedisManagerBuilder {
             tls_client_certificate: None,
             accept_invalid_certificates: false,
             sentinel: None,
+            cluster: None,
         }
     }
 
@@ -111,6 +113,31 @@ impl RedisManagerBuilder {
     {
         let urls = sentinel_urls.into_iter().map(Into::into).collect();
         self.sentinel = Some((urls, master_name.into()));
+        self
+    }
+
+    /// Connect to a Redis Cluster through its seed nodes (`redis://host:port` or
+    /// `rediss://host:port`, any few of its nodes; the rest are found from them). Commands go to
+    /// the primary of their key's slot; `MOVED`/`ASK` redirects are followed and the slot map
+    /// re-read after a failover or a resharding, without a restart. Session keys are hash-tagged
+    /// so that everything one session operation touches lives in one slot.
+    ///
+    /// The credentials of the seed URLs are used for every node. Do not combine with
+    /// [`sentinel`](Self::sentinel); [`url`](Self::url) is not used.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), resilient_session::Error> {
+    /// let manager = resilient_session::RedisManager::builder()
+    ///     .cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000", "redis://10.0.0.3:7000"])
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster<I, S>(mut self, seed_urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.cluster = Some(seed_urls.into_iter().map(Into::into).collect());
         self
     }
 
@@ -215,24 +242,37 @@ impl RedisManagerBuilder {
     /// Must be called within a Tokio runtime. Fails on an invalid URL or a zero size or timeout.
     pub fn build(self) -> Result<RedisManager> {
         self.validate()?;
-        if self.url.starts_with("rediss:") && !cfg!(feature = "tls") {
+        let urls = match &self.cluster {
+            Some(seeds) => seeds.iter().map(String::as_str).collect(),
+            None => vec![self.url.as_str()],
+        };
+        if urls.iter().any(|url| url.starts_with("rediss:")) && !cfg!(feature = "tls") {
             return Err(Error::Config(
                 "rediss:// URLs need the `tls` feature of resilient-session".into(),
             ));
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let info = self
-            .url
-            .as_str()
+        // The first URL's password is the one to keep out of health reports.
+        let first = urls.first().ok_or_else(|| {
+            Error::Config("Redis Cluster mode needs at least one seed URL".into())
+        })?;
+        let info = first
             .into_connection_info()
             .map_err(|source| Error::InvalidUrl { source })?;
         let secret = info.redis_settings().password().map(str::to_owned);
-        let target = match &self.sentinel {
-            None => Target::Node(self.client(info)?),
-            Some((urls, master_name)) => Target::Sentinel(tokio::sync::Mutex::new(
+        let target = match (&self.sentinel, &self.cluster) {
+            (None, None) => Target::Node(self.client(info)?),
+            (Some((urls, master_name)), None) => Target::Sentinel(tokio::sync::Mutex::new(
                 sentinel_client(urls, master_name.clone(), &info)?,
             )),
+            (None, Some(seeds)) => Target::Cluster(self.cluster_client(seeds)?),
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(
+                    "choose either Sentinel or Redis Cluster, not both".into(),
+                ));
+            }
         };
+        let cluster = matches!(target, Target::Cluster(_));
         // Every command runs under the manager's own timeout (command timeout, retry budget);
         // the client's would only add a second timer per command.
         let config = AsyncConnectionConfig::new()
@@ -277,6 +317,7 @@ impl RedisManagerBuilder {
         Ok(RedisManager::start(
             pool,
             self.pool_size,
+            cluster,
             signals,
             breaker,
             Status::new(secret),
@@ -287,6 +328,19 @@ impl RedisManagerBuilder {
 
     /// The client for `info`: plain, or TLS with the configured CA and client certificate.
     fn client(&self, info: redis::ConnectionInfo) -> Result<redis::Client> {
+        self.check_tls(&info)?;
+        #[cfg(feature = "tls")]
+        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. })
+            && let Some(certificates) = self.tls_certificates()
+        {
+            return redis::Client::build_with_tls(info, certificates)
+                .map_err(|source| Error::InvalidUrl { source });
+        }
+        redis::Client::open(info).map_err(|source| Error::InvalidUrl { source })
+    }
+
+    /// Refuses a URL that turns certificate checks off, unless that was asked for.
+    fn check_tls(&self, info: &redis::ConnectionInfo) -> Result<()> {
         #[cfg(feature = "tls")]
         if let redis::ConnectionAddr::TcpTls { insecure, .. } = info.addr() {
             if *insecure && !self.accept_invalid_certificates {
@@ -299,21 +353,55 @@ impl RedisManagerBuilder {
             }
             // One process-wide crypto provider for rustls; another one already set wins.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            if self.tls_root_certificate.is_some() || self.tls_client_certificate.is_some() {
-                let certificates = redis::TlsCertificates {
-                    client_tls: self.tls_client_certificate.clone().map(|(cert, key)| {
-                        redis::ClientTlsConfig {
-                            client_cert: cert,
-                            client_key: key,
-                        }
-                    }),
-                    root_cert: self.tls_root_certificate.clone(),
-                };
-                return redis::Client::build_with_tls(info, certificates)
-                    .map_err(|source| Error::InvalidUrl { source });
-            }
         }
-        redis::Client::open(info).map_err(|source| Error::InvalidUrl { source })
+        #[cfg(not(feature = "tls"))]
+        let _ = info;
+        Ok(())
+    }
+
+    /// The private CA and client certificate, when any is configured.
+    #[cfg(feature = "tls")]
+    fn tls_certificates(&self) -> Option<redis::TlsCertificates> {
+        if self.tls_root_certificate.is_none() && self.tls_client_certificate.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self.tls_client_certificate.clone().map(|(cert, key)| {
+                redis::ClientTlsConfig {
+                    client_cert: cert,
+                    client_key: key,
+                }
+            }),
+            root_cert: self.tls_root_certificate.clone(),
+        })
+    }
+
+    /// The cluster client for `seeds`: our timeouts, TLS settings and few retries of its own
+    /// (ours decide; its own would keep a caller waiting through a failover).
+    fn cluster_client(&self, seeds: &[String]) -> Result<redis::cluster::ClusterClient> {
+        let mut infos = Vec::with_capacity(seeds.len());
+        for seed in seeds {
+            let info = seed
+                .as_str()
+                .into_connection_info()
+                .map_err(|source| Error::InvalidUrl { source })?;
+            self.check_tls(&info)?;
+            infos.push(info);
+        }
+        #[allow(unused_mut)]
+        let mut builder = redis::cluster::ClusterClient::builder(infos)
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(self.command_timeout)
+            .retries(1)
+            .min_retry_wait(10)
+            .max_retry_wait(100);
+        #[cfg(feature = "tls")]
+        if let Some(certificates) = self.tls_certificates() {
+            builder = builder.certs(certificates);
+        }
+        builder
+            .build()
+            .map_err(|source| Error::InvalidUrl { source })
     }
 
     fn validate(&self) -> Result<()> {
@@ -389,6 +477,7 @@ impl std::fmt::Debug for RedisManagerBuilder {
                 "sentinel_master",
                 &self.sentinel.as_ref().map(|(_, name)| name),
             )
+            .field("cluster_seeds", &self.cluster.as_ref().map(Vec::len))
             .finish_non_exhaustive()
     }
 }
@@ -422,9 +511,35 @@ mod tests {
         assert!(!text.contains("topsecret"), "{text}");
     }
 
+    #[tokio::test]
+    async fn cluster_needs_seeds_and_excludes_sentinel() {
+        let no_seeds = RedisManagerBuilder::new().cluster(Vec::<String>::new()).build();
+        assert!(matches!(no_seeds, Err(Error::Config(_))));
+        let both = RedisManagerBuilder::new()
+            .cluster(["redis://127.0.0.1:7000"])
+            .sentinel(["redis://127.0.0.1:26379"], "sessions")
+            .build();
+        assert!(matches!(both, Err(Error::Config(_))));
+        let bad_seed = RedisManagerBuilder::new()
+            .cluster(["redis://127.0.0.1:7000", "http://x:secret@nowhere:port"])
+            .build()
+            .expect_err("a bad seed is refused");
+        assert!(matches!(bad_seed, Error::InvalidUrl { .. }));
+        assert!(!format!("{bad_seed:?}").contains("secret"));
+        let manager = RedisManagerBuilder::new()
+            .cluster(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"])
+            .build()
+            .expect("builds without reaching the cluster");
+        assert!(manager.is_cluster());
+    }
+
     #[cfg(feature = "tls")]
     #[tokio::test]
     async fn certificate_checks_cannot_be_turned_off_by_accident() {
+        let cluster = RedisManagerBuilder::new()
+            .cluster(["rediss://127.0.0.1:7000/#insecure"])
+            .build();
+        assert!(matches!(cluster, Err(Error::Config(_))), "cluster seeds too");
         let err = RedisManagerBuilder::new()
             .url("rediss://127.0.0.1:6380/#insecure")
             .build()

@@ -10,6 +10,10 @@
 //! in-flight command per pooled connection. A "generation" counter retires every connection opened
 //! before the last dropped connection: after a Redis restart all of them are dead, and finding
 //! that out one failed request at a time would trip the breaker for nothing.
+//!
+//! In a Redis Cluster, a pooled connection is a redis-rs cluster connection: one handle over a
+//! connection to every primary, which follows `MOVED`/`ASK` redirects and refreshes the slot map
+//! on its own. It is not retired when one node fails: the others still serve their slots.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,7 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bb8_redis::bb8;
 use bb8_redis::redis::aio::MultiplexedConnection;
-use bb8_redis::redis::{self, AsyncConnectionConfig, RedisError};
+use bb8_redis::redis::cluster_async::ClusterConnection;
+use bb8_redis::redis::{self, AsyncConnectionConfig, FromRedisValue, RedisError, RedisResult};
 use tokio::sync::broadcast;
 
 use super::epoch::Epoch;
@@ -37,6 +42,34 @@ pub(crate) enum Target {
     /// The primary that Sentinel names, asked again for every new connection, so that the pool
     /// follows a failover.
     Sentinel(tokio::sync::Mutex<redis::sentinel::SentinelClient>),
+    /// A Redis Cluster, found from its seed nodes.
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A connection commands can be sent on: to one node, or to a whole cluster.
+#[derive(Clone)]
+pub(crate) enum Link {
+    Node(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl Link {
+    pub(crate) async fn query<T: FromRedisValue>(&mut self, cmd: &redis::Cmd) -> RedisResult<T> {
+        match self {
+            Link::Node(conn) => cmd.query_async(conn).await,
+            Link::Cluster(conn) => cmd.query_async(conn).await,
+        }
+    }
+
+    pub(crate) async fn query_pipeline<T: FromRedisValue>(
+        &mut self,
+        pipeline: &redis::Pipeline,
+    ) -> RedisResult<T> {
+        match self {
+            Link::Node(conn) => pipeline.query_async(conn).await,
+            Link::Cluster(conn) => pipeline.query_async(conn).await,
+        }
+    }
 }
 
 /// What the connector and the manager share about the pool's connections.
@@ -49,7 +82,7 @@ pub(crate) struct PoolSignals {
 
 /// A pooled connection with what the pool needs to know about it.
 pub(crate) struct Connection {
-    pub(crate) redis: MultiplexedConnection,
+    pub(crate) redis: Link,
     generation: u64,
     /// Shared with the clones in use, which may find out after the connection went back.
     broken: Arc<AtomicBool>,
@@ -127,7 +160,7 @@ impl ConnectFailures {
 /// went back to the pool, and able to mark it broken.
 #[derive(Clone)]
 pub(crate) struct Shared {
-    pub(crate) redis: MultiplexedConnection,
+    pub(crate) redis: Link,
     broken: Arc<AtomicBool>,
     generation: u64,
 }
@@ -163,10 +196,16 @@ impl bb8::ManageConnection for Connector {
     async fn connect(&self) -> Result<Connection, RedisError> {
         let generation = self.signals.generation.load(Ordering::Acquire);
         let connected = match &self.target {
-            Target::Node(client) => {
-                client
-                    .get_multiplexed_async_connection_with_config(&self.config)
+            Target::Node(client) => client
+                .get_multiplexed_async_connection_with_config(&self.config)
+                .await
+                .map(Link::Node),
+            Target::Cluster(client) => {
+                // The slot map is read from the seed nodes first: twice the connect timeout.
+                tokio::time::timeout(self.connect_timeout * 2, client.get_async_connection())
                     .await
+                    .unwrap_or_else(|_| Err(timed_out()))
+                    .map(Link::Cluster)
             }
             Target::Sentinel(sentinel) => {
                 let connect = async {
@@ -179,16 +218,15 @@ impl bb8::ManageConnection for Connector {
                 // Twice the connect timeout: the Sentinels are asked, then the primary.
                 tokio::time::timeout(self.connect_timeout * 2, connect)
                     .await
-                    .unwrap_or_else(|_| {
-                        Err(RedisError::from(std::io::Error::from(
-                            std::io::ErrorKind::TimedOut,
-                        )))
-                    })
+                    .unwrap_or_else(|_| Err(timed_out()))
+                    .map(Link::Node)
             }
         };
         match connected {
             Ok(mut redis) => {
-                self.read_epoch(&mut redis).await;
+                if let Link::Node(node) = &mut redis {
+                    self.read_epoch(node).await;
+                }
                 Ok(Connection {
                     redis,
                     generation,
@@ -205,7 +243,7 @@ impl bb8::ManageConnection for Connector {
 
     async fn is_valid(&self, conn: &mut Connection) -> Result<(), RedisError> {
         // Only used if test-on-checkout were on; it is off (one round trip per request).
-        redis::cmd("PING").query_async(&mut conn.redis).await
+        conn.redis.query(&redis::cmd("PING")).await
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
@@ -213,17 +251,21 @@ impl bb8::ManageConnection for Connector {
     }
 }
 
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+}
+
 impl Connector {
-    /// A new connection may be to a Redis that lost its data: read (or create) the epoch.
+    /// A new connection to one node may be to a Redis that lost its data: read (or create) the epoch.
     async fn read_epoch(&self, redis: &mut MultiplexedConnection) {
         let epoch = &self.signals.epoch;
         let Some(key) = epoch.key() else {
             return;
         };
-        let (cmd, proposed) = Epoch::command(key);
-        match cmd.query_async::<Option<String>>(redis).await {
-            Ok(existing) => {
-                epoch.record(existing, proposed);
+        let (pipeline, proposed) = Epoch::command(key);
+        match pipeline.query_async(redis).await {
+            Ok(answer) => {
+                epoch.record(key, answer, proposed);
             }
             // Unknown now: read again when needed, rather than trust a value from before.
             Err(err) => {
@@ -240,6 +282,7 @@ impl fmt::Debug for Connector {
         let target = match &self.target {
             Target::Node(client) => client.get_connection_info().addr().to_string(),
             Target::Sentinel(_) => "the primary Sentinel names".to_owned(),
+            Target::Cluster(_) => "a Redis Cluster".to_owned(),
         };
         f.debug_struct("Connector")
             .field("target", &target)

@@ -5,14 +5,13 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use bb8_redis::bb8::{self, PooledConnection, RunError};
-use bb8_redis::redis::aio::MultiplexedConnection;
 use bb8_redis::redis::{self, FromRedisValue, RedisResult};
 use tokio::sync::Notify;
 
 use super::backoff::Backoff;
 use super::breaker::{Admission, Breaker, Outcome, Transition};
 use super::builder::{DEFAULT_REDIS_URL, RedisManagerBuilder};
-use super::connection::{Connector, PoolSignals, Shared};
+use super::connection::{Connector, Link, PoolSignals, Shared};
 use super::status::Status;
 use crate::health::{ConnectionState, PoolStats, RedisHealth};
 use crate::redis::BreakerState;
@@ -49,6 +48,8 @@ pub struct RedisManager {
 struct Inner {
     pool: bb8::Pool<Connector>,
     pool_size: u32,
+    /// A Redis Cluster, not one node.
+    cluster: bool,
     /// The connection commands share, taken from the pool again at least every
     /// [`HOT_REFRESH`], so that the pool keeps managing it (lifetime, replacement).
     hot: Mutex<Option<(Shared, Instant)>>,
@@ -82,10 +83,10 @@ enum Request<'a> {
 }
 
 impl Request<'_> {
-    async fn send<T: FromRedisValue>(self, conn: &mut MultiplexedConnection) -> RedisResult<T> {
+    async fn send<T: FromRedisValue>(self, link: &mut Link) -> RedisResult<T> {
         match self {
-            Request::Cmd(cmd) => cmd.query_async(conn).await,
-            Request::Pipeline(pipeline) => pipeline.query_async(conn).await,
+            Request::Cmd(cmd) => link.query(cmd).await,
+            Request::Pipeline(pipeline) => link.query_pipeline(pipeline).await,
         }
     }
 }
@@ -109,9 +110,11 @@ impl RedisManager {
         Self::builder().url(url).build()
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         pool: bb8::Pool<Connector>,
         pool_size: u32,
+        cluster: bool,
         signals: PoolSignals,
         breaker: Breaker,
         status: Status,
@@ -121,6 +124,7 @@ impl RedisManager {
         let wake = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
             pool_size,
+            cluster,
             pool,
             hot: Mutex::new(None),
             signals,
@@ -180,24 +184,33 @@ impl RedisManager {
     }
 
     /// The Redis data epoch at `key`: a random value created with `SET NX` when the key is
-    /// missing, so a Redis that lost its data has a new one. The first call registers `key`;
-    /// from then on every new connection reads it, so the value is usually known without a
-    /// command. `fresh` reads it from Redis now instead of answering from memory.
+    /// missing, joined with the replication id of the primary holding it, so that a Redis that
+    /// lost its data, restarted, or was replaced by a promoted replica has a new one. The first
+    /// key asked for is read on every new single-node connection, so its value is usually known
+    /// without a command; `fresh` reads it from Redis now instead of answering from memory.
+    /// Values are forgotten whenever Redis is unavailable.
     ///
-    /// A manager tracks one epoch key; asking for another is a [`Error::Config`].
+    /// ```no_run
+    /// # async fn run(manager: resilient_session::RedisManager) -> Result<(), resilient_session::Error> {
+    /// let before = manager.data_epoch("app:epoch", false).await?;
+    /// // ... later: has the Redis behind "app:epoch" possibly lost data since?
+    /// let lost = manager.data_epoch("app:epoch", true).await? != before;
+    /// # Ok(()) }
+    /// ```
     pub async fn data_epoch(&self, key: &str, fresh: bool) -> Result<Arc<str>> {
         let epoch = &self.inner.signals.epoch;
-        if !epoch.register(key) {
-            return Err(Error::Config(format!(
-                "this RedisManager already tracks the epoch at another key than {key:?}"
-            )));
-        }
-        if !fresh && let Some(value) = epoch.cached() {
+        epoch.register(key);
+        if !fresh && let Some(value) = epoch.cached(key) {
             return Ok(value);
         }
-        let (cmd, proposed) = super::epoch::Epoch::command(key);
-        let existing: Option<String> = self.query("epoch", &cmd).await?;
-        Ok(epoch.record(existing, proposed))
+        let (pipeline, proposed) = super::epoch::Epoch::command(key);
+        let answer = self.query_pipeline("epoch", &pipeline).await?;
+        Ok(epoch.record(key, answer, proposed))
+    }
+
+    /// Connected to a Redis Cluster: session code keeps every command on one slot.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.inner.cluster
     }
 
     /// The health of the connection now, from what recent operations saw; sends nothing.
@@ -313,34 +326,43 @@ impl RedisManager {
             }
         };
         let mut redis = shared.redis.clone();
-        let mark_broken = || shared.mark_broken();
         let command_deadline = (Instant::now() + settings.command_timeout).min(deadline);
         let timeout = command_deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout_at(command_deadline.into(), request.send(&mut redis)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(source)) => {
-                if source.is_connection_dropped() {
-                    // Redis went away: every pooled connection is as dead as this one.
-                    self.inner.signals.retire_all();
-                }
                 let err = Error::Redis { operation, source };
-                if err.is_read_only() {
-                    // A failover demoted this node: every connection to it must go, so that new
-                    // ones reach the new primary.
-                    self.inner.signals.retire_all();
-                    mark_broken();
-                } else if err.breaks_connection() {
-                    mark_broken();
-                }
+                self.on_error(&err, &shared);
                 Err(err)
             }
             Err(_elapsed) => {
-                mark_broken();
-                Err(Error::Timeout {
+                let err = Error::Timeout {
                     operation,
                     after: timeout,
-                })
+                };
+                self.on_error(&err, &shared);
+                Err(err)
             }
+        }
+    }
+
+    /// What an error says about the connection it came on.
+    fn on_error(&self, err: &Error, shared: &Shared) {
+        let signals = &self.inner.signals;
+        if self.inner.cluster {
+            // The cluster connection reconnects to a failed node and re-reads the slot map by
+            // itself; the other nodes still serve their slots on it. Only a timeout makes it
+            // suspect (a wedged connection to one node would hold every command behind it).
+            if matches!(err, Error::Timeout { .. }) {
+                shared.mark_broken();
+            }
+        } else if err.is_read_only() || err.is_connection_dropped() {
+            // A failover demoted this node, or Redis went away: every connection to it must go,
+            // so that new ones reach the new primary (or the restarted Redis).
+            signals.retire_all();
+            shared.mark_broken();
+        } else if err.breaks_connection() {
+            shared.mark_broken();
         }
     }
 
@@ -393,6 +415,8 @@ impl RedisManager {
         let inner = &*self.inner;
         match result {
             Err(err) if err.is_unavailable() => {
+                // Whatever Redis answers next may have lost its data: read the epoch again.
+                inner.signals.epoch.forget();
                 let before = inner.status.on_failure(err);
                 let error = inner.status.describe(err);
                 match before {

@@ -33,4 +33,5 @@ mod status;
 pub use bb8_redis::redis;
 pub use breaker::BreakerState;
 pub use builder::{DEFAULT_REDIS_URL, RedisManagerBuilder};
+pub(crate) use epoch::slot_epoch_key;
 pub use manager::RedisManager;

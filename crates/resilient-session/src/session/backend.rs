@@ -1,22 +1,26 @@
 //! The Redis side of sessions: key layout and the commands each step sends.
 //!
-//! One session is one hash at `{namespace}:{sha256(id)}`, one field per session key, values
-//! JSON. A load is `HGETALL` (with `EXPIRE` in the same pipeline when a touch is due); a touch is
-//! `EXPIRE`; a logout is `DEL`. A save runs one small Lua script: the changed fields (`HSET` /
-//! `HDEL`) and `EXPIRE`, atomically (sent as `EVALSHA`), and, for a session that already exists, only if its hash
-//! still exists. That last condition is why it is a script and not a plain pipeline: a slow write
-//! racing a logout must not bring the session back (CVE-2025-46336 is that bug elsewhere). A new
-//! id (`cycle_id`) writes the new hash and deletes the old one in the same round trip, never with
-//! `RENAME` (it fails across cluster slots); if the old hash was gone by then, the new one is
-//! deleted too. A logout made while Redis was down is replayed later as `DEL` plus a tombstone at
-//! `{namespace}:revoked:{sha256(id)}` ("revoked"). A session re-seeded or promoted from its
-//! cookie first claims its old id with a "moved" tombstone (`SET NX`), so that it moves once.
+//! One session is one hash at `<namespace>:{<sha256(id)>}` (the braces are literal: a Redis
+//! Cluster hash tag), one field per session key, values JSON. A load is `HGETALL` (with `EXPIRE`
+//! in the same pipeline when a touch is due); a touch is `EXPIRE`. A save runs one small Lua
+//! script: the changed fields (`HSET` / `HDEL`) and `EXPIRE`, atomically (sent as `EVALSHA`),
+//! and, for a session that already exists, only if its hash still exists. That last condition is
+//! why it is a script and not a plain pipeline: a slow write racing a logout must not bring the
+//! session back (CVE-2025-46336 is that bug elsewhere). A new id (`cycle_id`) writes the new hash
+//! and deletes the old one in the same round trip, never with `RENAME` (it fails across cluster
+//! slots); if the old hash was gone by then, the new one is deleted too. In a Redis Cluster the
+//! two hashes are in different slots, so that step takes two round trips; every other step
+//! touches one slot. A logout is `DEL` plus a tombstone at `<namespace>:revoked:{<sha256(id)>}`
+//! ("revoked", same slot), replayed later if Redis was down. A session re-seeded or promoted
+//! from its cookie first claims its old id with a "moved" tombstone (`SET NX`), so that it moves
+//! once.
 
 use std::sync::Arc;
 
 use bb8_redis::redis;
 
 use super::SessionId;
+use crate::redis::slot_epoch_key;
 use crate::{RedisManager, Result};
 
 /// Writes the changed fields and the TTL; with `must_exist`, only if the hash still exists.
@@ -103,8 +107,13 @@ impl Backend {
         id.redis_key(&self.namespace)
     }
 
-    fn epoch_key(&self) -> String {
-        format!("{}:epoch", self.namespace)
+    /// The data epoch key that stands for `id`'s session: one per Redis, or one per cluster slot.
+    fn epoch_key(&self, id: &SessionId) -> String {
+        if self.manager.is_cluster() {
+            slot_epoch_key(&self.namespace, &self.key(id))
+        } else {
+            format!("{}:epoch", self.namespace)
+        }
     }
 
     /// The session's fields, `None` when its hash does not exist. With `touch`, the TTL is
@@ -134,31 +143,26 @@ impl Backend {
     /// Runs a save.
     pub(crate) async fn write(&self, write: &Write<'_>) -> Result<Written> {
         match write.replaces {
-            None => {
-                let by_sha = self.write_command(write, true);
-                let written: i64 = match self.manager.query("session save", &by_sha).await {
-                    Err(err) if err.is_no_script() => {
-                        let by_text = self.write_command(write, false);
-                        self.manager.query("session save", &by_text).await?
-                    }
-                    written => written?,
-                };
-                Ok(if written == 1 {
-                    Written::Yes
-                } else {
-                    Written::Gone
-                })
-            }
+            None => self.write_hash(write).await,
             Some(old) => {
-                // The script's text, not its SHA-1: a `NOSCRIPT` failure would come after the
-                // `DEL` of the same pipeline had run.
-                let mut pipeline = redis::pipe();
-                pipeline.add_command(self.write_command(write, false));
-                pipeline.cmd("DEL").arg(self.key(old));
-                let (written, deleted): (i64, i64) = self
-                    .manager
-                    .query_pipeline("session save", &pipeline)
-                    .await?;
+                let (written, deleted) = if self.manager.is_cluster() {
+                    // Two slots: the new hash first, so that a failure in between loses nothing.
+                    if self.write_hash(write).await? == Written::Gone {
+                        return Ok(Written::Gone);
+                    }
+                    let mut del = redis::cmd("DEL");
+                    del.arg(self.key(old));
+                    (1, self.manager.query("session save", &del).await?)
+                } else {
+                    // The script's text, not its SHA-1: a `NOSCRIPT` failure would come after
+                    // the `DEL` of the same pipeline had run.
+                    let mut pipeline = redis::pipe();
+                    pipeline.add_command(self.write_command(write, false));
+                    pipeline.cmd("DEL").arg(self.key(old));
+                    self.manager
+                        .query_pipeline::<(i64, i64)>("session save", &pipeline)
+                        .await?
+                };
                 Ok(match (written, deleted) {
                     (1, 1) => Written::Yes,
                     // The old hash was already gone: the session ended while this request ran
@@ -171,6 +175,23 @@ impl Backend {
                 })
             }
         }
+    }
+
+    /// The write script on `write.id`'s hash alone, by SHA-1, by text after `NOSCRIPT`.
+    async fn write_hash(&self, write: &Write<'_>) -> Result<Written> {
+        let by_sha = self.write_command(write, true);
+        let written: i64 = match self.manager.query("session save", &by_sha).await {
+            Err(err) if err.is_no_script() => {
+                let by_text = self.write_command(write, false);
+                self.manager.query("session save", &by_text).await?
+            }
+            written => written?,
+        };
+        Ok(if written == 1 {
+            Written::Yes
+        } else {
+            Written::Gone
+        })
     }
 
     /// `EVALSHA` (or `EVAL` with the text) of the write script for `write`.
@@ -254,8 +275,12 @@ impl Backend {
         Ok(tombstone_of(previous))
     }
 
-    /// The data epoch, from memory unless `fresh`; `None` when it cannot be read now.
-    pub(crate) async fn epoch(&self, fresh: bool) -> Option<Arc<str>> {
-        self.manager.data_epoch(&self.epoch_key(), fresh).await.ok()
+    /// The data epoch of `id`'s session, from memory unless `fresh`; `None` when it cannot be
+    /// read now.
+    pub(crate) async fn epoch(&self, id: &SessionId, fresh: bool) -> Option<Arc<str>> {
+        self.manager
+            .data_epoch(&self.epoch_key(id), fresh)
+            .await
+            .ok()
     }
 }

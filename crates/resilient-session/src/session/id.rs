@@ -4,7 +4,8 @@
 //! base64url. Anything else does not parse, so a forged or damaged id never reaches Redis: no key
 //! injection (`*`, `:`, CR/LF), no wasted round trip. Redis never sees the id itself: the key is
 //! `{namespace}:{SHA-256 of the id, base64url}`, so whoever reads Redis (a dump, `MONITOR`, a
-//! replica) learns no cookie that would log them in.
+//! replica) learns no cookie that would log them in. The braces are there: they are a Redis
+//! Cluster hash tag, so that a session's hash and its tombstone live in the same slot.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -54,14 +55,16 @@ impl SessionId {
         &self.0
     }
 
-    /// The Redis key of this session: `{namespace}:{base64url(sha256(id))}`.
+    /// The Redis key of this session: `<namespace>:{<base64url(sha256(id))>}`, with the
+    /// digest as the hash tag.
     pub(crate) fn redis_key(&self, namespace: &str) -> String {
-        format!("{namespace}:{}", self.digest())
+        format!("{namespace}:{{{}}}", self.digest())
     }
 
-    /// The key of this session's logout tombstone: `{namespace}:revoked:{base64url(sha256(id))}`.
+    /// The key of this session's tombstone, in the slot of its hash:
+    /// `<namespace>:revoked:{<base64url(sha256(id))>}`.
     pub(crate) fn tombstone_key(&self, namespace: &str) -> String {
-        format!("{namespace}:revoked:{}", self.digest())
+        format!("{namespace}:revoked:{{{}}}", self.digest())
     }
 
     /// base64url(SHA-256(id)), computed once per id.

@@ -117,7 +117,7 @@ impl SessionStore {
     /// from its cookie under a new id, within the fallback max age and unless its id has a
     /// tombstone (a replayed logout, or another copy that re-seeded it already).
     async fn load_missing(&self, state: &mut State, cookie: &Payload, id: &SessionId) {
-        let current = self.backend().epoch(true).await;
+        let current = self.backend().epoch(id, true).await;
         let lost =
             matches!((&cookie.epoch, &current), (Some(seen), Some(now)) if seen.as_str() != &**now);
         if !lost || !self.fallback_allowed(cookie, now()) {

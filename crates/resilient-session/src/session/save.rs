@@ -127,26 +127,20 @@ impl SessionStore {
         None
     }
 
-    /// Logout, or a session emptied by the handler: delete the hash, remove the cookie. When
-    /// Redis is unavailable, the logout is queued and replayed when it is back.
+    /// Logout, or a session emptied by the handler: delete the hash, leave a tombstone, remove
+    /// the cookie. When Redis is unavailable, the logout is queued and replayed when it is back.
     async fn end(&self, state: &mut State) {
         if state.ended {
             return;
         }
-        let cookie_only =
-            state.stored_id.is_none() && state.base.as_ref().is_some_and(|c| c.id.is_none());
         let id = state
             .stored_id
             .clone()
             .or_else(|| state.base.as_ref().and_then(|c| c.revocable_id().cloned()));
         if let Some(id) = id {
-            let ended = if cookie_only {
-                // Nothing in Redis: only a tombstone stops a copy being promoted later.
-                self.backend().revoke(&id, self.tombstone_secs()).await
-            } else {
-                self.backend().delete(&id).await
-            };
-            if let Err(err) = ended {
+            // A tombstone as well as the `DEL`: no copy of the cookie can re-seed the session,
+            // not even after Redis lost its data or failed over.
+            if let Err(err) = self.backend().revoke(&id, self.tombstone_secs()).await {
                 tracing::debug!(error = %err, "logout queued until Redis is available");
                 self.revoke_later(id);
             }
@@ -187,7 +181,7 @@ impl SessionStore {
         {
             let mut payload = Payload::clone(cookie);
             payload.touched = now;
-            payload.epoch = self.epoch_text().await.or(payload.epoch);
+            payload.epoch = self.epoch_text(id).await.or(payload.epoch);
             // Nothing was added to the payload: it fits as before.
             let _ = self.send(state, payload, now);
         }
@@ -309,7 +303,7 @@ impl SessionStore {
             Ok(Written::Yes) => {
                 let mut payload = Payload::new(Some(id.clone()), now);
                 payload.created = created;
-                payload.epoch = self.epoch_text().await;
+                payload.epoch = self.epoch_text(&id).await;
                 payload.mirror = self.mirror(&state.values);
                 let cookie_current = state.base.as_ref().is_some_and(|c| {
                     c.id.as_ref() == Some(&id)
@@ -393,8 +387,8 @@ impl SessionStore {
         serde_json::to_string(&merged[skip..]).ok()
     }
 
-    async fn epoch_text(&self) -> Option<String> {
-        self.backend().epoch(false).await.map(|e| e.to_string())
+    async fn epoch_text(&self, id: &SessionId) -> Option<String> {
+        self.backend().epoch(id, false).await.map(|e| e.to_string())
     }
 }
 
