@@ -513,7 +513,9 @@ mod tests {
 
     #[tokio::test]
     async fn cluster_needs_seeds_and_excludes_sentinel() {
-        let no_seeds = RedisManagerBuilder::new().cluster(Vec::<String>::new()).build();
+        let no_seeds = RedisManagerBuilder::new()
+            .cluster(Vec::<String>::new())
+            .build();
         assert!(matches!(no_seeds, Err(Error::Config(_))));
         let both = RedisManagerBuilder::new()
             .cluster(["redis://127.0.0.1:7000"])
@@ -539,7 +541,10 @@ mod tests {
         let cluster = RedisManagerBuilder::new()
             .cluster(["rediss://127.0.0.1:7000/#insecure"])
             .build();
-        assert!(matches!(cluster, Err(Error::Config(_))), "cluster seeds too");
+        assert!(
+            matches!(cluster, Err(Error::Config(_))),
+            "cluster seeds too"
+        );
         let err = RedisManagerBuilder::new()
             .url("rediss://127.0.0.1:6380/#insecure")
             .build()
