@@ -16,6 +16,7 @@ conformance::scenarios!(
     failover_and_a_killed_primary_under_load,
     sessions_a_dead_primary_took_with_it_are_re_seeded,
     everything_works_under_the_acl_user_on_a_cluster,
+    a_stalled_shard_leaves_the_other_shards_on_redis,
 );
 
 const CLIENTS: usize = 20;
@@ -284,5 +285,56 @@ async fn everything_works_under_the_acl_user_on_a_cluster(framework: Framework) 
     for node in cluster.nodes() {
         let log: Vec<redis::Value> = node.query(&["ACL", "LOG"]);
         assert!(log.is_empty(), "refused on port {}: {log:?}", node.port());
+    }
+}
+
+/// One primary stops answering (paused, no replica takes over: the cluster is told to keep
+/// serving the slots it still has). Its sessions are served from their cookies; the other
+/// shards' sessions stay on Redis; nobody is logged out; all come back when it resumes.
+async fn a_stalled_shard_leaves_the_other_shards_on_redis(framework: Framework) {
+    let cluster = RedisCluster::builder()
+        .arg("--cluster-require-full-coverage")
+        .arg("no")
+        .arg("--cluster-replica-no-failover")
+        .arg("yes")
+        .start(3, 1);
+    let app = TestApp::start(framework, &cluster, |c| c).await;
+    let stalled = cluster.primary_indexes()[0];
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        let mut client = app.client();
+        client.login(&format!("user{i}"), "user").await;
+        assert_eq!(client.post("/counter").await.json["counter"], 1);
+        let on_stalled = holds(&cluster.nodes()[stalled], &session_key(&app, &client));
+        clients.push((i, client, on_stalled));
+    }
+    assert!(clients.iter().any(|(_, _, on)| *on) && clients.iter().any(|(_, _, on)| !*on));
+
+    cluster.nodes()[stalled].pause();
+    // Past the cluster's node timeout (1 s), and a few rounds of requests.
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let mut rounds = 0;
+    while std::time::Instant::now() < until {
+        rounds += 1;
+        for (i, client, on_stalled) in &mut clients {
+            let me = client.get("/me").await;
+            assert_eq!(me.status, 200, "{}", me.text);
+            assert_eq!(me.json["user_id"], format!("user{i}"));
+            if !*on_stalled && rounds > 1 {
+                assert_eq!(me.json["source"], "redis", "user{i} is on a healthy shard");
+            }
+        }
+    }
+    cluster.nodes()[stalled].resume();
+    for (i, client, _) in &mut clients {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while client.get("/me").await.json["source"] != "redis" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "user{i} back on Redis"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(client.get("/counter").await.json["counter"], 1);
     }
 }

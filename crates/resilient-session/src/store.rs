@@ -22,10 +22,12 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bb8_redis::redis;
+use bb8_redis::redis::cluster_routing::Slot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -166,11 +168,22 @@ impl RedisService {
                 self.manager.query("mset", &cmd).await
             }
             Some(_) => {
-                let mut pipeline = redis::pipe();
+                // A pipeline may not span cluster slots: one per slot there (not atomic as a
+                // whole, as `MSET` is not in a cluster either).
+                let cluster = self.manager.is_cluster();
+                let mut pipelines: HashMap<Option<Slot>, redis::Pipeline> = HashMap::new();
                 for (key, value) in &encoded {
-                    pipeline.add_command(set_command(key, value, ttl)?).ignore();
+                    let slot = cluster.then(|| Slot::for_key(key));
+                    pipelines
+                        .entry(slot)
+                        .or_insert_with(redis::pipe)
+                        .add_command(set_command(key, value, ttl)?)
+                        .ignore();
                 }
-                self.manager.query_pipeline("mset", &pipeline).await
+                for pipeline in pipelines.values() {
+                    self.manager.query_pipeline::<()>("mset", pipeline).await?;
+                }
+                Ok(())
             }
         }
     }

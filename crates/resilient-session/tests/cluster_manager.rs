@@ -122,3 +122,23 @@ async fn a_failover_is_followed_and_changes_the_epoch_of_that_shard_only() {
     assert_eq!(unchanged, epoch_there);
     assert!(manager.health().is_healthy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_service_spreads_keys_over_the_slots() {
+    let cluster = RedisCluster::start(3, 1);
+    let manager = RedisManager::builder()
+        .cluster(cluster.urls())
+        .build()
+        .expect("builds");
+    until_connected(&manager).await;
+    let svc = resilient_session::RedisService::new(manager).namespace("m");
+    let entries: Vec<(String, u32)> = (0..20).map(|i| (format!("k{i}"), i)).collect();
+    for ttl in [None, Some(Duration::from_secs(60))] {
+        svc.mset(&entries, ttl).await.expect("mset over many slots");
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        let found: Vec<Option<u32>> = svc.mget(&keys).await.expect("mget over many slots");
+        assert_eq!(found, (0..20).map(Some).collect::<Vec<_>>());
+    }
+    let spread = cluster.keys_per_primary("m:*");
+    assert!(spread.iter().all(|(_, n)| *n > 0), "{spread:?}");
+}

@@ -281,3 +281,59 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
         self.clone()
     }
 }
+
+#[tokio::test]
+async fn the_data_epoch_falls_back_to_its_key_when_info_is_not_allowed() {
+    // A Redis user from before `INFO` was needed.
+    let mut server = RedisServer::builder()
+        .persistent()
+        .arg("--user")
+        .arg("old")
+        .arg("on")
+        .arg(">old-password")
+        .arg("~epoch*")
+        .arg("-@all")
+        .arg("+set")
+        .arg("+ping")
+        .start();
+    let url = format!("redis://old:old-password@127.0.0.1:{}/", server.port());
+    let manager = RedisManager::builder().url(url).build().expect("builds");
+    until_connected(&manager).await;
+    let first = manager
+        .data_epoch("epoch", true)
+        .await
+        .expect("key-only epoch");
+    assert!(!first.contains('.'), "no replication id: {first}");
+    assert_eq!(
+        manager.data_epoch("epoch", true).await.expect("epoch"),
+        first
+    );
+    server.restart_empty();
+    until_connected(&manager).await;
+    let after = manager.data_epoch("epoch", true).await.expect("epoch");
+    assert_ne!(
+        after, first,
+        "a Redis that lost its data is still a new epoch"
+    );
+}
+
+#[tokio::test]
+async fn the_data_epoch_changes_on_a_restart_even_with_the_data_kept() {
+    let mut server = RedisServer::builder().persistent().start();
+    let manager = builder(&server).build().expect("builds");
+    until_connected(&manager).await;
+    let first = manager.data_epoch("epoch", true).await.expect("epoch");
+    assert_eq!(
+        manager.data_epoch("epoch", false).await.expect("cached"),
+        first
+    );
+    server.restart();
+    let stored: String = server.query(&["GET", "epoch"]);
+    assert!(
+        first.starts_with(&format!("{stored}.")),
+        "the key survived: {stored}"
+    );
+    until_connected(&manager).await;
+    let after = manager.data_epoch("epoch", true).await.expect("epoch");
+    assert_ne!(after, first, "a new replication id after a restart");
+}

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use bb8_redis::bb8;
 use bb8_redis::redis::aio::MultiplexedConnection;
 use bb8_redis::redis::cluster_async::ClusterConnection;
+use bb8_redis::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use bb8_redis::redis::{self, AsyncConnectionConfig, FromRedisValue, RedisError, RedisResult};
 use tokio::sync::broadcast;
 
@@ -58,6 +59,18 @@ impl Link {
         match self {
             Link::Node(conn) => cmd.query_async(conn).await,
             Link::Cluster(conn) => cmd.query_async(conn).await,
+        }
+    }
+
+    /// `PING` to one node: in a cluster, a random primary, where a plain `PING` goes to every
+    /// primary and fails while any one of them is down.
+    pub(crate) async fn ping_one(&mut self) -> RedisResult<redis::Value> {
+        match self {
+            Link::Node(conn) => redis::cmd("PING").query_async(conn).await,
+            Link::Cluster(conn) => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+                conn.route_command(redis::cmd("PING"), routing).await
+            }
         }
     }
 
@@ -262,7 +275,7 @@ impl Connector {
         let Some(key) = epoch.key() else {
             return;
         };
-        let (pipeline, proposed) = Epoch::command(key);
+        let (pipeline, proposed) = Epoch::command(key, false);
         match pipeline.query_async(redis).await {
             Ok(answer) => {
                 epoch.record(key, answer, proposed);

@@ -49,9 +49,9 @@ impl Epoch {
         self.lock().clear();
     }
 
-    /// `SET key <new random value> NX GET` and `INFO replication`, to the node that holds
-    /// `key`. Returns the pipeline and the new value.
-    pub(crate) fn command(key: &str) -> (redis::Pipeline, String) {
+    /// `SET key <new random value> NX GET` and, unless `key_only`, `INFO replication`, to the
+    /// node that holds `key`. Returns the pipeline and the new value.
+    pub(crate) fn command(key: &str, key_only: bool) -> (redis::Pipeline, String) {
         let mut random = [0u8; 16];
         // Should the OS generator fail, a timestamp still differs from the last epoch.
         if getrandom::fill(&mut random).is_err() {
@@ -65,13 +65,15 @@ impl Epoch {
             .arg(key)
             .arg(&proposed)
             .arg("NX")
-            .arg("GET")
-            .cmd("INFO")
-            .arg("replication");
+            .arg("GET");
+        if !key_only {
+            pipeline.cmd("INFO").arg("replication");
+        }
         (pipeline, proposed)
     }
 
-    /// Record the answer to [`command`](Self::command) for `key`.
+    /// Record the answer to [`command`](Self::command) for `key` (`info` empty when it was
+    /// not asked for).
     pub(crate) fn record(
         &self,
         key: &str,
@@ -146,7 +148,7 @@ mod tests {
     fn value_is_the_stored_one_or_the_proposed_one_with_the_replication_id() {
         let epoch = Epoch::default();
         assert_eq!(epoch.cached("k"), None);
-        let (_, proposed) = Epoch::command("k");
+        let (_, proposed) = Epoch::command("k", false);
         let created = epoch.record("k", (None, INFO.into()), proposed.clone());
         assert_eq!(&*created, format!("{proposed}.8c3f0c1f2e").as_str());
         let existing = epoch.record("k", (Some("old".into()), INFO.into()), proposed);

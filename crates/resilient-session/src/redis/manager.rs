@@ -80,6 +80,8 @@ pub(crate) struct Settings {
 enum Request<'a> {
     Cmd(&'a redis::Cmd),
     Pipeline(&'a redis::Pipeline),
+    /// The breaker's probe: a `PING` to one node.
+    Probe,
 }
 
 impl Request<'_> {
@@ -87,6 +89,7 @@ impl Request<'_> {
         match self {
             Request::Cmd(cmd) => link.query(cmd).await,
             Request::Pipeline(pipeline) => link.query_pipeline(pipeline).await,
+            Request::Probe => Ok(T::from_redis_value(link.ping_one().await?)?),
         }
     }
 }
@@ -203,8 +206,19 @@ impl RedisManager {
         if !fresh && let Some(value) = epoch.cached(key) {
             return Ok(value);
         }
-        let (pipeline, proposed) = super::epoch::Epoch::command(key);
-        let answer = self.query_pipeline("epoch", &pipeline).await?;
+        let (pipeline, proposed) = super::epoch::Epoch::command(key, false);
+        let answer = match self.query_pipeline("epoch", &pipeline).await {
+            Err(err) if !err.is_unavailable() => {
+                // `INFO` refused (an ACL line from before it was needed): the key alone still
+                // tells a Redis that lost its data, not a failover.
+                tracing::warn!(error = %err, "cannot read the replication id; the data epoch will miss failovers (allow `+info` for this Redis user)");
+                let (pipeline, proposed) = super::epoch::Epoch::command(key, true);
+                let (existing,): (Option<String>,) =
+                    self.query_pipeline("epoch", &pipeline).await?;
+                return Ok(epoch.record(key, (existing, String::new()), proposed));
+            }
+            answer => answer?,
+        };
         Ok(epoch.record(key, answer, proposed))
     }
 
@@ -351,11 +365,8 @@ impl RedisManager {
         let signals = &self.inner.signals;
         if self.inner.cluster {
             // The cluster connection reconnects to a failed node and re-reads the slot map by
-            // itself; the other nodes still serve their slots on it. Only a timeout makes it
-            // suspect (a wedged connection to one node would hold every command behind it).
-            if matches!(err, Error::Timeout { .. }) {
-                shared.mark_broken();
-            }
+            // itself, and its connections to the other nodes still serve their slots: replacing
+            // it would only make every shard wait for the failed one.
         } else if err.is_read_only() || err.is_connection_dropped() {
             // A failover demoted this node, or Redis went away: every connection to it must go,
             // so that new ones reach the new primary (or the restarted Redis).
@@ -511,8 +522,9 @@ async fn supervise(manager: Weak<Inner>, wake: Arc<Notify>) {
         if !inner.needs_probe() {
             continue;
         }
-        match (RedisManager { inner }).ping().await {
-            Ok(()) => failed_probes = 0,
+        let manager = RedisManager { inner };
+        match manager.run::<redis::Value>("ping", Request::Probe).await {
+            Ok(_) => failed_probes = 0,
             Err(_) => failed_probes = failed_probes.saturating_add(1),
         }
     }

@@ -59,6 +59,8 @@ pub(crate) struct Write<'a> {
     pub(crate) ttl_secs: u64,
     /// A previous id whose hash goes (after `cycle_id`).
     pub(crate) replaces: Option<&'a SessionId>,
+    /// How long the previous id's "moved" tombstone lives (`None`: no tombstones).
+    pub(crate) tombstone_secs: Option<u64>,
 }
 
 /// What became of a save.
@@ -91,6 +93,34 @@ fn tombstone_of(value: Option<String>) -> Tombstone {
         None => Tombstone::None,
         Some(REVOKED) => Tombstone::Revoked,
         Some(_) => Tombstone::Moved,
+    }
+}
+
+/// A "moved" tombstone value unique to one claim, so that a claim retried after its first
+/// attempt ran (its answer lost) recognises its own tombstone.
+fn moved_token() -> Result<String> {
+    let id = SessionId::generate()?;
+    Ok(format!("{MOVED}:{}", &id.as_str()[..16]))
+}
+
+/// `SET <tombstone> <token> NX GET EX <secs>`: claims `id` unless it has a tombstone.
+fn claim_command(namespace: &str, id: &SessionId, token: &str, secs: u64) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(id.tombstone_key(namespace))
+        .arg(token)
+        .arg("NX")
+        .arg("GET")
+        .arg("EX")
+        .arg(secs);
+    cmd
+}
+
+/// What a claim found: the tombstone that was there, unless it is the claim's own (a retry).
+fn claimed(previous: Option<String>, token: &str) -> Tombstone {
+    if previous.as_deref() == Some(token) {
+        Tombstone::None
+    } else {
+        tombstone_of(previous)
     }
 }
 
@@ -145,34 +175,54 @@ impl Backend {
         match write.replaces {
             None => self.write_hash(write).await,
             Some(old) => {
-                let (written, deleted) = if self.manager.is_cluster() {
-                    // Two slots: the new hash first, so that a failure in between loses nothing.
-                    if self.write_hash(write).await? == Written::Gone {
-                        return Ok(Written::Gone);
-                    }
-                    let mut del = redis::cmd("DEL");
-                    del.arg(self.key(old));
-                    (1, self.manager.query("session save", &del).await?)
+                // The old id is deleted and claimed with a "moved" tombstone (same slot), so
+                // that a logout racing the login shows as a "revoked" tombstone, whatever was
+                // retried, and no copy of the old cookie can re-seed it later.
+                let token = moved_token()?;
+                let mut retire = redis::pipe();
+                retire.cmd("DEL").arg(self.key(old));
+                if let Some(secs) = write.tombstone_secs {
+                    retire.add_command(claim_command(&self.namespace, old, &token, secs));
                 } else {
-                    // The script's text, not its SHA-1: a `NOSCRIPT` failure would come after
-                    // the `DEL` of the same pipeline had run.
-                    let mut pipeline = redis::pipe();
-                    pipeline.add_command(self.write_command(write, false));
-                    pipeline.cmd("DEL").arg(self.key(old));
-                    self.manager
-                        .query_pipeline::<(i64, i64)>("session save", &pipeline)
-                        .await?
+                    retire.cmd("GET").arg(old.tombstone_key(&self.namespace));
+                }
+                let (written, deleted, previous): (i64, i64, Option<String>) =
+                    if self.manager.is_cluster() {
+                        // Two slots: the new hash first, so that a failure in between loses
+                        // nothing.
+                        if self.write_hash(write).await? == Written::Gone {
+                            return Ok(Written::Gone);
+                        }
+                        let (deleted, previous) =
+                            self.manager.query_pipeline("session save", &retire).await?;
+                        (1, deleted, previous)
+                    } else {
+                        // The script's text, not its SHA-1: a `NOSCRIPT` failure would come
+                        // after the rest of the pipeline had run.
+                        let mut pipeline = redis::pipe();
+                        pipeline.add_command(self.write_command(write, false));
+                        for cmd in retire.cmd_iter() {
+                            pipeline.add_command(cmd.clone());
+                        }
+                        self.manager
+                            .query_pipeline("session save", &pipeline)
+                            .await?
+                    };
+                let logged_out = match write.tombstone_secs {
+                    Some(_) => claimed(previous, &token) == Tombstone::Revoked,
+                    // Without tombstones, only the hash tells: already gone means ended.
+                    None => deleted == 0,
                 };
-                Ok(match (written, deleted) {
-                    (1, 1) => Written::Yes,
-                    // The old hash was already gone: the session ended while this request ran
-                    // (a logout racing a login). The new hash must not outlive it.
-                    (1, _) => {
+                match (written, logged_out) {
+                    (1, false) => Ok(Written::Yes),
+                    // The session ended while this request ran (a logout racing a login): the
+                    // new hash must not outlive it.
+                    (1, true) => {
                         self.delete(write.id).await?;
-                        Written::Gone
+                        Ok(Written::Gone)
                     }
-                    _ => Written::Gone,
-                })
+                    _ => Ok(Written::Gone),
+                }
             }
         }
     }
@@ -264,23 +314,32 @@ impl Backend {
     /// already, atomically, so that a session is re-seeded or promoted once, never forked by
     /// two copies of its cookie. Answers the tombstone that was there (`None`: the claim is ours).
     pub(crate) async fn claim(&self, id: &SessionId, tombstone_secs: u64) -> Result<Tombstone> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(id.tombstone_key(&self.namespace))
-            .arg(MOVED)
-            .arg("NX")
-            .arg("GET")
-            .arg("EX")
-            .arg(tombstone_secs);
+        let token = moved_token()?;
+        let cmd = claim_command(&self.namespace, id, &token, tombstone_secs);
         let previous: Option<String> = self.manager.query("session claim", &cmd).await?;
-        Ok(tombstone_of(previous))
+        Ok(claimed(previous, &token))
     }
 
-    /// The data epoch of `id`'s session, from memory unless `fresh`; `None` when it cannot be
-    /// read now.
-    pub(crate) async fn epoch(&self, id: &SessionId, fresh: bool) -> Option<Arc<str>> {
-        self.manager
-            .data_epoch(&self.epoch_key(id), fresh)
-            .await
-            .ok()
+    /// The data epoch of `id`'s session, from memory unless `fresh`.
+    pub(crate) async fn epoch(&self, id: &SessionId, fresh: bool) -> Result<Arc<str>> {
+        self.manager.data_epoch(&self.epoch_key(id), fresh).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_recognises_its_own_tombstone_after_a_retry() {
+        let token = moved_token().expect("random");
+        assert!(token.starts_with("moved:"));
+        assert_ne!(token, moved_token().expect("random"), "unique per claim");
+        assert_eq!(claimed(None, &token), Tombstone::None);
+        assert_eq!(claimed(Some(token.clone()), &token), Tombstone::None);
+        assert_eq!(claimed(Some("revoked".into()), &token), Tombstone::Revoked);
+        let other = moved_token().expect("random");
+        assert_eq!(claimed(Some(other), &token), Tombstone::Moved);
+        assert_eq!(claimed(Some("moved".into()), &token), Tombstone::Moved);
     }
 }

@@ -117,9 +117,24 @@ impl SessionStore {
     /// from its cookie under a new id, within the fallback max age and unless its id has a
     /// tombstone (a replayed logout, or another copy that re-seeded it already).
     async fn load_missing(&self, state: &mut State, cookie: &Payload, id: &SessionId) {
-        let current = self.backend().epoch(id, true).await;
-        let lost =
-            matches!((&cookie.epoch, &current), (Some(seen), Some(now)) if seen.as_str() != &**now);
+        let current = match self.backend().epoch(id, true).await {
+            Ok(current) => current,
+            // Cannot tell "ended" from "lost" now: serve from the cookie, decide on a later
+            // request. A transient error never logs anyone out.
+            Err(err) if err.is_unavailable() => {
+                self.fall_back(state, cookie, now());
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the Redis data epoch; the session ends");
+                state.reset();
+                return;
+            }
+        };
+        let lost = cookie
+            .epoch
+            .as_ref()
+            .is_some_and(|seen| seen.as_str() != &*current);
         if !lost || !self.fallback_allowed(cookie, now()) {
             state.reset();
             return;

@@ -298,6 +298,7 @@ impl SessionStore {
             delete: delete.into_iter().map(String::as_str).collect(),
             ttl_secs: self.ttl_secs(created, now),
             replaces: state.stored_id.as_ref().filter(|_| state.cycle),
+            tombstone_secs: self.tombstone_secs(),
         };
         match self.backend().write(&write).await {
             Ok(Written::Yes) => {
@@ -388,7 +389,8 @@ impl SessionStore {
     }
 
     async fn epoch_text(&self, id: &SessionId) -> Option<String> {
-        self.backend().epoch(id, false).await.map(|e| e.to_string())
+        let epoch = self.backend().epoch(id, false).await;
+        epoch.ok().map(|e| e.to_string())
     }
 }
 
