@@ -22,10 +22,13 @@ use std::time::{Duration, Instant};
 
 use bb8_redis::redis;
 
-use crate::{Builder, RedisServer};
+use crate::{Builder, RedisServer, TestCertificates};
 
 /// How long [`RedisCluster::wait_until_ok`] and [`RedisCluster::failover`] wait.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// When [`RedisCluster::failover`] asks again: Redis abandons a manual failover after 5 s.
+const MANUAL_FAILOVER_RETRY: Duration = Duration::from_secs(6);
 
 /// Number of hash slots in a Redis Cluster.
 const SLOTS: usize = 16384;
@@ -41,6 +44,24 @@ impl ClusterBuilder {
     /// Every node requires this password (`requirepass`, and `masterauth` for replication).
     pub fn password(mut self, password: impl Into<String>) -> Self {
         self.node = self.node.password(password);
+        self
+    }
+
+    /// Every node speaks TLS, with the server certificate of `certificates`, to clients, on
+    /// the cluster bus and for replication (`tls-cluster`, `tls-replication`); with
+    /// `require_client_certificate`, clients must present one signed by its CA. The cluster is
+    /// created over TLS, and TLS clients are told the TLS ports (`CLUSTER SLOTS`, `MOVED`):
+    /// seed a cluster client with [`RedisCluster::tls_urls`].
+    ///
+    /// Each node also keeps a plain port on 127.0.0.1, which only the test's own commands use
+    /// ([`RedisCluster::urls`], [`RedisServer::query`], the role and health checks here); plain
+    /// clients are told the plain ports.
+    pub fn tls(
+        mut self,
+        certificates: &TestCertificates,
+        require_client_certificate: bool,
+    ) -> Self {
+        self.node = self.node.tls(certificates, require_client_certificate);
         self
     }
 
@@ -63,9 +84,16 @@ impl ClusterBuilder {
         if let Some(password) = &self.node.password {
             command.args(["-a", password, "--no-auth-warning"]);
         }
+        if let Some(tls) = &self.node.tls {
+            command.args(tls.redis_cli_args());
+        }
         let output = command
             .args(["--cluster", "create"])
-            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())))
+            .args(
+                nodes
+                    .iter()
+                    .map(|n| format!("127.0.0.1:{}", n.tls_port().unwrap_or_else(|| n.port()))),
+            )
             .args(["--cluster-replicas", &replicas_per_primary.to_string()])
             .arg("--cluster-yes")
             .stdin(Stdio::null())
@@ -97,7 +125,7 @@ impl RedisCluster {
         Self::builder().start(primaries, replicas_per_primary)
     }
 
-    /// Options for a cluster: password, extra `redis-server` arguments.
+    /// Options for a cluster: password, TLS, extra `redis-server` arguments.
     pub fn builder() -> ClusterBuilder {
         ClusterBuilder::default()
     }
@@ -105,6 +133,12 @@ impl RedisCluster {
     /// One seed URL per node (`redis://127.0.0.1:<port>/`, with the password if there is one).
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// One TLS seed URL per node (`rediss://127.0.0.1:<TLS port>/`, with the password if there
+    /// is one), for a cluster started with [`ClusterBuilder::tls`].
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::tls_url).collect()
     }
 
     /// Every node, in the order they were started; indexes here are the `usize`s of the other
@@ -170,23 +204,42 @@ impl RedisCluster {
         let port = self.nodes[primary].port();
         self.replica_indexes()
             .into_iter()
-            .find(|&i| self.replication(i).primary_port == Some(port))
+            .find(|&i| {
+                self.replication(i)
+                    .primary_port
+                    .is_some_and(|p| ports(&self.nodes[primary]).contains(&p))
+            })
             .unwrap_or_else(|| panic!("the node on port {port} has no live replica"))
     }
 
     /// `CLUSTER FAILOVER` on the replica at index `replica`: it becomes the primary and its
     /// primary its replica. Waits until it says so and the cluster is
-    /// [ok](Self::wait_until_ok) again.
+    /// [ok](Self::wait_until_ok) again. A manual failover that Redis gives up on (after 5 s)
+    /// is asked for again.
     pub fn failover(&self, replica: usize) {
         let node = &self.nodes[replica];
         node.run(&["CLUSTER", "FAILOVER"]);
         let deadline = Instant::now() + CLUSTER_TIMEOUT;
+        let mut asked = Instant::now();
         while self.replication(replica).role.as_deref() != Some("master") {
             assert!(
                 Instant::now() < deadline,
-                "the replica on port {} did not become a primary within {CLUSTER_TIMEOUT:?}",
-                node.port()
+                "the replica on port {} did not become a primary within {CLUSTER_TIMEOUT:?}; \
+                 its log:\n{}",
+                node.port(),
+                crate::tail(&node.dir.join("redis.log")),
             );
+            if asked.elapsed() > MANUAL_FAILOVER_RETRY {
+                eprintln!(
+                    "test-redis: no failover of the replica on port {} yet, asking again; its \
+                     log:\n{}",
+                    node.port(),
+                    crate::tail(&node.dir.join("redis.log")),
+                );
+                // It may have become the primary meanwhile: then this is refused, harmlessly.
+                let _: Option<redis::Value> = ask(node, &["CLUSTER", "FAILOVER"]);
+                asked = Instant::now();
+            }
             sleep(Duration::from_millis(50));
         }
         self.wait_until_ok();
@@ -235,14 +288,19 @@ impl RedisCluster {
     /// What keeps the cluster from being ok now, if anything.
     fn problem(&self) -> Option<String> {
         let live = self.live_indexes();
+        // Plain and TLS ports: the test's plain connections see plain ports in CLUSTER NODES,
+        // replicas name the port they replicate from, the TLS one with `tls-replication`.
         let primary_ports: Vec<u16> = self
             .primary_indexes()
             .into_iter()
-            .map(|i| self.nodes[i].port())
+            .flat_map(|i| ports(&self.nodes[i]))
             .collect();
         if live.is_empty() {
             return Some("no node is running".into());
         }
+        // Which node says it serves each slot itself: a primary that has just been replaced
+        // (failover) still does until it hears of its successor.
+        let mut claimed_by: Vec<Option<u16>> = vec![None; SLOTS];
         for i in live {
             let port = self.nodes[i].port();
             let Some(info) = ask::<String>(&self.nodes[i], &["CLUSTER", "INFO"]) else {
@@ -257,6 +315,17 @@ impl RedisCluster {
             let mut served = vec![false; SLOTS];
             for owner in parse_cluster_nodes(&nodes) {
                 for &(first, last) in &owner.slots {
+                    if owner.myself {
+                        let range = usize::from(first)..=usize::from(last);
+                        let claims = claimed_by[range].iter_mut().zip(first..=last);
+                        for (claim, slot) in claims {
+                            if let Some(other) = claim.replace(port) {
+                                return Some(format!(
+                                    "nodes {other} and {port} both say they serve slot {slot}"
+                                ));
+                            }
+                        }
+                    }
                     if !primary_ports.contains(&owner.port) {
                         return Some(format!(
                             "node {port} maps slots {first}-{last} to node {}, not a live primary",
@@ -368,6 +437,13 @@ fn parse_cluster_nodes(text: &str) -> Vec<NodeLine> {
         .collect()
 }
 
+/// The ports `node` listens on: plain, and TLS if it has one.
+fn ports(node: &RedisServer) -> Vec<u16> {
+    std::iter::once(node.port())
+        .chain(node.tls_port())
+        .collect()
+}
+
 /// Runs one command on `node` with short timeouts; `None` if it is down, does not answer in
 /// time (paused) or answers with an error.
 fn ask<T: redis::FromRedisValue>(node: &RedisServer, args: &[&str]) -> Option<T> {
@@ -390,6 +466,8 @@ fn ask<T: redis::FromRedisValue>(node: &RedisServer, args: &[&str]) -> Option<T>
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -506,6 +584,123 @@ e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 16383
         eprintln!("restarted node rejoined in {:?}", rejoin.elapsed());
         assert_eq!(cluster.replica_index_of(primary), replica);
         eprintln!("whole test took {:?}", started.elapsed());
+    }
+
+    /// Ports named in `redis-cli` output of `CLUSTER SLOTS` (one element per line: each
+    /// node's address is followed by its port).
+    fn ports_in_cluster_slots(text: &str) -> BTreeSet<u16> {
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        lines
+            .windows(2)
+            .filter(|pair| pair[0] == "127.0.0.1")
+            .map(|pair| pair[1].parse().expect("a port after an address"))
+            .collect()
+    }
+
+    #[test]
+    fn tls_cluster() {
+        let started = Instant::now();
+        let certificates = TestCertificates::generate(&["IP:127.0.0.1"]);
+        let mut cluster = RedisCluster::builder()
+            .password("tls-pw")
+            .tls(&certificates, true)
+            .start(3, 1);
+        eprintln!("3×1 TLS cluster up in {:?}", started.elapsed());
+        assert_eq!(cluster.primaries().len(), 3);
+        assert_eq!(cluster.replicas().len(), 3);
+        let tls_ports: Vec<u16> = cluster
+            .nodes()
+            .iter()
+            .map(|node| node.tls_port().expect("a TLS port"))
+            .collect();
+        let expected: Vec<String> = tls_ports
+            .iter()
+            .map(|port| format!("rediss://:tls-pw@127.0.0.1:{port}/"))
+            .collect();
+        assert_eq!(cluster.tls_urls(), expected);
+
+        let tls = cluster.nodes()[0].options.tls.clone().expect("TLS options");
+        let cli = |tls_args: &[std::ffi::OsString], port: u16, args: &[&str]| -> String {
+            let output = Command::new("redis-cli")
+                .args(tls_args)
+                .args(["-a", "tls-pw", "--no-auth-warning", "-p", &port.to_string()])
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run redis-cli");
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        };
+        let tls_cli = |port: u16, args: &[&str]| cli(&tls.redis_cli_args(), port, args);
+
+        // The TLS port speaks TLS only, and wants a client certificate.
+        assert_ne!(cli(&[], tls_ports[0], &["PING"]), "PONG");
+        let without_certificate = ["--tls".into(), "--cacert".into(), tls.ca.clone().into()];
+        assert_ne!(cli(&without_certificate, tls_ports[0], &["PING"]), "PONG");
+        assert_eq!(tls_cli(tls_ports[0], &["PING"]), "PONG");
+
+        // CLUSTER SLOTS names TLS ports to a TLS client, plain ones to a plain client: every
+        // primary, and the replicas it already knows to be in sync.
+        let (primary_tls, primary_plain): (BTreeSet<u16>, BTreeSet<u16>) = cluster
+            .primaries()
+            .iter()
+            .map(|node| (node.tls_port().expect("a TLS port"), node.port()))
+            .unzip();
+        let all_tls: BTreeSet<u16> = tls_ports.iter().copied().collect();
+        for node in cluster.nodes() {
+            let port = node.tls_port().expect("a TLS port");
+            let advertised = ports_in_cluster_slots(&tls_cli(port, &["CLUSTER", "SLOTS"]));
+            assert!(
+                advertised.is_superset(&primary_tls) && advertised.is_subset(&all_tls),
+                "CLUSTER SLOTS over TLS on {port}: {advertised:?}, TLS ports {all_tls:?}"
+            );
+        }
+        let all_plain: BTreeSet<u16> = cluster.nodes().iter().map(RedisServer::port).collect();
+        let plain_port = cluster.nodes()[0].port();
+        let advertised = ports_in_cluster_slots(&cli(&[], plain_port, &["CLUSTER", "SLOTS"]));
+        assert!(
+            advertised.is_superset(&primary_plain) && advertised.is_subset(&all_plain),
+            "CLUSTER SLOTS over plain TCP: {advertised:?}, plain ports {all_plain:?}"
+        );
+
+        // redis-cli -c over TLS reaches every primary, following MOVED from another node.
+        let writes = Instant::now();
+        for primary in cluster.primary_indexes() {
+            let key = (0..)
+                .map(|i| format!("tls:{i}"))
+                .find(|key| cluster.primary_index_for_key(key) == primary)
+                .expect("a key of every primary");
+            let entry = tls_ports[(primary + 1) % tls_ports.len()];
+            assert_eq!(tls_cli(entry, &["-c", "SET", &key, "over-tls"]), "OK");
+            assert_eq!(tls_cli(entry, &["-c", "GET", &key]), "over-tls");
+            assert_eq!(
+                cluster.nodes()[primary].query::<String>(&["GET", &key]),
+                "over-tls"
+            );
+        }
+        eprintln!("wrote a key on each primary in {:?}", writes.elapsed());
+        let spread = cluster.keys_per_primary("tls:*");
+        assert!(spread.iter().all(|(_, n)| *n == 1), "{spread:?}");
+
+        // Replication and failover run over TLS too.
+        assert_eq!(tls_cli(tls_ports[0], &["-c", "SET", "{tls}:a", "v1"]), "OK");
+        let primary = cluster.primary_index_for_key("{tls}:a");
+        let replica = cluster.replica_index_of(primary);
+        let failover = Instant::now();
+        cluster.failover(replica);
+        eprintln!("manual TLS failover in {:?}", failover.elapsed());
+        assert_eq!(cluster.primary_index_for_key("{tls}:a"), replica);
+        assert_eq!(cluster.replica_index_of(replica), primary);
+        assert_eq!(tls_cli(tls_ports[primary], &["-c", "GET", "{tls}:a"]), "v1");
+        let killed = Instant::now();
+        cluster.kill(replica);
+        cluster.wait_until_ok();
+        eprintln!("failed over a killed TLS primary in {:?}", killed.elapsed());
+        assert_eq!(cluster.primary_index_for_key("{tls}:a"), primary);
+        assert_eq!(tls_cli(tls_ports[primary], &["GET", "{tls}:a"]), "v1");
+        cluster.node_mut(replica).restart();
+        cluster.wait_until_ok();
+        assert_eq!(cluster.replica_index_of(primary), replica);
+        eprintln!("whole TLS test took {:?}", started.elapsed());
     }
 
     #[test]

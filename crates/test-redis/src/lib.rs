@@ -50,7 +50,26 @@ struct Tls {
     cert: PathBuf,
     key: PathBuf,
     ca: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
     require_client_certificate: bool,
+}
+
+impl Tls {
+    /// `redis-cli` options to reach a node's TLS port: the CA, and the client certificate when
+    /// the nodes require one.
+    fn redis_cli_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = vec!["--tls".into(), "--cacert".into(), self.ca.clone().into()];
+        if self.require_client_certificate {
+            args.extend([
+                "--cert".into(),
+                self.client_cert.clone().into(),
+                "--key".into(),
+                self.client_key.clone().into(),
+            ]);
+        }
+        args
+    }
 }
 
 impl Builder {
@@ -70,16 +89,21 @@ impl Builder {
     /// Also listen with TLS (on a port of its own, see [`RedisServer::tls_url`]), with the
     /// server certificate of `certificates`; with `require_client_certificate`, clients must
     /// present one signed by its CA. The plain port stays open for the test's own commands.
+    /// A [`cluster`](Self::cluster) node also speaks TLS on the cluster bus and for
+    /// replication (`tls-cluster`, `tls-replication`), and tells TLS clients its TLS port.
     pub fn tls(
         mut self,
         certificates: &TestCertificates,
         require_client_certificate: bool,
     ) -> Self {
         self.tls = Some(Tls {
-            port: free_port(),
+            // Chosen by `start`, one per server.
+            port: 0,
             cert: certificates.path("server.crt"),
             key: certificates.path("server.key"),
             ca: certificates.path("ca.crt"),
+            client_cert: certificates.path("client.crt"),
+            client_key: certificates.path("client.key"),
             require_client_certificate,
         });
         self
@@ -101,7 +125,8 @@ impl Builder {
 
     /// Run as a Redis Cluster node (`cluster-enabled yes`, its own `nodes.conf` in its
     /// directory, a node timeout of one second, `masterauth` = the password if one is set) on a
-    /// port whose cluster bus port (port + 10000) is free too. The node starts alone: see
+    /// port whose cluster bus port (port + 10000) is free too; with [`tls`](Self::tls), the bus
+    /// port is the TLS port + 10000. The node starts alone: see
     /// [`RedisCluster`] for a whole cluster. It keeps its cluster identity across
     /// [`RedisServer::restart`], not across [`RedisServer::restart_empty`].
     pub fn cluster(mut self) -> Self {
@@ -122,16 +147,23 @@ impl Builder {
         // A free port found by binding :0 can be taken by someone else before redis-server binds
         // it: try a few ports before giving up.
         for _ in 0..5 {
+            let mut options = self.clone();
+            // Redis derives the cluster bus port from the TLS port when the bus speaks TLS.
+            let (plain_port, tls_port) = match (self.cluster, self.tls.is_some()) {
+                (true, true) => (free_port(), free_cluster_port()),
+                (true, false) => (free_cluster_port(), 0),
+                (false, true) => (free_port(), free_port()),
+                (false, false) => (free_port(), 0),
+            };
+            if let Some(tls) = &mut options.tls {
+                tls.port = tls_port;
+            }
             let mut server = RedisServer {
                 child: None,
-                port: if self.cluster {
-                    free_cluster_port()
-                } else {
-                    free_port()
-                },
+                port: plain_port,
                 dir: dir.path().to_path_buf(),
                 _dir: None,
-                options: self.clone(),
+                options,
             };
             match server.spawn() {
                 Ok(()) => {
@@ -179,14 +211,19 @@ impl RedisServer {
         }
     }
 
-    /// The `rediss://` URL of the TLS port; see [`Builder::tls`].
+    /// The `rediss://` URL of the TLS port, with the password when there is one; see
+    /// [`Builder::tls`].
     pub fn tls_url(&self) -> String {
-        let tls = self
-            .options
-            .tls
-            .as_ref()
-            .expect("a server started with Builder::tls");
-        format!("rediss://127.0.0.1:{}/", tls.port)
+        let port = self.tls_port().expect("a server started with Builder::tls");
+        match &self.options.password {
+            Some(password) => format!("rediss://:{password}@127.0.0.1:{port}/"),
+            None => format!("rediss://127.0.0.1:{port}/"),
+        }
+    }
+
+    /// The TLS port on 127.0.0.1, for a server started with [`Builder::tls`].
+    pub fn tls_port(&self) -> Option<u16> {
+        self.options.tls.as_ref().map(|tls| tls.port)
     }
 
     /// A `redis://` URL for the server without any password.
@@ -438,6 +475,11 @@ impl RedisServer {
                         "no"
                     },
                 ]);
+            if self.options.cluster {
+                // Cluster bus and replication over TLS too; TLS clients are told the TLS ports
+                // (in CLUSTER SLOTS, CLUSTER NODES, MOVED), plain ones the plain ports.
+                command.args(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+            }
         }
         command.args(&self.options.extra_args);
         command
