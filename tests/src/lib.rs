@@ -133,6 +133,25 @@ impl TestApp {
         redis: &impl TestRedis,
         tweak: impl FnOnce(SessionConfig) -> SessionConfig,
     ) -> TestApp {
+        Self::launch(framework, manager, tweak, redis.is_running()).await
+    }
+
+    /// Like [`start_with`](Self::start_with), for a manager that is not meant to reach Redis
+    /// (a refused certificate): the app starts without waiting for a connection.
+    pub async fn start_unconnected(
+        framework: Framework,
+        manager: RedisManagerBuilder,
+        tweak: impl FnOnce(SessionConfig) -> SessionConfig,
+    ) -> TestApp {
+        Self::launch(framework, manager, tweak, false).await
+    }
+
+    async fn launch(
+        framework: Framework,
+        manager: RedisManagerBuilder,
+        tweak: impl FnOnce(SessionConfig) -> SessionConfig,
+        wait_for_redis: bool,
+    ) -> TestApp {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let addr: SocketAddr = listener.local_addr().expect("local address");
         let keys = KeyRing::from_secret(SECRET).expect("valid secret");
@@ -141,7 +160,7 @@ impl TestApp {
             Framework::Axum => serve_axum(listener, manager, config),
             Framework::Actix => serve_actix(listener, manager, config).await,
         };
-        if redis.is_running() {
+        if wait_for_redis {
             // Let the manager's start-up connection settle, so that tests counting Redis
             // commands count only what their requests send.
             let deadline = std::time::Instant::now() + Duration::from_secs(10);

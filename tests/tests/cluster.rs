@@ -17,6 +17,7 @@ conformance::scenarios!(
     sessions_a_dead_primary_took_with_it_are_re_seeded,
     everything_works_under_the_acl_user_on_a_cluster,
     a_stalled_shard_leaves_the_other_shards_on_redis,
+    sessions_work_on_a_tls_cluster_and_a_wrong_ca_falls_back,
 );
 
 const CLIENTS: usize = 20;
@@ -337,4 +338,46 @@ async fn a_stalled_shard_leaves_the_other_shards_on_redis(framework: Framework) 
         }
         assert_eq!(client.get("/counter").await.json["counter"], 1);
     }
+}
+
+/// Every node speaks TLS only to clients that present a certificate of the test CA, on the
+/// cluster bus and for replication too; the app reaches it through `rediss://` seeds with the CA
+/// and a client certificate. With another CA the handshake fails: sessions fall back to the
+/// cookie, nothing is sent in plain text.
+async fn sessions_work_on_a_tls_cluster_and_a_wrong_ca_falls_back(framework: Framework) {
+    let certificates = test_redis::TestCertificates::generate(&["IP:127.0.0.1", "DNS:localhost"]);
+    let cluster = RedisCluster::builder().tls(&certificates, true).start(3, 1);
+    let (cert, key) = certificates.client_pem();
+    let manager = cluster
+        .manager()
+        .cluster(cluster.tls_urls())
+        .tls_root_certificate(certificates.ca_pem())
+        .tls_client_certificate(cert.clone(), key.clone());
+    let app = TestApp::start_with(framework, manager, &cluster, |c| c).await;
+    let mut clients = Vec::new();
+    for i in 0..9 {
+        let mut client = app.client();
+        client.login(&format!("user{i}"), "user").await;
+        let counter = client.post("/counter").await;
+        assert_eq!(counter.json["source"], "redis", "{}", counter.text);
+        clients.push(client);
+    }
+    let spread = cluster.keys_per_primary("session:{*");
+    assert!(spread.iter().all(|(_, keys)| *keys > 0), "{spread:?}");
+    assert_eq!(clients[0].post("/logout").await.status, 204);
+
+    let stranger = test_redis::TestCertificates::generate(&["IP:127.0.0.1"]);
+    cluster.reset_stats();
+    let wrong = cluster
+        .manager()
+        .cluster(cluster.tls_urls())
+        .tls_root_certificate(stranger.ca_pem())
+        .tls_client_certificate(cert, key);
+    let refused = TestApp::start_unconnected(framework, wrong, |c| c).await;
+    let mut client = refused.client();
+    client.login("eve", "user").await;
+    let counter = client.post("/counter").await;
+    assert_eq!(counter.status, 200);
+    assert_eq!(counter.json["source"], "cookie");
+    assert_eq!(cluster.total_commands(), 0, "{:?}", cluster.commandstats());
 }

@@ -207,8 +207,7 @@ async fn a_wrong_ca_or_host_name_is_refused_and_sessions_fall_back(framework: Fr
         ("wrong name", wrong_name, &named),
     ] {
         server.reset_stats();
-        let stopped = RedisServer::start();
-        let app = TestApp::start_with(framework, manager, &stopped_marker(stopped), |c| c).await;
+        let app = TestApp::start_unconnected(framework, manager, |c| c).await;
         let mut client = app.client();
         client.login("ada", "admin").await;
         let me = client.get("/me").await;
@@ -225,12 +224,6 @@ async fn a_wrong_ca_or_host_name_is_refused_and_sessions_fall_back(framework: Fr
             "{what}: nothing reached Redis, in plain text or not"
         );
     }
-}
-
-/// A stopped server: the harness then does not wait for the app to reach Redis.
-fn stopped_marker(mut server: RedisServer) -> RedisServer {
-    server.kill();
-    server
 }
 
 async fn a_sentinel_failover_is_followed_without_a_restart(framework: Framework) {

@@ -8,7 +8,8 @@ use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{CACHE_CONTROL, COOKIE, HeaderMap, HeaderValue, SET_COOKIE, VARY};
-use resilient_session::{SessionStore, SetCookie};
+use resilient_session::{SessionStore, SetCookie, Source};
+use tracing::Instrument;
 
 /// Adds sessions to an actix-web app: `App::new().wrap(SessionMiddleware::new(store))`.
 ///
@@ -16,6 +17,10 @@ use resilient_session::{SessionStore, SetCookie};
 /// extensions; after the handler, the session is persisted or touched and the response gets the
 /// `Set-Cookie` (with `Vary: Cookie` and `Cache-Control: private`). Redis errors end in the cookie
 /// fallback, bad cookies in a fresh session: the middleware never fails a request of its own.
+///
+/// Each request runs in a `DEBUG` span named `session`, like the core crate's tower layer: its
+/// `session.source` field says where the session came from (`redis`, `cookie`, `new`, or
+/// `unused`), never which session it was.
 ///
 /// A runnable example; Redis is down on purpose (nothing listens on port 1):
 ///
@@ -102,24 +107,38 @@ where
         let cookies = request.headers().get_all(COOKIE);
         let session = self.store.open(cookies.map(HeaderValue::as_bytes));
         request.extensions_mut().insert(session.clone());
-        let response = self.service.call(request);
+        let span = tracing::debug_span!("session", session.source = tracing::field::Empty);
+        let response = {
+            let _entered = span.enter();
+            self.service.call(request)
+        };
         let store = self.store.clone();
-        Box::pin(async move {
-            let mut response = response.await?;
-            if let Some(set_cookie) = store.finish(&session).await {
-                apply(&set_cookie, response.headers_mut());
+        let request_span = span.clone();
+        Box::pin(
+            async move {
+                let mut response = response.await?;
+                if !request_span.is_disabled() {
+                    let source = session.loaded_source().map_or("unused", Source::as_str);
+                    request_span.record("session.source", source);
+                }
+                if let Some(set_cookie) = store.finish(&session).await {
+                    apply(&set_cookie, response.headers_mut());
+                }
+                Ok(response)
             }
-            Ok(response)
-        })
+            .instrument(span),
+        )
     }
 }
 
 /// [`SetCookie::apply`] for actix's header map.
 fn apply(set_cookie: &SetCookie, headers: &mut HeaderMap) {
-    let Ok(value) = HeaderValue::from_str(set_cookie.header()) else {
-        return;
-    };
-    headers.append(SET_COOKIE, value);
+    for header in set_cookie.headers() {
+        let Ok(value) = HeaderValue::from_str(header) else {
+            return;
+        };
+        headers.append(SET_COOKIE, value);
+    }
     let joined = |headers: &HeaderMap, name| {
         let values: Vec<&str> = headers
             .get_all(name)

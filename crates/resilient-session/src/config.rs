@@ -36,6 +36,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::cookie::KeyRing;
+use crate::session::Import;
 use crate::{Error, Result};
 
 /// The cookie's `SameSite` attribute.
@@ -87,6 +88,7 @@ pub struct SessionConfig {
     pub(crate) fallback_max_age: Duration,
     pub(crate) max_session_bytes: usize,
     pub(crate) validator: Option<Validator>,
+    pub(crate) import: Option<Arc<Import>>,
 }
 
 impl SessionConfig {
@@ -110,6 +112,7 @@ impl SessionConfig {
             fallback_max_age: Duration::from_secs(3600),
             max_session_bytes: 64 * 1024,
             validator: None,
+            import: None,
         }
     }
 
@@ -178,6 +181,21 @@ impl SessionConfig {
     /// The idle timeout is refreshed (one `EXPIRE`) at most this often. Default 5 minutes.
     pub fn touch_interval(mut self, interval: Duration) -> Self {
         self.touch_interval = interval;
+        self
+    }
+
+    /// Carry live sessions over from tower-sessions or actix-session: a request that carries
+    /// only the old app's cookie has its old session moved into a new one of ours, once. See
+    /// [`Import`]. Default: none.
+    ///
+    /// ```
+    /// # let keys = resilient_session::KeyRing::generate().expect("random");
+    /// use resilient_session::{Import, SessionConfig};
+    ///
+    /// let config = SessionConfig::new(keys).import_sessions(Import::tower_sessions("id"));
+    /// ```
+    pub fn import_sessions(mut self, import: Import) -> Self {
+        self.import = Some(Arc::new(import));
         self
     }
 
@@ -292,6 +310,15 @@ impl SessionConfig {
                 "idle_timeout and absolute_lifetime must be at least one second".into(),
             ));
         }
+        if self
+            .import
+            .as_ref()
+            .is_some_and(|import| import.cookie_name() == self.full_cookie_name())
+        {
+            return Err(Error::Config(
+                "the imported sessions' cookie needs another name than ours".into(),
+            ));
+        }
         if self.touch_interval >= self.idle_timeout {
             return Err(Error::Config(
                 "touch_interval must be shorter than idle_timeout".into(),
@@ -320,6 +347,7 @@ impl fmt::Debug for SessionConfig {
             .field("fallback_max_age", &self.fallback_max_age)
             .field("max_session_bytes", &self.max_session_bytes)
             .field("validator", &self.validator.is_some())
+            .field("import", &self.import)
             .finish()
     }
 }

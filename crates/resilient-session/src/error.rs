@@ -218,6 +218,25 @@ impl Error {
         }
     }
 
+    /// The `kind` label of [`crate::metrics::REDIS_FAILURES`]: `circuit_open`, `timeout`,
+    /// `connection`, `auth`, `refused` (a server that cannot take the command now), `noscript`
+    /// (a script not cached yet: sent again at once) or `other`.
+    pub(crate) fn failure_kind(&self) -> &'static str {
+        match self {
+            Error::CircuitOpen => "circuit_open",
+            _ if self.is_timeout() => "timeout",
+            Error::Redis {
+                operation: "connect",
+                source,
+            } if !is_auth_error(source) => "connection",
+            Error::Redis { source, .. } if is_connection_error(source) => "connection",
+            Error::Redis { source, .. } if is_auth_error(source) => "auth",
+            Error::Redis { source, .. } if is_server_busy(source) => "refused",
+            _ if self.is_no_script() => "noscript",
+            _ => "other",
+        }
+    }
+
     /// Redis said the key holds another type (`WRONGTYPE`): the data is not ours to read.
     pub(crate) fn is_wrong_type(&self) -> bool {
         match self {
@@ -347,6 +366,40 @@ mod tests {
             let err = redis_err(server_error(code, "x"));
             assert!(!err.is_retryable() && err.is_unavailable(), "{code}");
         }
+    }
+
+    #[test]
+    fn failure_kinds() {
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(redis_err(refused).failure_kind(), "connection");
+        assert_eq!(Error::CircuitOpen.failure_kind(), "circuit_open");
+        let timeout = Error::Timeout {
+            operation: "get",
+            after: Duration::from_millis(5),
+        };
+        assert_eq!(timeout.failure_kind(), "timeout");
+        for (code, kind) in [
+            ("WRONGPASS", "auth"),
+            ("NOAUTH", "auth"),
+            ("LOADING", "refused"),
+            ("READONLY", "refused"),
+            ("MOVED", "refused"),
+            ("OOM", "refused"),
+            ("BUSY", "refused"),
+            ("WRONGTYPE", "other"),
+            ("NOSCRIPT", "noscript"),
+        ] {
+            assert_eq!(
+                redis_err(server_error(code, "x")).failure_kind(),
+                kind,
+                "{code}"
+            );
+        }
+        let connect = Error::Redis {
+            operation: "connect",
+            source: server_error("WRONGPASS", "x"),
+        };
+        assert_eq!(connect.failure_kind(), "auth");
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! `Cache-Control: private`). The middleware never fails a request of its own: Redis errors
 //! end in the cookie fallback, bad cookies in a fresh session.
 //!
+//! Each request runs in a `DEBUG` span named `session`; its `session.source` field says where
+//! the session came from (`redis`, `cookie`, `new`, or `unused`), never which session it was.
+//!
 //! A runnable example, with Redis down on purpose (nothing listens on port 1): the session
 //! still works, from its cookie.
 //!
@@ -50,7 +53,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Session, SessionStore};
+use crate::{Session, SessionStore, Source};
 
 /// Adds sessions to a tower service; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -100,10 +103,16 @@ where
         let cookies = request.headers().get_all(COOKIE);
         let session = self.store.open(cookies.iter().map(HeaderValue::as_bytes));
         request.extensions_mut().insert(session.clone());
+        let span = session_span();
+        let inner = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
         ResponseFuture {
-            inner: self.inner.call(request),
+            inner,
             session: Some(session),
             finishing: None,
+            span,
         }
     }
 }
@@ -118,6 +127,22 @@ pin_project! {
         inner: F,
         session: Option<Session>,
         finishing: Option<Finishing<B>>,
+        span: tracing::Span,
+    }
+}
+
+/// The span a request's session work runs in; `session.source` is recorded when the handler
+/// is done.
+fn session_span() -> tracing::Span {
+    tracing::debug_span!("session", session.source = tracing::field::Empty)
+}
+
+/// Records where the session came from in its request's span: `unused` when the handler did
+/// not read it.
+fn record_source(span: &tracing::Span, session: &Session) {
+    if !span.is_disabled() {
+        let source = session.loaded_source().map_or("unused", Source::as_str);
+        span.record("session.source", source);
     }
 }
 
@@ -130,6 +155,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let _entered = this.span.enter();
         loop {
             if let Some(finishing) = this.finishing.as_mut() {
                 return finishing.as_mut().poll(cx).map(Ok);
@@ -139,6 +165,7 @@ where
                 // Polled again after completion: nothing left to do for the session.
                 return Poll::Ready(Ok(response));
             };
+            record_source(this.span, &session);
             if let Some(set_cookie) = session.store.try_finish(&session) {
                 // No Redis work left: done without a task or an allocation.
                 if let Some(set_cookie) = set_cookie {

@@ -13,12 +13,14 @@
 //! | [`redis`] | [`RedisManager`]: bb8 pool, timeouts, retries with backoff, circuit breaker, health |
 //! | [`health`] | [`RedisHealth`] and the [`HealthReport`] served at `GET /api/health/redis` |
 //! | [`error`] | the one [`Error`] type, with `is_unavailable()`-style predicates |
+//! | [`metrics`] | the metric names (Redis commands, failures, breaker, fallbacks, touches, refused cookies) recorded through the `metrics` facade |
 //!
 //! # Features
 //!
 //! | feature | default | what |
 //! | --- | --- | --- |
 //! | `tls` | off | `rediss://` URLs: TLS to Redis with rustls (ring), a private CA, client certificates |
+//! | `tower-sessions` | off | [`TowerSessionsStore`]: a `tower_sessions::SessionStore` on our Redis manager |
 //!
 //! # Quick start
 //!
@@ -51,10 +53,13 @@ pub mod cookie;
 pub mod error;
 pub mod health;
 pub mod layer;
+pub mod metrics;
 pub mod redis;
 pub mod session;
 mod stats;
 pub mod store;
+#[cfg(feature = "tower-sessions")]
+pub mod tower_sessions_store;
 
 pub use config::{CookieMode, SameSite, SessionConfig, Validator};
 pub use cookie::KeyRing;
@@ -62,6 +67,8 @@ pub use error::{Error, Result};
 pub use health::{ConnectionState, FallbackReport, HealthReport, PoolStats, RedisHealth};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use redis::{BreakerState, RedisManager, RedisManagerBuilder};
-pub use session::{Session, SessionStore, SetCookie, Source};
+pub use session::{Import, Session, SessionStore, SetCookie, Source};
 pub use stats::SessionStats;
 pub use store::RedisService;
+#[cfg(feature = "tower-sessions")]
+pub use tower_sessions_store::TowerSessionsStore;

@@ -10,6 +10,7 @@
 //! | `POST /counter`, `GET /counter` | increments / reads `counter` |
 //! | `GET /noop` | never touches the session |
 //! | `GET /api/health/redis` | health, 200 or 503 |
+//! | `GET /metrics` | the process's metrics, Prometheus text format (503 if another recorder was installed) |
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -19,7 +20,8 @@ use example_common::User;
 use resilient_session_actix::{Session, SessionMiddleware, SessionStore, health_handler};
 use serde_json::json;
 
-/// The app's routes, behind the session middleware.
+/// The app's routes, behind the session middleware. Installs the process's Prometheus recorder,
+/// if no app did yet, so that what the store records from now on is on `GET /metrics`.
 pub fn app(
     store: SessionStore,
 ) -> App<
@@ -31,6 +33,8 @@ pub fn app(
         InitError = (),
     >,
 > {
+    // A failure is logged, and `GET /metrics` says why.
+    let _ = example_common::metrics::prometheus();
     App::new()
         .app_data(web::JsonConfig::default().error_handler(|_, _| {
             actix_web::error::InternalError::from_response(
@@ -48,6 +52,7 @@ pub fn app(
         .route("/counter", web::get().to(read_counter))
         .route("/counter", web::post().to(increment_counter))
         .route("/noop", web::get().to(noop))
+        .route("/metrics", web::get().to(metrics))
         .route(
             "/api/health/redis",
             web::get().to(health_handler(store.clone())),
@@ -105,6 +110,15 @@ async fn counter_response(session: &Session, counter: i64) -> HttpResponse {
 
 async fn noop() -> &'static str {
     "ok"
+}
+
+async fn metrics() -> HttpResponse {
+    match example_common::metrics::prometheus() {
+        Ok(handle) => HttpResponse::Ok()
+            .content_type(example_common::metrics::CONTENT_TYPE)
+            .body(handle.render()),
+        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
+    }
 }
 
 fn error(status: StatusCode, message: &str) -> HttpResponse {

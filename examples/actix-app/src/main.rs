@@ -7,6 +7,9 @@ use example_common::Settings;
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     example_common::init_tracing();
+    // Before Redis is first contacted, so that `GET /metrics` counts from the start; a failure is
+    // logged, and `GET /metrics` says why.
+    let _ = example_common::metrics::prometheus();
     let Settings { bind, store } = Settings::from_env()?;
     tracing::info!("listening on http://{bind}");
     actix_web::HttpServer::new(move || example_actix::app(store.clone()))

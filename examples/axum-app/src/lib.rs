@@ -9,9 +9,10 @@
 //! | `POST /counter`, `GET /counter` | increments / reads `counter` |
 //! | `GET /noop` | never touches the session |
 //! | `GET /api/health/redis` | health, 200 or 503 |
+//! | `GET /metrics` | the process's metrics, Prometheus text format (503 if another recorder was installed) |
 
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,8 +20,11 @@ use example_common::User;
 use resilient_session_axum::{Session, SessionLayer, SessionStore, health_handler};
 use serde_json::json;
 
-/// The app's routes, behind the session layer.
+/// The app's routes, behind the session layer. Installs the process's Prometheus recorder, if
+/// no app did yet, so that what the store records from now on is on `GET /metrics`.
 pub fn router(store: SessionStore) -> Router {
+    // A failure is logged, and `GET /metrics` says why.
+    let _ = example_common::metrics::prometheus();
     Router::new()
         .route("/login", post(login))
         .route("/me", get(me))
@@ -28,6 +32,7 @@ pub fn router(store: SessionStore) -> Router {
         .route("/counter", get(read_counter).post(increment_counter))
         .route("/noop", get(noop))
         .route("/api/health/redis", get(health_handler(store.clone())))
+        .route("/metrics", get(metrics))
         .layer(SessionLayer::new(store))
 }
 
@@ -87,6 +92,17 @@ async fn counter_response(session: &Session, counter: i64) -> Response {
 
 async fn noop() -> &'static str {
     "ok"
+}
+
+async fn metrics() -> Response {
+    match example_common::metrics::prometheus() {
+        Ok(handle) => (
+            [(header::CONTENT_TYPE, example_common::metrics::CONTENT_TYPE)],
+            handle.render(),
+        )
+            .into_response(),
+        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
+    }
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

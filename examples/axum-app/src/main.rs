@@ -8,6 +8,9 @@ use example_common::Settings;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     example_common::init_tracing();
+    // Before Redis is first contacted, so that `GET /metrics` counts from the start; a failure is
+    // logged, and `GET /metrics` says why.
+    let _ = example_common::metrics::prometheus();
     let Settings { bind, store } = Settings::from_env()?;
     let listener = tokio::net::TcpListener::bind(bind).await?;
     tracing::info!("listening on http://{bind}");

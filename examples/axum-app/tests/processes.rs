@@ -199,3 +199,108 @@ async fn redis_cluster_urls_put_sessions_in_a_cluster() {
         .sum();
     assert_eq!(sessions, 1);
 }
+
+/// The app's `GET /metrics` page, in Prometheus text format.
+struct Scrape(String);
+
+impl Scrape {
+    async fn of(at: &Instance) -> Scrape {
+        let response = reqwest::get(format!("{}/metrics", at.base))
+            .await
+            .expect("the app answers");
+        assert_eq!(response.status().as_u16(), 200);
+        let content_type = response.headers()["content-type"].to_str().expect("ASCII");
+        assert_eq!(content_type, "text/plain; version=0.0.4");
+        Scrape(response.text().await.expect("a text body"))
+    }
+
+    /// The sum of the samples of `name` that carry every label of `labels` (`key="value"`).
+    fn sum(&self, name: &str, labels: &[&str]) -> f64 {
+        self.0
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.rsplit_once(' '))
+            .filter(|(series, _)| {
+                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+                metric == name && labels.iter().all(|label| rest.contains(label))
+            })
+            .map(|(_, value)| value.parse::<f64>().expect("a number"))
+            .sum()
+    }
+}
+
+#[tokio::test]
+async fn metrics_show_a_redis_kill_and_restart() {
+    const COMMANDS: &str = "resilient_session_redis_commands_total";
+    const FAILURES: &str = "resilient_session_redis_failures_total";
+    const TRANSITIONS: &str = "resilient_session_breaker_transitions_total";
+    const BREAKER_OPEN: &str = "resilient_session_breaker_open";
+    const FALLBACK_READS: &str = "resilient_session_fallback_reads_total";
+    const FALLBACK_WRITES: &str = "resilient_session_fallback_writes_total";
+    const LATENCY: &str = "resilient_session_redis_command_duration_seconds_count";
+    let load_ok = [r#"operation="session load""#, r#"outcome="ok""#];
+    let unavailable = [r#"outcome="unavailable""#];
+
+    let mut redis = RedisServer::start();
+    let app = Instance::start(&redis.url());
+    app.wait_for_redis().await;
+    let mut browser = Browser::default();
+    let login = json!({"user_id": "ada", "role": "admin"});
+    assert_eq!(
+        browser.send(&app, "POST", "/login", Some(login)).await.0,
+        200
+    );
+    for expected in 1..=2 {
+        let (_, counter) = browser.send(&app, "POST", "/counter", None).await;
+        assert_eq!(counter, json!({"counter": expected, "source": "redis"}));
+    }
+    let healthy = Scrape::of(&app).await;
+    assert!(
+        healthy
+            .0
+            .contains("# HELP resilient_session_redis_commands_total")
+    );
+    assert!(healthy.sum(COMMANDS, &load_ok) >= 2.0, "{}", healthy.0);
+    assert!(healthy.sum(LATENCY, &[r#"operation="session load""#]) >= 2.0);
+    assert_eq!(healthy.sum(COMMANDS, &unavailable), 0.0, "{}", healthy.0);
+    assert_eq!(healthy.sum(FALLBACK_READS, &[]), 0.0);
+    assert_eq!(healthy.sum(BREAKER_OPEN, &[]), 0.0);
+
+    // Redis killed: the counter goes on in the cookie, and the page says so.
+    redis.kill();
+    for expected in 3..=10 {
+        let (status, counter) = browser.send(&app, "POST", "/counter", None).await;
+        assert_eq!(status, 200);
+        assert_eq!(counter, json!({"counter": expected, "source": "cookie"}));
+    }
+    let outage = Scrape::of(&app).await;
+    assert_eq!(outage.sum(FALLBACK_READS, &[]), 8.0, "{}", outage.0);
+    assert_eq!(outage.sum(FALLBACK_WRITES, &[]), 8.0, "{}", outage.0);
+    assert!(outage.sum(COMMANDS, &unavailable) >= 8.0, "{}", outage.0);
+    assert!(outage.sum(FAILURES, &[r#"kind="connection""#]) >= 1.0);
+    assert!(outage.sum(FAILURES, &[r#"kind="circuit_open""#]) >= 1.0);
+    assert!(outage.sum(TRANSITIONS, &[r#"to="open""#]) >= 1.0);
+    assert_eq!(outage.sum(TRANSITIONS, &[r#"to="closed""#]), 0.0);
+    assert_eq!(outage.sum(BREAKER_OPEN, &[]), 1.0, "{}", outage.0);
+    assert_eq!(
+        outage.sum(COMMANDS, &load_ok),
+        healthy.sum(COMMANDS, &load_ok),
+        "no load reached Redis"
+    );
+
+    // Redis back: the breaker closes by itself and sessions come from Redis again.
+    redis.restart();
+    app.wait_for_redis().await;
+    let (_, counter) = browser.send(&app, "POST", "/counter", None).await;
+    assert_eq!(counter, json!({"counter": 11, "source": "redis"}));
+    let recovered = Scrape::of(&app).await;
+    assert!(recovered.sum(TRANSITIONS, &[r#"to="half_open""#]) >= 1.0);
+    assert!(recovered.sum(TRANSITIONS, &[r#"to="closed""#]) >= 1.0);
+    assert_eq!(recovered.sum(BREAKER_OPEN, &[]), 0.0, "{}", recovered.0);
+    assert!(recovered.sum(COMMANDS, &load_ok) > outage.sum(COMMANDS, &load_ok));
+    assert_eq!(
+        recovered.sum(FALLBACK_READS, &[]),
+        outage.sum(FALLBACK_READS, &[]),
+        "no fallback once Redis is back"
+    );
+}

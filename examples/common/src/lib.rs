@@ -1,10 +1,13 @@
 //! What the example apps share: the settings read from the environment, the session
 //! configuration, and the user type. The HTTP contract itself (DESIGN.md §6) is in each app.
 
+pub mod metrics;
+
 use std::net::SocketAddr;
 
+use base64::Engine;
 use resilient_session::redis::DEFAULT_REDIS_URL;
-use resilient_session::{KeyRing, RedisManager, SessionConfig, SessionStore};
+use resilient_session::{Import, KeyRing, RedisManager, SessionConfig, SessionStore};
 use serde::{Deserialize, Serialize};
 
 /// The keys that survive a Redis outage: who is logged in, and the counter.
@@ -65,7 +68,11 @@ impl Settings {
                 "loopback address: the session cookie is sent without `Secure` (plain http)"
             );
         }
-        let store = SessionStore::new(redis_from_env()?, session_config(keys, bind))?;
+        let mut config = session_config(keys, bind);
+        if let Some(import) = import_from(|name| std::env::var(name).ok())? {
+            config = config.import_sessions(import);
+        }
+        let store = SessionStore::new(redis_from_env()?, config)?;
         Ok(Self { bind, store })
     }
 }
@@ -105,6 +112,41 @@ fn redis_from_env() -> Result<RedisManager, Box<dyn std::error::Error>> {
         _ => return Err("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together".into()),
     }
     Ok(builder.build()?)
+}
+
+/// Sessions to carry over from the app this one replaces, from the variables `var` reads (the
+/// environment, in the apps): tower-sessions (`IMPORT_TOWER_SESSIONS_COOKIE`, its cookie name,
+/// e.g. `id`; `IMPORT_TOWER_SESSIONS_PREFIX`, its Redis key prefix, empty by default) or
+/// actix-session (`IMPORT_ACTIX_SESSION_COOKIE`, `IMPORT_ACTIX_SESSION_KEY`: its cookie key's
+/// 64 master bytes in base64, `IMPORT_ACTIX_SESSION_PREFIX`).
+///
+/// ```
+/// let import = example_common::import_from(|name| {
+///     (name == "IMPORT_TOWER_SESSIONS_COOKIE").then(|| "id".to_owned())
+/// })
+/// .expect("valid");
+/// assert!(import.is_some());
+/// ```
+pub fn import_from(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Import>, Box<dyn std::error::Error>> {
+    let var = |name: &str| var(name).filter(|v| !v.is_empty());
+    if let Some(cookie) = var("IMPORT_TOWER_SESSIONS_COOKIE") {
+        let prefix = var("IMPORT_TOWER_SESSIONS_PREFIX").unwrap_or_default();
+        return Ok(Some(Import::tower_sessions(cookie).key_prefix(prefix)));
+    }
+    if let Some(cookie) = var("IMPORT_ACTIX_SESSION_COOKIE") {
+        let key = var("IMPORT_ACTIX_SESSION_KEY")
+            .ok_or("IMPORT_ACTIX_SESSION_COOKIE needs IMPORT_ACTIX_SESSION_KEY")?;
+        let master = base64::engine::general_purpose::STANDARD
+            .decode(key.trim())
+            .map_err(|err| format!("IMPORT_ACTIX_SESSION_KEY is not base64: {err}"))?;
+        let key = cookie::Key::try_from(master.as_slice())
+            .map_err(|err| format!("IMPORT_ACTIX_SESSION_KEY: {err}"))?;
+        let prefix = var("IMPORT_ACTIX_SESSION_PREFIX").unwrap_or_default();
+        return Ok(Some(Import::actix_session(cookie, key).key_prefix(prefix)));
+    }
+    Ok(None)
 }
 
 /// Logs to stderr at INFO.

@@ -51,12 +51,25 @@ impl RawCookie {
         let (hint, _) = self.values.first()?.split_once('.')?;
         hint.parse().ok()
     }
+
+    /// Every value was too long to be a cookie of ours (and so was not kept).
+    pub(crate) fn too_long(&self) -> bool {
+        self.values.is_empty()
+    }
 }
 
 /// The payload does not fit in [`MAX_COOKIE_BYTES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooLarge {
     pub(crate) bytes: usize,
+}
+
+/// The cookies of a request that matter: ours, and an imported app's (see
+/// [`Import`](crate::session::Import)).
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    pub(crate) ours: Option<RawCookie>,
+    pub(crate) legacy: Option<String>,
 }
 
 impl CookieCodec {
@@ -82,23 +95,31 @@ impl CookieCodec {
     pub(crate) fn find<'a>(
         &self,
         headers: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Option<RawCookie> {
+        legacy_name: Option<&str>,
+    ) -> Found {
         let mut values = Vec::new();
         let mut present = false;
+        let mut legacy = None;
         for header in headers {
             let Ok(header) = std::str::from_utf8(header) else {
                 continue;
             };
             for cookie in Cookie::split_parse(header).flatten() {
+                let fits = cookie.name().len() + 1 + cookie.value().len() <= MAX_COOKIE_BYTES;
                 if cookie.name() == self.name {
                     present = true;
-                    if self.name.len() + 1 + cookie.value().len() <= MAX_COOKIE_BYTES {
+                    if fits {
                         values.push(cookie.value().to_owned());
                     }
+                } else if legacy.is_none() && fits && Some(cookie.name()) == legacy_name {
+                    legacy = Some(cookie.value().to_owned());
                 }
             }
         }
-        present.then_some(RawCookie { values })
+        Found {
+            ours: present.then_some(RawCookie { values }),
+            legacy,
+        }
     }
 
     /// Verifies the values found: the payload of the first that decodes. `None`: tampered,
@@ -240,7 +261,17 @@ mod tests {
 
     /// `None`: no cookie of ours; `Some(None)`: one that does not verify.
     fn incoming(codec: &CookieCodec, header: &[u8]) -> Option<Option<Payload>> {
-        codec.find([header]).map(|raw| codec.open(&raw))
+        codec.find([header], None).ours.map(|raw| codec.open(&raw))
+    }
+
+    #[test]
+    fn an_imported_apps_cookie_is_found_beside_ours() {
+        let codec = CookieCodec::new(&config(CookieMode::Private));
+        let found = codec.find([&b"a=1; id=old-value; id=second"[..]], Some("id"));
+        assert!(found.ours.is_none());
+        assert_eq!(found.legacy.as_deref(), Some("old-value"));
+        let found = codec.find([&b"session=x; id=old"[..]], None);
+        assert!(found.ours.is_some() && found.legacy.is_none());
     }
 
     #[test]
@@ -252,7 +283,8 @@ mod tests {
                 .expect("fits"),
         );
         let raw = codec
-            .find([format!("session={value}").as_bytes()])
+            .find([format!("session={value}").as_bytes()], None)
+            .ours
             .expect("found");
         assert_eq!(raw.touched_hint(), Some(1_700_000_000));
         let (_, protected) = value.split_once('.').expect("a hint");

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bb8_redis::bb8::{self, PooledConnection, RunError};
 use bb8_redis::redis::{self, FromRedisValue, RedisResult};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use super::backoff::Backoff;
 use super::breaker::{Admission, Breaker, Outcome, Transition};
@@ -14,6 +15,7 @@ use super::builder::{DEFAULT_REDIS_URL, RedisManagerBuilder};
 use super::connection::{Connector, Link, PoolSignals, Shared};
 use super::status::Status;
 use crate::health::{ConnectionState, PoolStats, RedisHealth};
+use crate::metrics::{self, BreakerChange};
 use crate::redis::BreakerState;
 use crate::{Error, Result};
 
@@ -137,6 +139,7 @@ impl RedisManager {
             wake: Arc::clone(&wake),
         });
         runtime.spawn(supervise(Arc::downgrade(&inner), wake));
+        metrics::breaker_started();
         Self { inner }
     }
 
@@ -267,21 +270,38 @@ impl RedisManager {
         request: Request<'_>,
     ) -> Result<T> {
         let inner = &*self.inner;
-        let admission = inner
-            .breaker
-            .admit(Instant::now())
-            .map_err(|_| Error::CircuitOpen)?;
+        let started = Instant::now();
+        let Ok(admission) = inner.breaker.admit(started) else {
+            let err = Error::CircuitOpen;
+            metrics::redis_operation(operation, Err(&err), None);
+            return Err(err);
+        };
+        if admission == Admission::Probe {
+            metrics::breaker(BreakerChange::HalfOpen);
+        }
         let mut permit = Permit {
             breaker: &inner.breaker,
             admission,
             settled: false,
         };
-        let result = self.with_retries(operation, request).await;
+        let span = tracing::debug_span!("redis", operation, outcome = tracing::field::Empty);
+        let result = self
+            .with_retries(operation, request)
+            .instrument(span.clone())
+            .await;
         let outcome = match &result {
             Err(err) if err.is_unavailable() => Outcome::Failure,
             _ => Outcome::Success,
         };
         let transition = permit.settle(outcome);
+        let done = result.as_ref().map(drop);
+        span.record("outcome", metrics::outcome(done));
+        metrics::redis_operation(operation, done, Some(started.elapsed()));
+        match transition {
+            Transition::Opened { .. } => metrics::breaker(BreakerChange::Open),
+            Transition::Closed => metrics::breaker(BreakerChange::Closed),
+            Transition::None => {}
+        }
         self.observe(operation, &result, transition);
         result
     }
@@ -305,6 +325,7 @@ impl RedisManager {
                         return Err(err);
                     }
                     tracing::debug!(operation, attempt, ?delay, error = %err, "retrying Redis operation");
+                    metrics::redis_retry(operation);
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }

@@ -267,6 +267,13 @@ impl Backend {
         cmd
     }
 
+    /// Takes the value at `key` out of Redis (`GETDEL`): an imported app's session.
+    pub(crate) async fn take(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut cmd = redis::cmd("GETDEL");
+        cmd.arg(key);
+        self.manager.query("session import", &cmd).await
+    }
+
     /// Refreshes the TTL; `false` when the hash does not exist.
     pub(crate) async fn touch(&self, id: &SessionId, ttl_secs: u64) -> Result<bool> {
         let mut cmd = redis::cmd("EXPIRE");

@@ -177,6 +177,22 @@ impl Session {
         self.loaded().await.source
     }
 
+    /// Where the data came from, if the session was loaded already; `None` when nothing loaded
+    /// it yet (or another task holds it right now). Never loads and never waits: for logs and
+    /// spans at the end of a request.
+    ///
+    /// ```no_run
+    /// # async fn handler(session: resilient_session::Session) {
+    /// assert_eq!(session.loaded_source(), None); // nothing read yet
+    /// let _ = session.get_value("user").await;
+    /// println!("served from {:?}", session.loaded_source());
+    /// # }
+    /// ```
+    pub fn loaded_source(&self) -> Option<super::Source> {
+        let state = self.state.try_lock().ok()?;
+        state.loaded.then_some(state.source)
+    }
+
     /// Whether the session holds no data.
     pub async fn is_empty(&self) -> bool {
         self.loaded().await.values.is_empty()

@@ -23,7 +23,11 @@ impl SessionStore {
         state.loaded = true;
         self.verify_cookie(state);
         let Some(cookie) = state.base.clone() else {
-            // A new visitor, or a cookie that was invalid or expired.
+            // A new visitor, or a cookie that was invalid or expired; perhaps with the cookie
+            // of an app whose sessions are imported.
+            if let Some(value) = state.legacy.take() {
+                self.import_legacy(state, &value).await;
+            }
             return;
         };
         if self.revoked_here(&cookie) {
@@ -46,6 +50,9 @@ impl SessionStore {
                     state.source = Source::Redis;
                     state.stored_id = Some(id);
                     state.touched_at_load = touch.is_some();
+                    if touch.is_some() {
+                        Counters::bump(&self.counters().touches);
+                    }
                     // Redis has the data, the cookie what was written while it was down: the
                     // cookie's changes are newer and win, field by field, once per batch.
                     let already_merged = cookie.batch.as_ref().is_some_and(|b| merged.contains(b));
@@ -64,6 +71,55 @@ impl SessionStore {
                 // Unavailable, or an error we cannot place: never a reason to log anyone out.
                 tracing::debug!(error = %err, "Redis unavailable: serving the session from its cookie");
                 self.fall_back(state, &cookie, now);
+            }
+        }
+    }
+
+    /// A request with only an imported app's cookie: its session is taken out of Redis (one
+    /// `GETDEL`) and becomes a new session of ours, written at the end of the request. Redis
+    /// unavailable: nothing moves, and this request's changes are not kept (they would start a
+    /// second session beside the old one); a later request imports it.
+    async fn import_legacy(&self, state: &mut State, value: &str) {
+        let Some(import) = self.config().import.clone() else {
+            return;
+        };
+        let Some(key) = import.redis_key(value) else {
+            // Not a cookie that app issued: no Redis command for it.
+            Counters::bump(&self.counters().cookies_rejected);
+            state.remove_legacy = true;
+            return;
+        };
+        let taken = match self.backend().take(&key).await {
+            Ok(taken) => taken,
+            Err(err) if err.is_unavailable() => {
+                tracing::debug!(error = %err, "Redis unavailable: the old session is imported later");
+                state.detached = true;
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read an old session to import; the user starts a new one");
+                state.remove_legacy = true;
+                return;
+            }
+        };
+        state.remove_legacy = true;
+        let Some(bytes) = taken else {
+            return;
+        };
+        match import.decode(&bytes, time::OffsetDateTime::now_utc()) {
+            Ok(Some(values)) => {
+                Counters::bump(&self.counters().sessions_imported);
+                state.changed = values.keys().cloned().collect();
+                state.values = values;
+                state.source = Source::Redis;
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                Counters::bump(&self.counters().corrupt_sessions);
+                tracing::warn!(
+                    reason,
+                    "an old session to import is not readable; the user starts a new one"
+                );
             }
         }
     }

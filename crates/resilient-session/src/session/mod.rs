@@ -13,6 +13,7 @@
 mod backend;
 mod handle;
 mod id;
+mod import;
 mod load;
 mod replay;
 mod response;
@@ -23,5 +24,6 @@ mod store;
 
 pub use handle::{Session, Source};
 pub(crate) use id::SessionId;
+pub use import::Import;
 pub use response::SetCookie;
 pub use store::SessionStore;

@@ -19,34 +19,54 @@ use http::{HeaderMap, HeaderValue};
 #[derive(Clone, PartialEq, Eq)]
 pub struct SetCookie {
     header: String,
+    /// A second header: the removal of an imported app's cookie.
+    also: Option<String>,
 }
 
 impl std::fmt::Debug for SetCookie {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The value logs whoever holds it in: only the attributes are shown.
         let attributes = self.header.split_once(';').map_or("", |(_, rest)| rest);
-        write!(f, "SetCookie(<redacted>;{attributes})")
+        write!(f, "SetCookie(<redacted>;{attributes})")?;
+        if self.also.is_some() {
+            f.write_str(" + removal of an imported cookie")?;
+        }
+        Ok(())
     }
 }
 
 impl SetCookie {
     pub(crate) fn new(header: String) -> Self {
-        Self { header }
+        Self { header, also: None }
     }
 
-    /// The `Set-Cookie` header value.
+    /// With a second header after this one.
+    pub(crate) fn and(mut self, also: String) -> Self {
+        self.also = Some(also);
+        self
+    }
+
+    /// The (first) `Set-Cookie` header value.
     pub fn header(&self) -> &str {
         &self.header
+    }
+
+    /// Every `Set-Cookie` header value to send: the session cookie's, and after an
+    /// [import](crate::Import) the removal of the old app's cookie. Adapters send them all.
+    pub fn headers(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.header.as_str()).chain(self.also.as_deref())
     }
 
     /// Adds the `Set-Cookie` header to `headers`, with `Vary: Cookie` and
     /// `Cache-Control: private` (see [`vary`](Self::vary), [`cache_control`](Self::cache_control)).
     pub fn apply(&self, headers: &mut HeaderMap) {
-        let Ok(set_cookie) = HeaderValue::from_str(self.header()) else {
-            tracing::error!("session cookie is not a valid header value; not sent");
-            return;
-        };
-        headers.append(SET_COOKIE, set_cookie);
+        for header in self.headers() {
+            let Ok(set_cookie) = HeaderValue::from_str(header) else {
+                tracing::error!("session cookie is not a valid header value; not sent");
+                return;
+            };
+            headers.append(SET_COOKIE, set_cookie);
+        }
         let joined = |name| {
             let values: Vec<&str> = headers
                 .get_all(name)

@@ -60,10 +60,19 @@ impl SessionStore {
     }
 
     fn outgoing(&self, state: &State) -> Option<SetCookie> {
-        match &state.outgoing {
+        let ours = match &state.outgoing {
             Outgoing::Keep => None,
             Outgoing::Set(set_cookie) => Some(set_cookie.clone()),
             Outgoing::Remove => Some(self.removal()),
+        };
+        let legacy = state
+            .remove_legacy
+            .then(|| self.config().import.as_ref().map(|import| import.removal()))
+            .flatten();
+        match (ours, legacy) {
+            (Some(ours), Some(legacy)) => Some(ours.and(legacy)),
+            (None, Some(legacy)) => Some(SetCookie::new(legacy)),
+            (ours, None) => ours,
         }
     }
 
@@ -160,7 +169,9 @@ impl SessionStore {
 
     /// Queues a logout for replay; counts it when the queue is full.
     fn revoke_later(&self, id: SessionId) {
-        if !self.revocations().push(id) {
+        if self.revocations().push(id) {
+            Counters::bump(&self.counters().revocations_queued);
+        } else {
             Counters::bump(&self.counters().revocations_failed);
             tracing::warn!("too many logouts waiting for Redis: this one will not be replayed");
         }
@@ -179,6 +190,7 @@ impl SessionStore {
             .touch(id, self.ttl_secs(cookie.created, now))
             .await
         {
+            Counters::bump(&self.counters().touches);
             let mut payload = Payload::clone(cookie);
             payload.touched = now;
             payload.epoch = self.epoch_text(id).await.or(payload.epoch);

@@ -42,6 +42,10 @@ pub(crate) struct State {
     pub(crate) cycle: bool,
     /// What the response does with the cookie.
     pub(crate) outgoing: Outgoing,
+    /// The cookie of an app whose sessions are imported, on a request without ours.
+    pub(crate) legacy: Option<String>,
+    /// The response removes that cookie (its session was imported, or is gone).
+    pub(crate) remove_legacy: bool,
 }
 
 /// What the response does with the session cookie.
@@ -72,6 +76,8 @@ impl State {
             ended: false,
             cycle: false,
             outgoing: Outgoing::Keep,
+            legacy: None,
+            remove_legacy: false,
         }
     }
 

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::Session;
 use super::backend::Backend;
 use super::response::SetCookie;
 use super::revocations::Revocations;
 use super::state::{Outgoing, State, mirror_of};
+use super::{Import, Session};
 use crate::cookie::{CookieCodec, Payload};
 use crate::health::{FallbackReport, HealthReport};
 use crate::stats::{Counters, SessionStats};
@@ -118,8 +118,15 @@ impl SessionStore {
     /// values. No I/O, and no cryptography yet: the cookie is verified on first use (or at the
     /// end of the request if a touch may be due).
     pub fn open<'a>(&self, cookie_headers: impl IntoIterator<Item = &'a [u8]>) -> Session {
-        let cookie = self.inner.codec.find(cookie_headers);
-        Session::new(self.clone(), State::new(cookie))
+        let import = self.inner.config.import.as_deref();
+        let found = self
+            .inner
+            .codec
+            .find(cookie_headers, import.map(Import::cookie_name));
+        let mut state = State::new(found.ours);
+        // Only a request without a cookie of ours imports.
+        state.legacy = found.legacy.filter(|_| !state.had_cookie);
+        Session::new(self.clone(), state)
     }
 
     /// Verifies the request's cookie, once: a valid, unexpired one becomes the session's
@@ -132,9 +139,17 @@ impl SessionStore {
             Some(payload) if !self.is_expired(&payload, now()) => {
                 state.base = Some(Arc::new(payload));
             }
-            Some(_expired) => state.outgoing = Outgoing::Remove,
+            Some(_expired) => {
+                Counters::bump(&self.inner.counters.cookies_expired);
+                state.outgoing = Outgoing::Remove;
+            }
             None => {
-                Counters::bump(&self.inner.counters.cookies_rejected);
+                let counters = &self.inner.counters;
+                Counters::bump(if raw.too_long() {
+                    &counters.cookies_too_long
+                } else {
+                    &counters.cookies_rejected
+                });
                 state.outgoing = Outgoing::Remove;
             }
         }

@@ -1,0 +1,261 @@
+//! Migrating in: sessions created by tower-sessions 0.14 + tower-sessions-redis-store 0.16 and
+//! by actix-session 0.11's Redis store, each run as a real process (`session-bench serve …`)
+//! against the same Redis, are carried over by our example app on their first request: user and
+//! counter survive, the old key is gone, one extra Redis round trip on that request (`GETDEL`)
+//! and none afterwards.
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use resilient_session::{KeyRing, RedisManager, SessionStore};
+use serde_json::{Value, json};
+use test_redis::{RedisServer, free_port};
+
+/// An old app, as a process of its own.
+struct OldApp {
+    child: Child,
+    base: String,
+}
+
+impl OldApp {
+    fn start(system: &str, redis: &RedisServer) -> OldApp {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_session-bench"))
+            .args(["serve", system, &port.to_string(), &redis.url()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the old app");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "{system} did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        OldApp {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for OldApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A browser's cookie jar, by cookie name.
+#[derive(Default)]
+struct Browser {
+    http: reqwest::Client,
+    jar: BTreeMap<String, String>,
+}
+
+impl Browser {
+    async fn send(&mut self, base: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut request = self.http.request(method, format!("{base}{path}"));
+        let cookies: Vec<String> = self.jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        if !cookies.is_empty() {
+            request = request.header("cookie", cookies.join("; "));
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the app answers");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        for set in response.headers().get_all("set-cookie") {
+            let cookie =
+                cookie::Cookie::parse(set.to_str().expect("ASCII").to_owned()).expect("a cookie");
+            if cookie.max_age() == Some(cookie::time::Duration::ZERO) {
+                self.jar.remove(cookie.name());
+            } else {
+                self.jar
+                    .insert(cookie.name().to_owned(), cookie.value().to_owned());
+            }
+        }
+        response.json().await.unwrap_or(Value::Null)
+    }
+}
+
+/// Our example app (axum) in this process, configured from `vars` as the app reads its
+/// environment.
+async fn our_app(redis: &RedisServer, vars: &[(&str, String)]) -> (String, SessionStore) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let keys = KeyRing::from_secret("a secret of the new app, 32 bytes or more").expect("keys");
+    let import = example_common::import_from(|name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("valid import settings")
+    .expect("an import");
+    let config = example_common::session_config(keys, addr).import_sessions(import);
+    let manager = RedisManager::builder()
+        .url(redis.url())
+        .build()
+        .expect("manager");
+    let store = SessionStore::new(manager, config).expect("store");
+    // Connected before the test counts commands.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store.manager().health().is_healthy {
+        assert!(Instant::now() < deadline, "Redis reachable");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let router = example_axum::router(store.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (format!("http://{addr}"), store)
+}
+
+/// Log in and count twice on the old app; returns the browser and the old session's key.
+async fn old_session(
+    old: &OldApp,
+    redis: &RedisServer,
+    key_of: impl Fn(&str) -> String,
+) -> (Browser, String) {
+    let mut browser = Browser::default();
+    browser
+        .send(
+            &old.base,
+            "POST",
+            "/login",
+            Some(json!({"user_id": "ada", "role": "admin"})),
+        )
+        .await;
+    for expected in 1..=2 {
+        let counter = browser.send(&old.base, "POST", "/counter", None).await;
+        assert_eq!(counter["counter"], expected);
+    }
+    let cookie = browser.jar.get("id").expect("the old app's cookie").clone();
+    let key = key_of(&cookie);
+    assert_eq!(
+        redis.query::<i64>(&["EXISTS", &key]),
+        1,
+        "the old session is in Redis"
+    );
+    (browser, key)
+}
+
+/// The first request to our app carries the old session over; the next costs nothing extra.
+async fn carried_over(ours: &str, redis: &RedisServer, browser: &mut Browser, old_key: &str) {
+    // Warm up: our save script is loaded, so the counts below are the steady state.
+    let mut other = Browser::default();
+    other
+        .send(
+            ours,
+            "POST",
+            "/login",
+            Some(json!({"user_id": "bob", "role": "user"})),
+        )
+        .await;
+
+    redis.reset_stats();
+    let me = browser.send(ours, "GET", "/me", None).await;
+    assert_eq!(
+        me,
+        json!({"user_id": "ada", "role": "admin", "source": "redis"})
+    );
+    // Two round trips: `GETDEL` (the extra one) and the save of the new session (the script,
+    // whose `HSET` and `EXPIRE` Redis counts too).
+    assert_eq!(
+        redis.commandstats(),
+        BTreeMap::from([
+            ("evalsha".to_owned(), 1),
+            ("expire".to_owned(), 1),
+            ("getdel".to_owned(), 1),
+            ("hset".to_owned(), 1),
+        ]),
+    );
+    assert_eq!(
+        redis.query::<i64>(&["EXISTS", old_key]),
+        0,
+        "the old key is gone"
+    );
+    assert!(!browser.jar.contains_key("id"), "the old cookie is removed");
+    assert!(browser.jar.contains_key("session"), "ours replaces it");
+
+    redis.reset_stats();
+    let counter = browser.send(ours, "GET", "/counter", None).await;
+    assert_eq!(counter, json!({"counter": 2, "source": "redis"}));
+    assert_eq!(
+        redis.commandstats(),
+        BTreeMap::from([("hgetall".to_owned(), 1)]),
+        "afterwards, nothing extra"
+    );
+    let counter = browser.send(ours, "POST", "/counter", None).await;
+    assert_eq!(counter["counter"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tower_sessions_session_is_carried_over() {
+    let redis = RedisServer::start();
+    let old = OldApp::start("tower-sessions", &redis);
+    // tower-sessions' cookie is the id itself; tower-sessions-redis-store keys it as is.
+    let (mut browser, old_key) = old_session(&old, &redis, str::to_owned).await;
+    let vars = [
+        ("IMPORT_TOWER_SESSIONS_COOKIE", "id".to_owned()),
+        ("IMPORT_TOWER_SESSIONS_PREFIX", String::new()),
+    ];
+    let (ours, store) = our_app(&redis, &vars).await;
+    carried_over(&ours, &redis, &mut browser, &old_key).await;
+    assert_eq!(store.stats().cookies_rejected, 0);
+    assert_eq!(store.stats().sessions_imported, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actix_session_session_is_carried_over() {
+    let redis = RedisServer::start();
+    let old = OldApp::start("actix-session", &redis);
+    // The bench's actix app: private cookies with `Key::from(&[7; 64])`; the key in Redis is the
+    // session key inside the cookie.
+    let key = cookie::Key::from(&[7u8; 64]);
+    let (mut browser, old_key) = old_session(&old, &redis, |value| {
+        // As set: percent-encoded.
+        let cookie = cookie::Cookie::parse_encoded(format!("id={value}")).expect("a cookie");
+        let jar = cookie::CookieJar::new();
+        jar.private(&key)
+            .decrypt(cookie)
+            .expect("a cookie of the actix app")
+            .value()
+            .to_owned()
+    })
+    .await;
+    let vars = [
+        ("IMPORT_ACTIX_SESSION_COOKIE", "id".to_owned()),
+        (
+            "IMPORT_ACTIX_SESSION_KEY",
+            base64::engine::general_purpose::STANDARD.encode([7u8; 64]),
+        ),
+    ];
+    let (ours, store) = our_app(&redis, &vars).await;
+    carried_over(&ours, &redis, &mut browser, &old_key).await;
+    assert_eq!(store.stats().sessions_imported, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_old_cookie_reaches_no_redis_key() {
+    let redis = RedisServer::start();
+    let vars = [("IMPORT_TOWER_SESSIONS_COOKIE", "id".to_owned())];
+    let (ours, store) = our_app(&redis, &vars).await;
+    let mut browser = Browser::default();
+    browser.jar.insert("id".into(), "*".into());
+    redis.reset_stats();
+    let counter = browser.send(&ours, "GET", "/counter", None).await;
+    assert_eq!(counter, json!({"counter": 0, "source": "new"}));
+    assert_eq!(redis.commandstats(), BTreeMap::new(), "no Redis command");
+    assert!(!browser.jar.contains_key("id"), "the bad cookie is removed");
+    assert_eq!(store.stats().cookies_rejected, 1);
+}

@@ -1,0 +1,173 @@
+//! Importing live sessions of tower-sessions (records in tower-sessions-redis-store's format,
+//! written here the way that store writes them) through the engine, with Redis up and down.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use resilient_session::{Import, Source};
+use serde_json::{Value, json};
+use test_redis::RedisServer;
+
+mod common;
+
+use common::{config, cookie_header, open, session_keys, store_with};
+
+/// What tower-sessions-redis-store keeps at the session id: MessagePack of the record.
+#[derive(serde::Serialize)]
+struct Record {
+    id: i128,
+    data: HashMap<String, Value>,
+    expiry_date: time::OffsetDateTime,
+}
+
+/// Puts an old session in Redis; returns its cookie header (`id=<id>`) and key.
+fn old_session(server: &RedisServer, id: i128, expires_in: time::Duration) -> (String, String) {
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_le_bytes());
+    let record = Record {
+        id,
+        data: HashMap::from([
+            (
+                "user".to_owned(),
+                json!({"user_id": "ada", "role": "admin"}),
+            ),
+            ("counter".to_owned(), json!(2)),
+        ]),
+        expiry_date: time::OffsetDateTime::now_utc() + expires_in,
+    };
+    let bytes = rmp_serde::to_vec(&record).expect("encodes");
+    let mut conn = server.connection();
+    let _: () = resilient_session::redis::redis::cmd("SET")
+        .arg(&key)
+        .arg(bytes)
+        .query(&mut conn)
+        .expect("SET");
+    (format!("id={key}"), key)
+}
+
+#[tokio::test]
+async fn an_old_session_moves_once_and_its_cookie_is_replaced() {
+    let server = RedisServer::start();
+    let store = store_with(
+        &server,
+        config().import_sessions(Import::tower_sessions("id")),
+    )
+    .await;
+    let (old_cookie, old_key) = old_session(&server, 42, time::Duration::hours(1));
+
+    let session = open(&store, Some(&old_cookie));
+    assert_eq!(session.get::<i64>("counter").await.expect("get"), Some(2));
+    assert_eq!(session.source().await, Source::Redis);
+    let set = store.finish(&session).await.expect("cookies to set");
+    let headers: Vec<&str> = set.headers().collect();
+    assert_eq!(headers.len(), 2, "{set:?}");
+    assert!(headers[0].starts_with("session="), "ours");
+    assert!(
+        headers[1].starts_with("id=;") && headers[1].contains("Max-Age=0"),
+        "the old one removed"
+    );
+    assert_eq!(server.query::<i64>(&["EXISTS", &old_key]), 0);
+    assert_eq!(session_keys(&server).len(), 1);
+
+    // Our cookie from now on; the old one again (a stale tab) finds nothing to import.
+    let next = open(&store, Some(&cookie_header(&set)));
+    assert_eq!(next.get::<i64>("counter").await.expect("get"), Some(2));
+    let stale = open(&store, Some(&old_cookie));
+    assert_eq!(stale.get::<i64>("counter").await.expect("get"), None);
+}
+
+#[tokio::test]
+async fn with_redis_down_the_old_session_waits_and_nothing_forks() {
+    let mut server = RedisServer::builder().persistent().start();
+    let store = store_with(
+        &server,
+        config().import_sessions(Import::tower_sessions("id")),
+    )
+    .await;
+    let (old_cookie, old_key) = old_session(&server, 7, time::Duration::hours(1));
+
+    server.kill();
+    let session = open(&store, Some(&old_cookie));
+    assert_eq!(session.get::<i64>("counter").await.expect("get"), None);
+    // A write now would start a second session beside the old one: it is not kept.
+    let _ = session.insert("counter", 1).await;
+    assert_eq!(
+        store.finish(&session).await,
+        None,
+        "no cookie set or removed"
+    );
+
+    server.restart();
+    common::until_connected(store.manager()).await;
+    assert_eq!(server.query::<i64>(&["EXISTS", &old_key]), 1, "still there");
+    let later = open(&store, Some(&old_cookie));
+    assert_eq!(later.get::<i64>("counter").await.expect("get"), Some(2));
+    assert!(store.finish(&later).await.is_some());
+    assert_eq!(server.query::<i64>(&["EXISTS", &old_key]), 0);
+}
+
+#[tokio::test]
+async fn an_expired_or_unknown_old_session_starts_fresh_and_loses_its_cookie() {
+    let server = RedisServer::start();
+    let store = store_with(
+        &server,
+        config().import_sessions(Import::tower_sessions("id")),
+    )
+    .await;
+    let (expired, _) = old_session(&server, 9, time::Duration::seconds(-5));
+    let unknown = format!(
+        "id={}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(11i128.to_le_bytes())
+    );
+    for cookie in [expired, unknown] {
+        let session = open(&store, Some(&cookie));
+        assert_eq!(
+            session.get::<i64>("counter").await.expect("get"),
+            None,
+            "{cookie}"
+        );
+        let set = store
+            .finish(&session)
+            .await
+            .expect("the old cookie is removed");
+        assert!(set.header().starts_with("id=;"), "{set:?}");
+    }
+    assert!(session_keys(&server).is_empty());
+}
+
+#[tokio::test]
+async fn our_cookie_wins_over_an_old_one() {
+    let server = RedisServer::start();
+    let store = store_with(
+        &server,
+        config().import_sessions(Import::tower_sessions("id")),
+    )
+    .await;
+    let (old_cookie, old_key) = old_session(&server, 5, time::Duration::hours(1));
+    let ours = common::stored_session(&store).await;
+    let both = open(&store, Some(&format!("{ours}; {old_cookie}")));
+    assert_eq!(
+        both.get::<i64>("counter").await.expect("get"),
+        Some(1),
+        "ours"
+    );
+    assert_eq!(
+        server.query::<i64>(&["EXISTS", &old_key]),
+        1,
+        "not imported"
+    );
+}
+
+#[test]
+fn the_old_cookie_name_must_differ_from_ours() {
+    let same = config().import_sessions(Import::tower_sessions("session"));
+    let err = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let manager = resilient_session::RedisManager::builder()
+                .build()
+                .expect("manager");
+            resilient_session::SessionStore::new(manager, same)
+        })
+        .expect_err("refused");
+    assert!(err.to_string().contains("another name"), "{err}");
+}
