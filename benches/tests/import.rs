@@ -1,7 +1,7 @@
 //! Migrating in: sessions created by tower-sessions 0.14 + tower-sessions-redis-store 0.16 and
 //! by actix-session 0.11's Redis store, each run as a real process (`session-bench serve …`)
 //! against the same Redis, are carried over by our example app on their first request: user and
-//! counter survive, the old key is gone, one extra Redis round trip on that request (`GETDEL`)
+//! counter survive, the old key is gone, one extra Redis round trip on that request (`GET`)
 //! and none afterwards.
 
 use std::collections::BTreeMap;
@@ -168,14 +168,16 @@ async fn carried_over(ours: &str, redis: &RedisServer, browser: &mut Browser, ol
         me,
         json!({"user_id": "ada", "role": "admin", "source": "redis"})
     );
-    // Two round trips: `GETDEL` (the extra one) and the save of the new session (the script,
-    // whose `HSET` and `EXPIRE` Redis counts too).
+    // Two round trips: `GET` of the old session (the extra one), and the save of the new
+    // session with the `DEL` of the old key in the same pipeline (the script goes by text there;
+    // Redis counts its `HSET` and `EXPIRE` too).
     assert_eq!(
         redis.commandstats(),
         BTreeMap::from([
-            ("evalsha".to_owned(), 1),
+            ("del".to_owned(), 1),
+            ("eval".to_owned(), 1),
             ("expire".to_owned(), 1),
-            ("getdel".to_owned(), 1),
+            ("get".to_owned(), 1),
             ("hset".to_owned(), 1),
         ]),
     );
@@ -256,6 +258,9 @@ async fn a_forged_old_cookie_reaches_no_redis_key() {
     let counter = browser.send(&ours, "GET", "/counter", None).await;
     assert_eq!(counter, json!({"counter": 0, "source": "new"}));
     assert_eq!(redis.commandstats(), BTreeMap::new(), "no Redis command");
-    assert!(!browser.jar.contains_key("id"), "the bad cookie is removed");
-    assert_eq!(store.stats().cookies_rejected, 1);
+    assert!(
+        browser.jar.contains_key("id"),
+        "left alone: it may be another app's cookie of that name"
+    );
+    assert_eq!(store.stats().cookies_rejected, 0, "not a cookie of ours");
 }

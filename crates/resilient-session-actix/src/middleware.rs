@@ -134,10 +134,9 @@ where
 /// [`SetCookie::apply`] for actix's header map.
 fn apply(set_cookie: &SetCookie, headers: &mut HeaderMap) {
     for header in set_cookie.headers() {
-        let Ok(value) = HeaderValue::from_str(header) else {
-            return;
-        };
-        headers.append(SET_COOKIE, value);
+        if let Ok(value) = HeaderValue::from_str(header) {
+            headers.append(SET_COOKIE, value);
+        }
     }
     let joined = |headers: &HeaderMap, name| {
         let values: Vec<&str> = headers

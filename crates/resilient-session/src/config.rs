@@ -310,14 +310,20 @@ impl SessionConfig {
                 "idle_timeout and absolute_lifetime must be at least one second".into(),
             ));
         }
-        if self
-            .import
-            .as_ref()
-            .is_some_and(|import| import.cookie_name() == self.full_cookie_name())
-        {
-            return Err(Error::Config(
-                "the imported sessions' cookie needs another name than ours".into(),
-            ));
+        if let Some(import) = &self.import {
+            let name = import.cookie_name();
+            if name == self.full_cookie_name() {
+                return Err(Error::Config(
+                    "the imported sessions' cookie needs another name than ours".into(),
+                ));
+            }
+            if name.is_empty()
+                || name.contains(|c: char| !c.is_ascii_graphic() || ";=,".contains(c))
+            {
+                return Err(Error::Config(format!(
+                    "the imported sessions' cookie name {name:?} is not a cookie name"
+                )));
+            }
         }
         if self.touch_interval >= self.idle_timeout {
             return Err(Error::Config(

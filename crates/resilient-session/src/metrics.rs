@@ -11,7 +11,7 @@
 //! | `resilient_session_redis_retries_total` | counter | `operation` | attempts made again after a connection error or a timeout |
 //! | `resilient_session_redis_failures_total` | counter | `kind` | failed operations, by `kind`: `circuit_open` (refused at once by the breaker), `timeout`, `connection` (refused, dropped, TLS, no route), `auth` (`NOAUTH`, `WRONGPASS`), `refused` (`LOADING`, `MASTERDOWN`, `READONLY`, `TRYAGAIN`, `CLUSTERDOWN`, `MOVED`, `ASK`, `BUSY`, `OOM`), `noscript` (the save script is not cached yet, as after a Redis restart: it is sent again at once; harmless), `other` (not an outage: `WRONGTYPE`, a decode error) |
 //! | `resilient_session_breaker_transitions_total` | counter | `to` | circuit breaker changes: `open` (too many failures, or a failed probe), `half_open` (a probe let through), `closed` (a probe succeeded) |
-//! | `resilient_session_breaker_open` | gauge | | 1 while the breaker is open or half-open, 0 while closed (set at start-up and on each change) |
+//! | `resilient_session_breaker_open` | gauge | | managers whose breaker is open or half-open: 1 while an app's one breaker is, 0 while it is closed |
 //! | `resilient_session_fallback_reads_total` | counter | | requests whose session was served from its cookie because Redis was unavailable |
 //! | `resilient_session_fallback_writes_total` | counter | | requests whose changes went into the cookie because Redis was unavailable |
 //! | `resilient_session_touches_total` | counter | | idle timeouts refreshed in Redis (`EXPIRE` of an existing session) without a write |
@@ -77,6 +77,7 @@
 //! [`RedisManager`]: crate::RedisManager
 //! [`RedisManager::query`]: crate::RedisManager::query
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ::metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
@@ -94,7 +95,8 @@ pub const REDIS_RETRIES: &str = "resilient_session_redis_retries_total";
 pub const REDIS_FAILURES: &str = "resilient_session_redis_failures_total";
 /// Counter: circuit breaker transitions, by `to` (`open`, `half_open`, `closed`).
 pub const BREAKER_TRANSITIONS: &str = "resilient_session_breaker_transitions_total";
-/// Gauge: 1 while the circuit breaker is open or half-open, 0 while it is closed.
+/// Gauge: how many `RedisManager`s of the process have their circuit breaker open or half-open
+/// (1 or 0 for an app with one manager).
 pub const BREAKER_OPEN: &str = "resilient_session_breaker_open";
 /// Counter: sessions served from their cookie because Redis was unavailable.
 pub const FALLBACK_READS: &str = "resilient_session_fallback_reads_total";
@@ -145,7 +147,7 @@ pub fn describe() {
     );
     describe_gauge!(
         BREAKER_OPEN,
-        "1 while the Redis circuit breaker is open or half-open, 0 while it is closed."
+        "Redis circuit breakers open or half-open (one per RedisManager)."
     );
     describe_counter!(
         FALLBACK_READS,
@@ -253,20 +255,33 @@ pub(crate) enum BreakerChange {
     Closed,
 }
 
-/// The breaker changed state.
-pub(crate) fn breaker(change: BreakerChange) {
-    let (to, open) = match change {
-        BreakerChange::Open => ("open", 1.0),
-        BreakerChange::HalfOpen => ("half_open", 1.0),
-        BreakerChange::Closed => ("closed", 0.0),
+/// A manager's breaker changed state; `counted_open` is whether the gauge counts it as open
+/// (one flag per manager, so that managers do not overwrite each other's state).
+pub(crate) fn breaker(change: BreakerChange, counted_open: &AtomicBool) {
+    let to = match change {
+        BreakerChange::Open => "open",
+        BreakerChange::HalfOpen => "half_open",
+        BreakerChange::Closed => "closed",
     };
     counter!(BREAKER_TRANSITIONS, "to" => to).increment(1);
-    gauge!(BREAKER_OPEN).set(open);
+    let open = change != BreakerChange::Closed;
+    if counted_open.swap(open, Ordering::AcqRel) != open {
+        let step = if open { 1.0 } else { -1.0 };
+        gauge!(BREAKER_OPEN).increment(step);
+    }
 }
 
-/// A manager starts with its breaker closed.
+/// A manager starts, its breaker closed: the gauge shows (at 0 if no breaker is open) without
+/// touching other managers' counts.
 pub(crate) fn breaker_started() {
-    gauge!(BREAKER_OPEN).set(0.0);
+    gauge!(BREAKER_OPEN).increment(0.0);
+}
+
+/// A manager is gone: its breaker no longer counts.
+pub(crate) fn breaker_dropped(counted_open: &AtomicBool) {
+    if counted_open.swap(false, Ordering::AcqRel) {
+        gauge!(BREAKER_OPEN).decrement(1.0);
+    }
 }
 
 #[cfg(test)]
@@ -309,7 +324,14 @@ mod tests {
             Event::RevocationQueued.record();
             redis_operation("get", Ok(()), Some(Duration::from_millis(2)));
             redis_operation("get", Err(&Error::CircuitOpen), None);
-            breaker(BreakerChange::Open);
+            // Two managers: each counts once in the gauge, however often it changes state.
+            let (first, second) = (AtomicBool::new(false), AtomicBool::new(false));
+            breaker(BreakerChange::Open, &first);
+            breaker(BreakerChange::HalfOpen, &first);
+            breaker(BreakerChange::Open, &second);
+            breaker(BreakerChange::Closed, &first);
+            breaker_dropped(&second);
+            breaker_dropped(&first);
         });
         let snapshot = snapshotter.snapshot().into_vec();
         let value = |name, labels: &[(&str, &str)]| counter_value(&snapshot, name, labels);
@@ -327,7 +349,12 @@ mod tests {
             Some(1)
         );
         assert_eq!(value(REDIS_FAILURES, &[("kind", "circuit_open")]), Some(1));
-        assert_eq!(value(BREAKER_TRANSITIONS, &[("to", "open")]), Some(1));
+        assert_eq!(value(BREAKER_TRANSITIONS, &[("to", "open")]), Some(2));
+        let gauge = snapshot.iter().find_map(|(key, _, _, value)| match value {
+            DebugValue::Gauge(value) if key.key().name() == BREAKER_OPEN => Some(value.0),
+            _ => None,
+        });
+        assert_eq!(gauge, Some(0.0), "up to 2, back to 0");
         let timed = snapshot.iter().find_map(|(key, _, _, value)| match value {
             DebugValue::Histogram(samples) if key.key().name() == REDIS_COMMAND_DURATION => {
                 Some(samples.len())

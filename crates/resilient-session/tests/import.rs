@@ -67,6 +67,7 @@ async fn an_old_session_moves_once_and_its_cookie_is_replaced() {
     );
     assert_eq!(server.query::<i64>(&["EXISTS", &old_key]), 0);
     assert_eq!(session_keys(&server).len(), 1);
+    assert_eq!(store.stats().sessions_imported, 1);
 
     // Our cookie from now on; the old one again (a stale tab) finds nothing to import.
     let next = open(&store, Some(&cookie_header(&set)));
@@ -157,6 +158,47 @@ async fn our_cookie_wins_over_an_old_one() {
     );
 }
 
+#[tokio::test]
+async fn nothing_is_deleted_before_our_copy_is_written() {
+    let server = RedisServer::start();
+    let store = store_with(
+        &server,
+        config().import_sessions(Import::tower_sessions("id")),
+    )
+    .await;
+    let (old_cookie, old_key) = old_session(&server, 3, time::Duration::hours(1));
+    // The handler reads the session, then the request is dropped (client gone, handler error).
+    let session = open(&store, Some(&old_cookie));
+    assert_eq!(session.get::<i64>("counter").await.expect("get"), Some(2));
+    drop(session);
+    assert_eq!(server.query::<i64>(&["EXISTS", &old_key]), 1, "still there");
+    // The next try imports it.
+    let retry = open(&store, Some(&old_cookie));
+    assert_eq!(retry.get::<i64>("counter").await.expect("get"), Some(2));
+    assert!(store.finish(&retry).await.is_some());
+    assert_eq!(server.query::<i64>(&["EXISTS", &old_key]), 0);
+}
+
+#[tokio::test]
+async fn data_over_our_limits_is_not_imported_nor_deleted() {
+    let server = RedisServer::start();
+    let config = config()
+        .max_session_bytes(16)
+        .import_sessions(Import::tower_sessions("id"));
+    let store = store_with(&server, config).await;
+    let (old_cookie, old_key) = old_session(&server, 4, time::Duration::hours(1));
+    let session = open(&store, Some(&old_cookie));
+    assert_eq!(session.get::<i64>("counter").await.expect("get"), None);
+    assert_eq!(store.stats().corrupt_sessions, 1);
+    assert_eq!(store.stats().sessions_imported, 0);
+    store.finish(&session).await;
+    assert_eq!(
+        server.query::<i64>(&["EXISTS", &old_key]),
+        1,
+        "not ours to delete"
+    );
+}
+
 #[test]
 fn the_old_cookie_name_must_differ_from_ours() {
     let same = config().import_sessions(Import::tower_sessions("session"));
@@ -170,4 +212,15 @@ fn the_old_cookie_name_must_differ_from_ours() {
         })
         .expect_err("refused");
     assert!(err.to_string().contains("another name"), "{err}");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    for bad in ["", "a b", "a;b"] {
+        let config = config().import_sessions(Import::tower_sessions(bad));
+        let refused = runtime.block_on(async {
+            let manager = resilient_session::RedisManager::builder()
+                .build()
+                .expect("manager");
+            resilient_session::SessionStore::new(manager, config)
+        });
+        assert!(refused.is_err(), "{bad:?}");
+    }
 }

@@ -1,6 +1,7 @@
 //! [`RedisManager`]: the pool behind the breaker, with retries, timeouts and health.
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,8 @@ struct Inner {
     settings: Settings,
     /// Wakes the background task when the connection is lost (and when the manager is dropped).
     wake: Arc<Notify>,
+    /// The breaker-open gauge counts this manager.
+    breaker_counted_open: AtomicBool,
 }
 
 /// How long commands share one pooled connection before taking it from the pool again.
@@ -137,6 +140,7 @@ impl RedisManager {
             status,
             settings,
             wake: Arc::clone(&wake),
+            breaker_counted_open: AtomicBool::new(false),
         });
         runtime.spawn(supervise(Arc::downgrade(&inner), wake));
         metrics::breaker_started();
@@ -277,7 +281,7 @@ impl RedisManager {
             return Err(err);
         };
         if admission == Admission::Probe {
-            metrics::breaker(BreakerChange::HalfOpen);
+            metrics::breaker(BreakerChange::HalfOpen, &inner.breaker_counted_open);
         }
         let mut permit = Permit {
             breaker: &inner.breaker,
@@ -298,8 +302,12 @@ impl RedisManager {
         span.record("outcome", metrics::outcome(done));
         metrics::redis_operation(operation, done, Some(started.elapsed()));
         match transition {
-            Transition::Opened { .. } => metrics::breaker(BreakerChange::Open),
-            Transition::Closed => metrics::breaker(BreakerChange::Closed),
+            Transition::Opened { .. } => {
+                metrics::breaker(BreakerChange::Open, &inner.breaker_counted_open);
+            }
+            Transition::Closed => {
+                metrics::breaker(BreakerChange::Closed, &inner.breaker_counted_open);
+            }
             Transition::None => {}
         }
         self.observe(operation, &result, transition);
@@ -507,6 +515,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Let the background task see that the manager is gone.
         self.wake.notify_one();
+        metrics::breaker_dropped(&self.breaker_counted_open);
     }
 }
 

@@ -14,18 +14,25 @@ use serde_json::{Map, Value};
 ///
 /// Configured with the old app's cookie name and Redis key prefix (and its cookie key when its
 /// cookies were signed or private), the layer recognises a request that carries only the old
-/// cookie. On that request's first use of the session it takes the old session out of Redis
-/// (`GETDEL`: one round trip, the old key is gone), moves its data into a new session of ours
-/// (written at the end of the request like any new session), and replaces the old cookie with
-/// ours. The user stays logged in; the next request carries our cookie and costs nothing extra.
+/// cookie. On that request's first use of the session it reads the old session (`GET`: one
+/// round trip), moves its data into a new session of ours (written at the end of the request
+/// like any new session, the old key deleted in the same round trip), and replaces the old
+/// cookie with ours. The user stays logged in; the next request carries our cookie and costs
+/// nothing extra. Nothing is deleted before our copy is written.
 ///
 /// | old store | cookie value | Redis value at `prefix + value` |
 /// | --- | --- | --- |
 /// | tower-sessions + tower-sessions-redis-store 0.16 | the session id (22 chars), plain by default | MessagePack of `{id, data, expiry_date}` |
 /// | actix-session 0.11 `RedisSessionStore` | the session key (64 chars), private (encrypted) by default | JSON `{"key": "<json>"}`; also `{"v": 1, "state": {…}}` |
 ///
-/// When Redis is unavailable the old session stays where it is (and so does the old cookie):
-/// the request is served without it, changes are not kept, and a later request imports it.
+/// When Redis is unavailable (or refuses the read) the old session stays where it is, and so
+/// does the old cookie: the request is served without it, changes are not kept, and a later
+/// request imports it. Two requests importing the same old session at once each make a copy;
+/// the browser keeps the last cookie it is sent, the other copy expires unused. Data that fails
+/// [`max_session_bytes`](crate::SessionConfig::max_session_bytes) or the
+/// [validator](crate::SessionConfig::validate) is not imported (nor deleted). A cookie of that
+/// name which does not parse as the old app's (or fails its signature) is left alone and sends
+/// nothing to Redis.
 ///
 /// ```
 /// use resilient_session::session::Import;
@@ -174,8 +181,14 @@ impl Import {
             Legacy::ActixSession => {
                 let value: Value = serde_json::from_slice(bytes)
                     .map_err(|err| format!("not an actix-session state: {err}"))?;
+                // `{"v": <number>, "state": {…}}`; anything else is the state itself (0.11).
+                let versioned = |object: &Map<String, Value>| {
+                    object.len() == 2
+                        && object.get("v").is_some_and(Value::is_number)
+                        && object.get("state").is_some_and(Value::is_object)
+                };
                 let state = match value {
-                    Value::Object(mut object) if object.len() == 2 && object.contains_key("v") => {
+                    Value::Object(mut object) if versioned(&object) => {
                         object.remove("state").unwrap_or_default()
                     }
                     other => other,
@@ -198,10 +211,15 @@ impl Import {
         ))
     }
 
-    /// A `Set-Cookie` header removing the old cookie.
-    pub(crate) fn removal(&self) -> String {
+    /// A `Set-Cookie` header removing the old cookie; `Secure` when ours is (and always for a
+    /// `__Host-` or `__Secure-` name, which browsers require it for).
+    pub(crate) fn removal(&self, secure: bool) -> String {
+        let prefixed = ["__Host-", "__Secure-"]
+            .iter()
+            .any(|prefix| self.cookie_name.starts_with(prefix));
         let mut cookie = Cookie::build((self.cookie_name.clone(), ""))
             .path(self.path.clone())
+            .secure(secure || prefixed)
             .max_age(cookie::time::Duration::ZERO)
             .expires(cookie::time::OffsetDateTime::UNIX_EPOCH)
             .build();
@@ -306,6 +324,14 @@ mod tests {
             .expect("decodes")
             .expect("live");
         assert_eq!(values["counter"], 4);
+        // A 0.11 state that happens to have keys `v` and `state` is still a 0.11 state.
+        let lookalike = br#"{"v":"\"x\"","state":"\"y\""}"#;
+        let values = import
+            .decode(lookalike, later())
+            .expect("decodes")
+            .expect("live");
+        assert_eq!(values["v"], "x");
+        assert_eq!(values["state"], "y");
         assert!(import.decode(b"[1,2]", later()).is_err());
         assert!(import.decode(b"\xff", later()).is_err());
     }
@@ -334,11 +360,19 @@ mod tests {
 
     #[test]
     fn removal_expires_the_old_cookie() {
-        let removal = Import::tower_sessions("id").removal();
+        let removal = Import::tower_sessions("id").removal(false);
         assert!(removal.starts_with("id=;"), "{removal}");
         assert!(
             removal.contains("Max-Age=0") && removal.contains("Path=/"),
             "{removal}"
         );
+        assert!(!removal.contains("Secure"), "{removal}");
+        assert!(
+            Import::tower_sessions("id")
+                .removal(true)
+                .contains("Secure")
+        );
+        let host = Import::tower_sessions("__Host-id").removal(false);
+        assert!(host.contains("Secure"), "{host}");
     }
 }

@@ -75,52 +75,101 @@ impl SessionStore {
         }
     }
 
-    /// A request with only an imported app's cookie: its session is taken out of Redis (one
-    /// `GETDEL`) and becomes a new session of ours, written at the end of the request. Redis
-    /// unavailable: nothing moves, and this request's changes are not kept (they would start a
-    /// second session beside the old one); a later request imports it.
+    /// A request with only an imported app's cookie: its session is read from Redis (one
+    /// `GET`) and becomes a new session of ours, written at the end of the request, which then
+    /// deletes the old key in the same round trip. Nothing is deleted before our copy is
+    /// written: a request that fails or is dropped midway leaves the old session in place.
+    /// Redis unavailable (or refusing the read): nothing moves, and this request's changes are
+    /// not kept (they would start a second session beside the old one); a later request
+    /// imports it.
     async fn import_legacy(&self, state: &mut State, value: &str) {
         let Some(import) = self.config().import.clone() else {
             return;
         };
         let Some(key) = import.redis_key(value) else {
-            // Not a cookie that app issued: no Redis command for it.
-            Counters::bump(&self.counters().cookies_rejected);
-            state.remove_legacy = true;
+            // Not a cookie that app issued (or another app's of the same name): no Redis
+            // command, and it is left alone.
             return;
         };
-        let taken = match self.backend().take(&key).await {
-            Ok(taken) => taken,
-            Err(err) if err.is_unavailable() => {
-                tracing::debug!(error = %err, "Redis unavailable: the old session is imported later");
-                state.detached = true;
-                return;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot read an old session to import; the user starts a new one");
+        let stored = match self.backend().peek(&key).await {
+            Ok(stored) => stored,
+            Err(err) if err.is_wrong_type() => {
+                tracing::warn!(
+                    "the old session's key holds something else; the user starts a new session"
+                );
                 state.remove_legacy = true;
                 return;
             }
+            Err(err) => {
+                if err.is_unavailable() {
+                    tracing::debug!(error = %err, "Redis unavailable: the old session is imported later");
+                } else {
+                    tracing::error!(error = %err, "cannot read an old session to import (does the Redis user have GET and DEL on the old keys?); it is imported once that works");
+                }
+                state.detached = true;
+                return;
+            }
         };
-        state.remove_legacy = true;
-        let Some(bytes) = taken else {
+        let Some(bytes) = stored else {
+            // Expired or unknown: the old cookie stands for nothing.
+            state.remove_legacy = true;
             return;
         };
-        match import.decode(&bytes, time::OffsetDateTime::now_utc()) {
+        let values = import
+            .decode(&bytes, time::OffsetDateTime::now_utc())
+            .and_then(|values| match values {
+                Some(values) => self.accept(&values).map(|()| Some(values)),
+                None => Ok(None),
+            });
+        state.remove_legacy = true;
+        match values {
             Ok(Some(values)) => {
                 Counters::bump(&self.counters().sessions_imported);
                 state.changed = values.keys().cloned().collect();
                 state.values = values;
                 state.source = Source::Redis;
+                state.import_key = Some(key);
             }
             Ok(None) => {}
             Err(reason) => {
+                // Left in Redis: it is not ours to delete.
                 Counters::bump(&self.counters().corrupt_sessions);
                 tracing::warn!(
                     reason,
-                    "an old session to import is not readable; the user starts a new one"
+                    "an old session cannot be imported; the user starts a new one"
                 );
             }
+        }
+    }
+
+    /// The checks Redis data passes before it is served: the size limit and the app's
+    /// validator.
+    fn accept(&self, values: &Map<String, Value>) -> Result<(), String> {
+        let bytes = values
+            .iter()
+            .map(|(k, v)| k.len() + v.to_string().len())
+            .sum();
+        self.within_size_limit(bytes)?;
+        self.validated(values)
+    }
+
+    fn within_size_limit(&self, bytes: usize) -> Result<(), String> {
+        let limit = self.config().max_session_bytes;
+        if bytes > limit {
+            return Err(format!(
+                "session is {bytes} bytes, over the limit of {limit}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The app's validator, if any, accepts `values`.
+    fn validated(&self, values: &Map<String, Value>) -> Result<(), String> {
+        match &self.config().validator {
+            Some(validate) => {
+                validate(values).map_err(|reason| format!("validation failed: {reason}"))
+            }
+            None => Ok(()),
         }
     }
 
@@ -224,14 +273,7 @@ impl SessionStore {
     /// Session data from a hash: UTF-8 field names, JSON values, within the size limit, and
     /// accepted by the app's validator; plus the names of the outage batches it merged.
     fn parse(&self, fields: Fields) -> Result<(Map<String, Value>, Vec<String>), String> {
-        let config = self.config();
-        let bytes: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if bytes > config.max_session_bytes {
-            return Err(format!(
-                "session is {bytes} bytes, over the limit of {}",
-                config.max_session_bytes
-            ));
-        }
+        self.within_size_limit(fields.iter().map(|(k, v)| k.len() + v.len()).sum())?;
         let mut values = Map::new();
         let mut merged = Vec::new();
         for (field, raw) in fields {
@@ -246,9 +288,7 @@ impl SessionStore {
                 .map_err(|err| format!("value of `{field}` is not JSON: {err}"))?;
             values.insert(field, value);
         }
-        if let Some(validate) = &config.validator {
-            validate(&values).map_err(|reason| format!("validation failed: {reason}"))?;
-        }
+        self.validated(&values)?;
         Ok((values, merged))
     }
 }

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue};
 ///
 /// ```
 /// # fn apply(set: resilient_session::SetCookie, vary: Option<&str>, cache_control: Option<&str>) {
-/// let set_cookie: &str = set.header();
+/// for set_cookie in set.headers() { /* append a `Set-Cookie` header */ }
 /// let vary = resilient_session::SetCookie::vary(vary);
 /// let cache_control = resilient_session::SetCookie::cache_control(cache_control);
 /// # }
@@ -61,11 +61,13 @@ impl SetCookie {
     /// `Cache-Control: private` (see [`vary`](Self::vary), [`cache_control`](Self::cache_control)).
     pub fn apply(&self, headers: &mut HeaderMap) {
         for header in self.headers() {
-            let Ok(set_cookie) = HeaderValue::from_str(header) else {
-                tracing::error!("session cookie is not a valid header value; not sent");
-                return;
+            match HeaderValue::from_str(header) {
+                Ok(set_cookie) => headers.append(SET_COOKIE, set_cookie),
+                Err(_) => {
+                    tracing::error!("session cookie is not a valid header value; not sent");
+                    continue;
+                }
             };
-            headers.append(SET_COOKIE, set_cookie);
         }
         let joined = |name| {
             let values: Vec<&str> = headers

@@ -67,7 +67,10 @@ impl SessionStore {
         };
         let legacy = state
             .remove_legacy
-            .then(|| self.config().import.as_ref().map(|import| import.removal()))
+            .then(|| {
+                let config = self.config();
+                config.import.as_ref().map(|i| i.removal(config.secure))
+            })
             .flatten();
         match (ours, legacy) {
             (Some(ours), Some(legacy)) => Some(ours.and(legacy)),
@@ -311,6 +314,7 @@ impl SessionStore {
             ttl_secs: self.ttl_secs(created, now),
             replaces: state.stored_id.as_ref().filter(|_| state.cycle),
             tombstone_secs: self.tombstone_secs(),
+            retires: state.import_key.as_deref(),
         };
         match self.backend().write(&write).await {
             Ok(Written::Yes) => {
@@ -328,6 +332,7 @@ impl SessionStore {
                     self.revoke_later(old);
                 }
                 state.stored_id = Some(id);
+                state.import_key = None;
                 state.source = Source::Redis;
                 state.detached = false;
                 state.changed.clear();

@@ -46,6 +46,8 @@ pub(crate) struct State {
     pub(crate) legacy: Option<String>,
     /// The response removes that cookie (its session was imported, or is gone).
     pub(crate) remove_legacy: bool,
+    /// The imported app's key, deleted when this session is first written.
+    pub(crate) import_key: Option<String>,
 }
 
 /// What the response does with the session cookie.
@@ -78,6 +80,7 @@ impl State {
             outgoing: Outgoing::Keep,
             legacy: None,
             remove_legacy: false,
+            import_key: None,
         }
     }
 

@@ -36,7 +36,9 @@ use crate::{Error, RedisManager, Result, SessionConfig};
 /// let session = store.open([&b"session=..."[..]]);
 /// session.insert("user", "ada").await?;
 /// if let Some(set_cookie) = store.finish(&session).await {
-///     println!("Set-Cookie: {}", set_cookie.header());
+///     for header in set_cookie.headers() {
+///         println!("Set-Cookie: {header}");
+///     }
 /// }
 /// # Ok(()) }
 /// ```
