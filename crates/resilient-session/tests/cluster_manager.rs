@@ -9,6 +9,16 @@ use test_redis::RedisCluster;
 mod common;
 use common::until_connected;
 
+/// A manager on `cluster`, connected.
+async fn connected(cluster: &RedisCluster) -> RedisManager {
+    let manager = RedisManager::builder()
+        .cluster(cluster.urls())
+        .build()
+        .expect("builds");
+    until_connected(&manager).await;
+    manager
+}
+
 async fn set_get(manager: &RedisManager, key: &str) -> Result<Option<String>, Error> {
     let mut set = redis::cmd("SET");
     set.arg(key).arg("v");
@@ -21,11 +31,7 @@ async fn set_get(manager: &RedisManager, key: &str) -> Result<Option<String>, Er
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_reach_every_primary_and_a_dead_cluster_is_unavailable() {
     let mut cluster = RedisCluster::start(3, 1);
-    let manager = RedisManager::builder()
-        .cluster(cluster.urls())
-        .build()
-        .expect("builds");
-    until_connected(&manager).await;
+    let manager = connected(&cluster).await;
     for i in 0..30 {
         let key = format!("k{i}");
         assert_eq!(
@@ -76,11 +82,7 @@ async fn until_served(manager: &RedisManager, key: &str) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_is_followed_and_changes_the_epoch_of_that_shard_only() {
     let mut cluster = RedisCluster::start(3, 1);
-    let manager = RedisManager::builder()
-        .cluster(cluster.urls())
-        .build()
-        .expect("builds");
-    until_connected(&manager).await;
+    let manager = connected(&cluster).await;
     let primary = cluster.primary_indexes()[0];
     // A key on that primary, and one elsewhere.
     let keys: Vec<String> = (0..100).map(|i| format!("{{t{i}}}")).collect();
@@ -126,11 +128,7 @@ async fn a_failover_is_followed_and_changes_the_epoch_of_that_shard_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_service_spreads_keys_over_the_slots() {
     let cluster = RedisCluster::start(3, 1);
-    let manager = RedisManager::builder()
-        .cluster(cluster.urls())
-        .build()
-        .expect("builds");
-    until_connected(&manager).await;
+    let manager = connected(&cluster).await;
     let svc = resilient_session::RedisService::new(manager).namespace("m");
     let entries: Vec<(String, u32)> = (0..20).map(|i| (format!("k{i}"), i)).collect();
     for ttl in [None, Some(Duration::from_secs(60))] {

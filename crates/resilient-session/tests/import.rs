@@ -20,6 +20,15 @@ struct Record {
     expiry_date: time::OffsetDateTime,
 }
 
+/// A store that imports tower-sessions' sessions (cookie `id`, no key prefix).
+async fn importing(server: &RedisServer) -> resilient_session::SessionStore {
+    store_with(
+        server,
+        config().import_sessions(Import::tower_sessions("id")),
+    )
+    .await
+}
+
 /// Puts an old session in Redis; returns its cookie header (`id=<id>`) and key.
 fn old_session(server: &RedisServer, id: i128, expires_in: time::Duration) -> (String, String) {
     let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.to_le_bytes());
@@ -47,11 +56,7 @@ fn old_session(server: &RedisServer, id: i128, expires_in: time::Duration) -> (S
 #[tokio::test]
 async fn an_old_session_moves_once_and_its_cookie_is_replaced() {
     let server = RedisServer::start();
-    let store = store_with(
-        &server,
-        config().import_sessions(Import::tower_sessions("id")),
-    )
-    .await;
+    let store = importing(&server).await;
     let (old_cookie, old_key) = old_session(&server, 42, time::Duration::hours(1));
 
     let session = open(&store, Some(&old_cookie));
@@ -79,11 +84,7 @@ async fn an_old_session_moves_once_and_its_cookie_is_replaced() {
 #[tokio::test]
 async fn with_redis_down_the_old_session_waits_and_nothing_forks() {
     let mut server = RedisServer::builder().persistent().start();
-    let store = store_with(
-        &server,
-        config().import_sessions(Import::tower_sessions("id")),
-    )
-    .await;
+    let store = importing(&server).await;
     let (old_cookie, old_key) = old_session(&server, 7, time::Duration::hours(1));
 
     server.kill();
@@ -109,11 +110,7 @@ async fn with_redis_down_the_old_session_waits_and_nothing_forks() {
 #[tokio::test]
 async fn an_expired_or_unknown_old_session_starts_fresh_and_loses_its_cookie() {
     let server = RedisServer::start();
-    let store = store_with(
-        &server,
-        config().import_sessions(Import::tower_sessions("id")),
-    )
-    .await;
+    let store = importing(&server).await;
     let (expired, _) = old_session(&server, 9, time::Duration::seconds(-5));
     let unknown = format!(
         "id={}",
@@ -138,11 +135,7 @@ async fn an_expired_or_unknown_old_session_starts_fresh_and_loses_its_cookie() {
 #[tokio::test]
 async fn our_cookie_wins_over_an_old_one() {
     let server = RedisServer::start();
-    let store = store_with(
-        &server,
-        config().import_sessions(Import::tower_sessions("id")),
-    )
-    .await;
+    let store = importing(&server).await;
     let (old_cookie, old_key) = old_session(&server, 5, time::Duration::hours(1));
     let ours = common::stored_session(&store).await;
     let both = open(&store, Some(&format!("{ours}; {old_cookie}")));
@@ -161,11 +154,7 @@ async fn our_cookie_wins_over_an_old_one() {
 #[tokio::test]
 async fn nothing_is_deleted_before_our_copy_is_written() {
     let server = RedisServer::start();
-    let store = store_with(
-        &server,
-        config().import_sessions(Import::tower_sessions("id")),
-    )
-    .await;
+    let store = importing(&server).await;
     let (old_cookie, old_key) = old_session(&server, 3, time::Duration::hours(1));
     // The handler reads the session, then the request is dropped (client gone, handler error).
     let session = open(&store, Some(&old_cookie));

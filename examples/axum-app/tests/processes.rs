@@ -75,6 +75,13 @@ struct Browser {
 }
 
 impl Browser {
+    /// `POST /login` as ada, the admin; the app must accept it.
+    async fn login_ada(&mut self, at: &Instance) {
+        let body = json!({"user_id": "ada", "role": "admin"});
+        let (status, _) = self.send(at, "POST", "/login", Some(body)).await;
+        assert_eq!(status, 200);
+    }
+
     async fn send(
         &mut self,
         at: &Instance,
@@ -108,15 +115,7 @@ async fn runs_with_no_redis_at_all_sessions_in_the_cookie() {
     // Nothing listens there.
     let app = Instance::start(&format!("redis://127.0.0.1:{}", free_port()));
     let mut browser = Browser::default();
-    let (status, _) = browser
-        .send(
-            &app,
-            "POST",
-            "/login",
-            Some(json!({"user_id": "ada", "role": "admin"})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    browser.login_ada(&app).await;
     for expected in 1..=2 {
         let (status, counter) = browser.send(&app, "POST", "/counter", None).await;
         assert_eq!(status, 200);
@@ -137,15 +136,7 @@ async fn two_instances_serve_one_user_alternately() {
         instance.wait_for_redis().await;
     }
     let mut browser = Browser::default();
-    let (status, _) = browser
-        .send(
-            &instances[0],
-            "POST",
-            "/login",
-            Some(json!({"user_id": "ada", "role": "admin"})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    browser.login_ada(&instances[0]).await;
     for expected in 1..=6 {
         let at = &instances[expected % 2];
         let (status, counter) = browser.send(at, "POST", "/counter", None).await;
@@ -181,15 +172,7 @@ async fn redis_cluster_urls_put_sessions_in_a_cluster() {
     let app = Instance::start_with(&[("REDIS_CLUSTER_URLS", &seeds)]);
     app.wait_for_redis().await;
     let mut browser = Browser::default();
-    let (status, _) = browser
-        .send(
-            &app,
-            "POST",
-            "/login",
-            Some(json!({"user_id": "ada", "role": "admin"})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    browser.login_ada(&app).await;
     let (_, counter) = browser.send(&app, "POST", "/counter", None).await;
     assert_eq!(counter, json!({"counter": 1, "source": "redis"}));
     let sessions: usize = cluster
