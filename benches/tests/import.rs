@@ -1,8 +1,8 @@
 //! Migrating in: sessions created by tower-sessions 0.14 + tower-sessions-redis-store 0.16 and
-//! by actix-session 0.11's Redis store, each run as a real process (`session-bench serve …`)
-//! against the same Redis, are carried over by our example app on their first request: user and
-//! counter survive, the old key is gone, one extra Redis round trip on that request (`GET`)
-//! and none afterwards.
+//! by actix-session 0.11's Redis store are carried over by our example app on their first
+//! request: user and counter survive, the old key is gone, one extra Redis round trip on that
+//! request (`GET`) and none afterwards. Every app is a real process (`session-bench serve …`:
+//! the old apps, and our example apps configured by the `IMPORT_*` variables) on one Redis.
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
@@ -10,21 +10,23 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use resilient_session::{KeyRing, RedisManager, SessionStore};
+use resilient_session::metrics::SESSIONS_IMPORTED as IMPORTED;
 use serde_json::{Value, json};
 use test_redis::{RedisServer, free_port};
 
-/// An old app, as a process of its own.
-struct OldApp {
+/// An app (`session-bench serve <system>`), as a process of its own, with `vars` in its
+/// environment.
+struct App {
     child: Child,
     base: String,
 }
 
-impl OldApp {
-    fn start(system: &str, redis: &RedisServer) -> OldApp {
+impl App {
+    fn start(system: &str, redis: &RedisServer, vars: &[(&str, String)]) -> App {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_session-bench"))
             .args(["serve", system, &port.to_string(), &redis.url()])
+            .envs(vars.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -34,14 +36,43 @@ impl OldApp {
             assert!(Instant::now() < deadline, "{system} did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
-        OldApp {
+        App {
             child,
             base: format!("http://127.0.0.1:{port}"),
         }
     }
+
+    /// Waits until the app reports Redis healthy (ours connect in the background).
+    async fn wait_for_redis(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let url = format!("{}/api/health/redis", self.base);
+        loop {
+            let healthy = reqwest::get(&url)
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if healthy {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the app did not reach Redis");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A metric's value on the app's `GET /metrics` (0 when not recorded yet).
+    async fn metric(&self, name: &str) -> f64 {
+        let page = reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        page.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
 }
 
-impl Drop for OldApp {
+impl Drop for App {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -86,43 +117,16 @@ impl Browser {
     }
 }
 
-/// Our example app (axum) in this process, configured from `vars` as the app reads its
-/// environment.
-async fn our_app(redis: &RedisServer, vars: &[(&str, String)]) -> (String, SessionStore) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let keys = KeyRing::from_secret("a secret of the new app, 32 bytes or more").expect("keys");
-    let import = example_common::import_from(|name| {
-        vars.iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
-    })
-    .expect("valid import settings")
-    .expect("an import");
-    let config = example_common::session_config(keys, addr).import_sessions(import);
-    let manager = RedisManager::builder()
-        .url(redis.url())
-        .build()
-        .expect("manager");
-    let store = SessionStore::new(manager, config).expect("store");
-    // Connected before the test counts commands.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !store.manager().health().is_healthy {
-        assert!(Instant::now() < deadline, "Redis reachable");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let router = example_axum::router(store.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    (format!("http://{addr}"), store)
+/// Our example app (`ours-axum` or `ours-actix`) with `vars` set, connected to Redis.
+async fn our_app(system: &str, redis: &RedisServer, vars: &[(&str, String)]) -> App {
+    let app = App::start(system, redis, vars);
+    app.wait_for_redis().await;
+    app
 }
 
 /// Log in and count twice on the old app; returns the browser and the old session's key.
 async fn old_session(
-    old: &OldApp,
+    old: &App,
     redis: &RedisServer,
     key_of: impl Fn(&str) -> String,
 ) -> (Browser, String) {
@@ -204,23 +208,22 @@ async fn carried_over(ours: &str, redis: &RedisServer, browser: &mut Browser, ol
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tower_sessions_session_is_carried_over() {
     let redis = RedisServer::start();
-    let old = OldApp::start("tower-sessions", &redis);
+    let old = App::start("tower-sessions", &redis, &[]);
     // tower-sessions' cookie is the id itself; tower-sessions-redis-store keys it as is.
     let (mut browser, old_key) = old_session(&old, &redis, str::to_owned).await;
     let vars = [
         ("IMPORT_TOWER_SESSIONS_COOKIE", "id".to_owned()),
         ("IMPORT_TOWER_SESSIONS_PREFIX", String::new()),
     ];
-    let (ours, store) = our_app(&redis, &vars).await;
-    carried_over(&ours, &redis, &mut browser, &old_key).await;
-    assert_eq!(store.stats().cookies_rejected, 0);
-    assert_eq!(store.stats().sessions_imported, 1);
+    let ours = our_app("ours-axum", &redis, &vars).await;
+    carried_over(&ours.base, &redis, &mut browser, &old_key).await;
+    assert_eq!(ours.metric(IMPORTED).await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_actix_session_session_is_carried_over() {
     let redis = RedisServer::start();
-    let old = OldApp::start("actix-session", &redis);
+    let old = App::start("actix-session", &redis, &[]);
     // The bench's actix app: private cookies with `Key::from(&[7; 64])`; the key in Redis is the
     // session key inside the cookie.
     let key = cookie::Key::from(&[7u8; 64]);
@@ -242,25 +245,25 @@ async fn an_actix_session_session_is_carried_over() {
             base64::engine::general_purpose::STANDARD.encode([7u8; 64]),
         ),
     ];
-    let (ours, store) = our_app(&redis, &vars).await;
-    carried_over(&ours, &redis, &mut browser, &old_key).await;
-    assert_eq!(store.stats().sessions_imported, 1);
+    let ours = our_app("ours-actix", &redis, &vars).await;
+    carried_over(&ours.base, &redis, &mut browser, &old_key).await;
+    assert_eq!(ours.metric(IMPORTED).await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_old_cookie_reaches_no_redis_key() {
     let redis = RedisServer::start();
     let vars = [("IMPORT_TOWER_SESSIONS_COOKIE", "id".to_owned())];
-    let (ours, store) = our_app(&redis, &vars).await;
+    let ours = our_app("ours-axum", &redis, &vars).await;
     let mut browser = Browser::default();
     browser.jar.insert("id".into(), "*".into());
     redis.reset_stats();
-    let counter = browser.send(&ours, "GET", "/counter", None).await;
+    let counter = browser.send(&ours.base, "GET", "/counter", None).await;
     assert_eq!(counter, json!({"counter": 0, "source": "new"}));
     assert_eq!(redis.commandstats(), BTreeMap::new(), "no Redis command");
     assert!(
         browser.jar.contains_key("id"),
         "left alone: it may be another app's cookie of that name"
     );
-    assert_eq!(store.stats().cookies_rejected, 0, "not a cookie of ours");
+    assert_eq!(ours.metric(IMPORTED).await, 0.0);
 }

@@ -1,5 +1,6 @@
 //! Our example apps, exactly as `cargo run -p example-axum` / `example-actix` serve them, with
-//! default session and Redis settings (secret fixed, so all processes agree).
+//! default session and Redis settings (secret fixed, so all processes agree), importing the
+//! sessions of another app when the example apps' `IMPORT_*` variables say so.
 
 use std::net::SocketAddr;
 
@@ -13,8 +14,13 @@ fn store(addr: SocketAddr, redis_url: String) -> Result<SessionStore, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let keys = KeyRing::from_secret(SECRET).map_err(|e| e.to_string())?;
-    SessionStore::new(manager, example_common::session_config(keys, addr))
-        .map_err(|e| e.to_string())
+    let mut config = example_common::session_config(keys, addr);
+    if let Some(import) =
+        example_common::import_from(|name| std::env::var(name).ok()).map_err(|e| e.to_string())?
+    {
+        config = config.import_sessions(import);
+    }
+    SessionStore::new(manager, config).map_err(|e| e.to_string())
 }
 
 pub(super) async fn serve_axum(addr: SocketAddr, redis_url: String) -> Result<(), String> {
