@@ -5,14 +5,13 @@
 //! the old apps, and our example apps configured by the `IMPORT_*` variables) on one Redis.
 
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use resilient_session::metrics::SESSIONS_IMPORTED as IMPORTED;
 use serde_json::{Value, json};
-use test_redis::{RedisServer, free_port};
+use test_redis::{RedisServer, free_port, wait_for_listener};
 
 /// An app (`session-bench serve <system>`), as a process of its own, with `vars` in its
 /// environment.
@@ -31,11 +30,7 @@ impl App {
             .stderr(Stdio::null())
             .spawn()
             .expect("start the old app");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "{system} did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_listener(port, system, Duration::from_secs(20));
         App {
             child,
             base: format!("http://127.0.0.1:{port}"),

@@ -677,6 +677,19 @@ impl Drop for Monitor {
     }
 }
 
+/// Waits until something listens on loopback `port` (an app process the test started); panics
+/// naming `what` after `limit`.
+pub fn wait_for_listener(port: u16, what: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on port {port} within {limit:?}"
+        );
+        sleep(Duration::from_millis(20));
+    }
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

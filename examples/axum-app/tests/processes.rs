@@ -1,12 +1,11 @@
 //! The example app as README runs it: a real process (`cargo run -p example-axum`), configured
 //! by its environment only.
 
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use test_redis::{RedisCluster, RedisServer, free_port};
+use test_redis::{RedisCluster, RedisServer, free_port, wait_for_listener};
 
 const SECRET: &str = "a-secret-the-instances-share-of-at-least-32-bytes";
 
@@ -36,11 +35,7 @@ impl Instance {
             .stderr(Stdio::null())
             .spawn()
             .expect("start the example app");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the example app did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_listener(port, "the example app", Duration::from_secs(10));
         Instance {
             child,
             base: format!("http://127.0.0.1:{port}"),

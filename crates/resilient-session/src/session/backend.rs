@@ -15,6 +15,7 @@
 //! from its cookie first claims its old id with a "moved" tombstone (`SET NX`), so that it moves
 //! once.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bb8_redis::redis;
@@ -46,6 +47,8 @@ const WRITE_SCRIPT_SHA1: &str = "899ec392d868a24975323540118a3713f6bcbb06";
 pub(crate) struct Backend {
     manager: RedisManager,
     namespace: String,
+    /// The one epoch key outside a cluster, made once rather than on every save.
+    epoch_key: String,
 }
 
 /// One save: which hash, which fields, what TTL.
@@ -128,7 +131,12 @@ fn claimed(previous: Option<String>, token: &str) -> Tombstone {
 
 impl Backend {
     pub(crate) fn new(manager: RedisManager, namespace: String) -> Self {
-        Self { manager, namespace }
+        let epoch_key = format!("{namespace}:epoch");
+        Self {
+            manager,
+            namespace,
+            epoch_key,
+        }
     }
 
     pub(crate) fn manager(&self) -> &RedisManager {
@@ -140,11 +148,11 @@ impl Backend {
     }
 
     /// The data epoch key that stands for `id`'s session: one per Redis, or one per cluster slot.
-    fn epoch_key(&self, id: &SessionId) -> String {
+    fn epoch_key(&self, id: &SessionId) -> Cow<'_, str> {
         if self.manager.is_cluster() {
-            slot_epoch_key(&self.namespace, &self.key(id))
+            Cow::Owned(slot_epoch_key(&self.namespace, &self.key(id)))
         } else {
-            format!("{}:epoch", self.namespace)
+            Cow::Borrowed(&self.epoch_key)
         }
     }
 
