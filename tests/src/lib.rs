@@ -65,7 +65,7 @@ macro_rules! scenarios {
 }
 
 /// The ACL line README documents, as `redis-server` arguments.
-pub const ACL: [&str; 18] = [
+pub const ACL: [&str; 19] = [
     "--user",
     "sessions",
     "on",
@@ -81,6 +81,7 @@ pub const ACL: [&str; 18] = [
     "+set",
     "+get",
     "+exists",
+    "+hincrby",
     "+hset",
     "+hdel",
     "+info",

@@ -200,11 +200,13 @@ async fn redis_round_trips_per_request<R: TestRedis>(framework: Framework) {
     redis.reset_stats();
     client.post("/counter").await;
     // Two round trips: HGETALL, then one EVALSHA. Redis also counts the commands the script runs
-    // (the existence check, HSET of the changed field only, EXPIRE).
+    // (the existence check, HINCRBY of the session's stamp, HSET of the changed field only,
+    // EXPIRE).
     let expected = [
         ("hgetall", 1),
         ("evalsha", 1),
         ("exists", 1),
+        ("hincrby", 1),
         ("hset", 1),
         ("expire", 1),
     ];

@@ -8,15 +8,16 @@ use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{CACHE_CONTROL, COOKIE, HeaderMap, HeaderValue, SET_COOKIE, VARY};
-use resilient_session::{SessionStore, SetCookie, Source};
+use resilient_session::{ResponseHeaders, SessionStore, Source};
 use tracing::Instrument;
 
 /// Adds sessions to an actix-web app: `App::new().wrap(SessionMiddleware::new(store))`.
 ///
 /// Per request: the session cookie is parsed (no I/O) and a lazy session goes into the request
-/// extensions; after the handler, the session is persisted or touched and the response gets the
-/// `Set-Cookie` (with `Vary: Cookie` and `Cache-Control: private`). Redis errors end in the cookie
-/// fallback, bad cookies in a fresh session: the middleware never fails a request of its own.
+/// extensions; after the handler, the session is persisted or touched and the response gets its
+/// headers: the `Set-Cookie`, and, whenever the handler read the session (or a cookie is set),
+/// `Vary: Cookie` and `Cache-Control: private`. Redis errors end in the cookie fallback, bad
+/// cookies in a fresh session: the middleware never fails a request of its own.
 ///
 /// Each request runs in a `DEBUG` span named `session`, like the core crate's tower layer: its
 /// `session.source` field says where the session came from (`redis`, `cookie`, `new`, or
@@ -121,9 +122,11 @@ where
                     let source = session.loaded_source().map_or("unused", Source::as_str);
                     request_span.record("session.source", source);
                 }
-                if let Some(set_cookie) = store.finish(&session).await {
-                    apply(&set_cookie, response.headers_mut());
-                }
+                let headers = match store.try_finish(&session) {
+                    Ok(headers) => headers,
+                    Err(later) => later.await,
+                };
+                apply(&headers, response.headers_mut());
                 Ok(response)
             }
             .instrument(span),
@@ -131,12 +134,15 @@ where
     }
 }
 
-/// [`SetCookie::apply`] for actix's header map.
-fn apply(set_cookie: &SetCookie, headers: &mut HeaderMap) {
-    for header in set_cookie.headers() {
+/// [`ResponseHeaders::apply`] for actix's header map.
+fn apply(session: &ResponseHeaders, headers: &mut HeaderMap) {
+    for header in session.set_cookies() {
         if let Ok(value) = HeaderValue::from_str(header) {
             headers.append(SET_COOKIE, value);
         }
+    }
+    if !session.is_private() {
+        return;
     }
     let joined = |headers: &HeaderMap, name| {
         let values: Vec<&str> = headers
@@ -145,8 +151,8 @@ fn apply(set_cookie: &SetCookie, headers: &mut HeaderMap) {
             .collect();
         (!values.is_empty()).then(|| values.join(", "))
     };
-    let vary = SetCookie::vary(joined(headers, &VARY).as_deref());
-    let cache_control = SetCookie::cache_control(joined(headers, &CACHE_CONTROL).as_deref());
+    let vary = ResponseHeaders::vary(joined(headers, &VARY).as_deref());
+    let cache_control = ResponseHeaders::cache_control(joined(headers, &CACHE_CONTROL).as_deref());
     for (name, value) in [(VARY, vary), (CACHE_CONTROL, cache_control)] {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);

@@ -4,9 +4,13 @@
 //!
 //! The most secure choice, unless it breaks common use:
 //!
-//! - **Cookie** `session`, `Secure`, `HttpOnly`, `SameSite=Lax`, `Path=/`, no `Domain`: sent only
-//!   over HTTPS, invisible to scripts, not sent on cross-site sub-requests (`Strict` would log
-//!   users out when they follow a link from another site), and scoped to this host.
+//! - **Cookie** `__Host-session`, `Secure`, `HttpOnly`, `SameSite=Lax`, `Path=/`, no `Domain`:
+//!   sent only over HTTPS, invisible to scripts, not sent on cross-site sub-requests (`Strict`
+//!   would log users out when they follow a link from another site), and scoped to this host.
+//!   The `__Host-` prefix makes browsers refuse the cookie from a sibling subdomain or over plain
+//!   http, so nobody else can plant or shadow it; it is on whenever the other attributes allow
+//!   it (`Secure`, `Path=/`, no `Domain`), so a development setup without `Secure` gets plain
+//!   `session`.
 //! - **Payload** encrypted and authenticated (AES-256-GCM): the mirrored values (who is logged in,
 //!   their role) are not readable by the client. Signing only is available for apps that want to
 //!   read the cookie elsewhere.
@@ -16,6 +20,9 @@
 //!   instead of a write on every request.
 //! - **Fallback max age** 1 hour: while Redis is down, a cookie is honoured on its own only if
 //!   Redis confirmed it within the last hour. See the README's revocation horizon.
+//! - **Logout queue** 500,000 logouts made while Redis is down (about 50 MB at most): enough
+//!   that a flood of anonymous logouts cannot push a real one out; should it fill all the same,
+//!   the process fails closed.
 //!
 //! ```
 //! use std::time::Duration;
@@ -73,7 +80,8 @@ pub type Validator =
 pub struct SessionConfig {
     pub(crate) keys: KeyRing,
     pub(crate) cookie_name: String,
-    pub(crate) host_prefix: bool,
+    /// `None`: on when the other attributes allow it.
+    pub(crate) host_prefix: Option<bool>,
     pub(crate) secure: bool,
     pub(crate) http_only: bool,
     pub(crate) same_site: SameSite,
@@ -89,6 +97,7 @@ pub struct SessionConfig {
     pub(crate) max_session_bytes: usize,
     pub(crate) validator: Option<Validator>,
     pub(crate) import: Option<Arc<Import>>,
+    pub(crate) max_queued_logouts: usize,
 }
 
 impl SessionConfig {
@@ -97,7 +106,7 @@ impl SessionConfig {
         Self {
             keys,
             cookie_name: "session".into(),
-            host_prefix: false,
+            host_prefix: None,
             secure: true,
             http_only: true,
             same_site: SameSite::Lax,
@@ -113,6 +122,7 @@ impl SessionConfig {
             max_session_bytes: 64 * 1024,
             validator: None,
             import: None,
+            max_queued_logouts: crate::session::DEFAULT_LOGOUT_QUEUE,
         }
     }
 
@@ -123,9 +133,11 @@ impl SessionConfig {
     }
 
     /// Prefix the name with `__Host-`: browsers then insist on `Secure`, `Path=/` and no
-    /// `Domain`, so no sibling subdomain can set or shadow the cookie. Default off.
+    /// `Domain`, so no sibling subdomain can set or shadow the cookie. Default: on whenever the
+    /// cookie is `Secure`, with `Path=/` and no `Domain`; `true` with other attributes is
+    /// refused at start-up.
     pub fn host_prefix(mut self, on: bool) -> Self {
-        self.host_prefix = on;
+        self.host_prefix = Some(on);
         self
     }
 
@@ -224,6 +236,15 @@ impl SessionConfig {
         self
     }
 
+    /// Most logouts made while Redis is down that this process keeps for replay (about 100
+    /// bytes each). A full queue first drops logouts no cookie can use any more; should a
+    /// logout still not fit, it is lost, logged and counted, and the process fails closed (no
+    /// cookie stands in for Redis on its own) until the queue has drained. Default 500,000.
+    pub fn max_queued_logouts(mut self, logouts: usize) -> Self {
+        self.max_queued_logouts = logouts;
+        self
+    }
+
     /// Largest session, in bytes of JSON. A larger session loaded from Redis is treated as
     /// corrupt; an insert that would exceed it is refused. Default 64 KiB.
     pub fn max_session_bytes(mut self, bytes: usize) -> Self {
@@ -250,13 +271,27 @@ impl SessionConfig {
         self
     }
 
-    /// The cookie's full name, with the `__Host-` prefix when configured.
+    /// The cookie's full name, with the `__Host-` prefix when it has one.
+    ///
+    /// ```
+    /// # let keys = resilient_session::KeyRing::generate().expect("random");
+    /// use resilient_session::SessionConfig;
+    ///
+    /// assert_eq!(SessionConfig::new(keys.clone()).full_cookie_name(), "__Host-session");
+    /// assert_eq!(SessionConfig::new(keys).secure(false).full_cookie_name(), "session");
+    /// ```
     pub fn full_cookie_name(&self) -> String {
-        if self.host_prefix {
+        if self.prefixed() {
             format!("__Host-{}", self.cookie_name)
         } else {
             self.cookie_name.clone()
         }
+    }
+
+    /// Whether the name takes the `__Host-` prefix.
+    fn prefixed(&self) -> bool {
+        self.host_prefix
+            .unwrap_or(self.secure && self.path == "/" && self.domain.is_none())
     }
 
     /// Refuses settings that cannot work, at start-up.
@@ -271,7 +306,9 @@ impl SessionConfig {
                 "cookie name {name:?} is not a valid HTTP token"
             )));
         }
-        if self.host_prefix && (!self.secure || self.path != "/" || self.domain.is_some()) {
+        if self.host_prefix == Some(true)
+            && (!self.secure || self.path != "/" || self.domain.is_some())
+        {
             return Err(Error::Config(
                 "the __Host- prefix requires Secure, Path=/ and no Domain".into(),
             ));
@@ -354,6 +391,7 @@ impl fmt::Debug for SessionConfig {
             .field("max_session_bytes", &self.max_session_bytes)
             .field("validator", &self.validator.is_some())
             .field("import", &self.import)
+            .field("max_queued_logouts", &self.max_queued_logouts)
             .finish()
     }
 }
@@ -372,7 +410,7 @@ mod tests {
         assert!(c.secure && c.http_only);
         assert_eq!(c.same_site, SameSite::Lax);
         assert_eq!(c.mode, CookieMode::Private);
-        assert_eq!(c.full_cookie_name(), "session");
+        assert_eq!(c.full_cookie_name(), "__Host-session");
         assert!(c.check().is_ok());
     }
 
@@ -399,5 +437,21 @@ mod tests {
             config().host_prefix(true).full_cookie_name(),
             "__Host-session"
         );
+    }
+
+    #[test]
+    fn the_host_prefix_is_on_whenever_it_can_be() {
+        let rows = [
+            (config(), "__Host-session"),
+            (config().secure(false), "session"),
+            (config().path("/app"), "session"),
+            (config().domain("example.com"), "session"),
+            (config().host_prefix(false), "session"),
+            (config().host_prefix(true), "__Host-session"),
+        ];
+        for (config, name) in rows {
+            assert_eq!(config.full_cookie_name(), name, "{config:?}");
+            assert!(config.check().is_ok(), "{config:?}");
+        }
     }
 }

@@ -116,6 +116,17 @@ pub enum Error {
     )]
     FallbackExpired,
 
+    /// Redis is unavailable and the cookie standing in for it does not carry this key (it is
+    /// not mirrored, nor written since Redis was last reached): its value is not known. Not
+    /// "absent": it may exist in Redis. [`Error::is_unavailable`] is true for it.
+    #[error(
+        "session value `{key}` is unavailable: Redis cannot be reached and the session cookie does not carry it"
+    )]
+    ValueUnavailable {
+        /// The session key.
+        key: String,
+    },
+
     /// Session keys starting with a NUL character are reserved for the library.
     #[error("session key {key:?} is reserved (keys may not start with a NUL character)")]
     ReservedKey {
@@ -140,12 +151,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Redis cannot serve requests right now: refused or dropped connection, timeout, open
     /// circuit, failed authentication, or a server that cannot take the command (`LOADING`,
-    /// `MASTERDOWN`, `READONLY`, `OOM`, `TRYAGAIN`, `CLUSTERDOWN`, `MOVED`, `ASK`, `BUSY`).
+    /// `MASTERDOWN`, `READONLY`, `OOM`, `TRYAGAIN`, `CLUSTERDOWN`, `MOVED`, `ASK`, `BUSY`); and a
+    /// session value that is unknown because of it ([`Error::ValueUnavailable`]).
     ///
     /// Session code falls back to the cookie on these; anything else is a bug or bad data.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Error::CircuitOpen | Error::Timeout { .. } => true,
+            Error::CircuitOpen | Error::Timeout { .. } | Error::ValueUnavailable { .. } => true,
             // Whatever stopped a connection (TLS, a handshake, a refused client configuration),
             // Redis was not reached.
             Error::Redis {

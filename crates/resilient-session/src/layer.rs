@@ -3,9 +3,10 @@
 //!
 //! Per request: the session cookie is parsed (no I/O) and a lazy [`Session`] goes into the
 //! request extensions; after the inner service answered, [`SessionStore::finish`] persists or
-//! touches the session and the response gets the `Set-Cookie` (with `Vary: Cookie` and
-//! `Cache-Control: private`). The middleware never fails a request of its own: Redis errors
-//! end in the cookie fallback, bad cookies in a fresh session.
+//! touches the session and the response gets its headers: the `Set-Cookie`, and, whenever the
+//! handler read the session (or a cookie is set), `Vary: Cookie` and `Cache-Control: private`.
+//! The middleware never fails a request of its own: Redis errors end in the cookie fallback,
+//! bad cookies in a fresh session.
 //!
 //! Each request runs in a `DEBUG` span named `session`; its `session.source` field says where
 //! the session came from (`redis`, `cookie`, `new`, or `unused`), never which session it was.
@@ -53,7 +54,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Session, SessionStore, Source};
+use crate::{FinishLater, Session, SessionStore, Source};
 
 /// Adds sessions to a tower service; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -89,7 +90,6 @@ pub struct SessionService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -117,8 +117,6 @@ where
     }
 }
 
-type Finishing<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
-
 pin_project! {
     /// The response future of [`SessionService`]: the inner service's response, then the
     /// session's end-of-request work.
@@ -126,7 +124,8 @@ pin_project! {
         #[pin]
         inner: F,
         session: Option<Session>,
-        finishing: Option<Finishing<B>>,
+        // The Redis part of the end of the request, with the response it is for.
+        finishing: Option<(FinishLater, Response<B>)>,
         span: tracing::Span,
     }
 }
@@ -149,36 +148,40 @@ fn record_source(span: &tracing::Span, session: &Session) {
 impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
-    B: Send + 'static,
 {
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let _entered = this.span.enter();
-        loop {
-            if let Some(finishing) = this.finishing.as_mut() {
-                return finishing.as_mut().poll(cx).map(Ok);
-            }
-            let mut response = ready!(this.inner.as_mut().poll(cx))?;
-            let Some(session) = this.session.take() else {
-                // Polled again after completion: nothing left to do for the session.
-                return Poll::Ready(Ok(response));
-            };
-            record_source(this.span, &session);
-            if let Some(set_cookie) = session.store.try_finish(&session) {
-                // No Redis work left: done without a task or an allocation.
-                if let Some(set_cookie) = set_cookie {
-                    set_cookie.apply(response.headers_mut());
+        let (mut later, mut response) = match this.finishing.take() {
+            Some(finishing) => finishing,
+            None => {
+                let mut response = ready!(this.inner.as_mut().poll(cx))?;
+                let Some(session) = this.session.take() else {
+                    // Polled again after completion: nothing left to do for the session.
+                    return Poll::Ready(Ok(response));
+                };
+                record_source(this.span, &session);
+                match session.store.try_finish(&session) {
+                    // No Redis work left: done without a task or an allocation.
+                    Ok(headers) => {
+                        headers.apply(response.headers_mut());
+                        return Poll::Ready(Ok(response));
+                    }
+                    Err(later) => (later, response),
                 }
-                return Poll::Ready(Ok(response));
             }
-            *this.finishing = Some(Box::pin(async move {
-                if let Some(set_cookie) = session.store.finish_with_io(&session).await {
-                    set_cookie.apply(response.headers_mut());
-                }
-                response
-            }));
+        };
+        match Pin::new(&mut later).poll(cx) {
+            Poll::Ready(headers) => {
+                headers.apply(response.headers_mut());
+                Poll::Ready(Ok(response))
+            }
+            Poll::Pending => {
+                *this.finishing = Some((later, response));
+                Poll::Pending
+            }
         }
     }
 }

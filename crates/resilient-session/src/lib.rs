@@ -67,7 +67,7 @@ pub use error::{Error, Result};
 pub use health::{ConnectionState, FallbackReport, HealthReport, PoolStats, RedisHealth};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use redis::{BreakerState, RedisManager, RedisManagerBuilder};
-pub use session::{Import, Session, SessionStore, SetCookie, Source};
+pub use session::{FinishLater, Import, ResponseHeaders, Session, SessionStore, Source};
 pub use stats::SessionStats;
 pub use store::RedisService;
 #[cfg(feature = "tower-sessions")]

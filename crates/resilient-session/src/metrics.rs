@@ -16,6 +16,8 @@
 //! | `resilient_session_fallback_writes_total` | counter | | requests whose changes went into the cookie because Redis was unavailable |
 //! | `resilient_session_touches_total` | counter | | idle timeouts refreshed in Redis (`EXPIRE` of an existing session) without a write |
 //! | `resilient_session_revocations_total` | counter | `outcome` | logouts made while Redis was down: `queued` for replay, `replayed` since (`DEL` + tombstone), `failed` (queue full, or retries exhausted) |
+//! | `resilient_session_failing_closed` | gauge | | 1 while a store of the process fails closed because its logout queue was full (no cookie stands in for Redis on its own), 0 otherwise |
+//! | `resilient_session_stale_changes_dropped_total` | counter | | cookies whose changes from while Redis was down were older than what Redis holds, and were dropped rather than written over it |
 //! | `resilient_session_cookies_refused_total` | counter | `reason` | request cookies of ours not honoured: `invalid` (tampered, truncated, malformed, an unknown key), `expired` (past the idle timeout or the absolute lifetime), `oversized` (longer than a cookie of ours can be) |
 //! | `resilient_session_oversized_cookies_total` | counter | | outgoing cookies that did not fit in 4096 bytes: changes made while Redis was down, or the mirror, were left out |
 //! | `resilient_session_corrupt_sessions_total` | counter | | sessions in Redis that were not JSON, failed validation or were too large, and were deleted |
@@ -106,6 +108,10 @@ pub const FALLBACK_WRITES: &str = "resilient_session_fallback_writes_total";
 pub const TOUCHES: &str = "resilient_session_touches_total";
 /// Counter: logouts made while Redis was down, by `outcome` (`queued`, `replayed`, `failed`).
 pub const REVOCATIONS: &str = "resilient_session_revocations_total";
+/// Gauge: stores of the process failing closed because their logout queue was full.
+pub const FAILING_CLOSED: &str = "resilient_session_failing_closed";
+/// Counter: cookies whose outage changes were older than Redis's state, and were dropped.
+pub const STALE_CHANGES_DROPPED: &str = "resilient_session_stale_changes_dropped_total";
 /// Counter: request cookies not honoured, by `reason` (`invalid`, `expired`, `oversized`).
 pub const COOKIES_REFUSED: &str = "resilient_session_cookies_refused_total";
 /// Counter: outgoing cookies cut to fit in 4096 bytes.
@@ -162,6 +168,14 @@ pub fn describe() {
         REVOCATIONS,
         "Logouts made while Redis was down, by outcome (queued, replayed, failed)."
     );
+    describe_gauge!(
+        FAILING_CLOSED,
+        "Session stores failing closed (no cookie stands in for Redis) because their logout queue was full."
+    );
+    describe_counter!(
+        STALE_CHANGES_DROPPED,
+        "Cookies whose changes from while Redis was down were older than Redis's state, and were dropped."
+    );
     describe_counter!(
         COOKIES_REFUSED,
         "Request session cookies not honoured, by reason (invalid, expired, oversized)."
@@ -196,6 +210,7 @@ pub(crate) enum Event {
     CookieCut,
     CorruptSession,
     SessionImported,
+    StaleChangesDropped,
 }
 
 impl Event {
@@ -213,8 +228,18 @@ impl Event {
             Event::CookieCut => counter!(OVERSIZED_COOKIES),
             Event::CorruptSession => counter!(CORRUPT_SESSIONS),
             Event::SessionImported => counter!(SESSIONS_IMPORTED),
+            Event::StaleChangesDropped => counter!(STALE_CHANGES_DROPPED),
         };
         counter.increment(1);
+    }
+}
+
+/// A store starts (`true`) or stops failing closed.
+pub(crate) fn failing_closed(on: bool) {
+    if on {
+        gauge!(FAILING_CLOSED).increment(1.0);
+    } else {
+        gauge!(FAILING_CLOSED).decrement(1.0);
     }
 }
 

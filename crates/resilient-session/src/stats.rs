@@ -36,6 +36,12 @@ pub struct SessionStats {
     /// Logouts made while Redis was down that could not be replayed (queue full, retries
     /// exhausted); each was logged.
     pub revocations_failed: u64,
+    /// The logout queue was full: this process refuses to let a cookie stand in for Redis on
+    /// its own until it has drained.
+    pub failing_closed: bool,
+    /// Cookies whose changes from while Redis was down were older than what Redis holds (the
+    /// session was written since), and were dropped rather than written over it.
+    pub stale_changes_dropped: u64,
     /// Sessions of tower-sessions or actix-session carried over ([`Import`](crate::Import)).
     pub sessions_imported: u64,
 }
@@ -75,6 +81,7 @@ pub(crate) struct Counters {
     pub(crate) revocations_replayed: Counter,
     pub(crate) revocations_failed: Counter,
     pub(crate) sessions_imported: Counter,
+    pub(crate) stale_changes_dropped: Counter,
 }
 
 impl Default for Counters {
@@ -92,6 +99,7 @@ impl Default for Counters {
             revocations_replayed: Counter::new(Event::RevocationReplayed),
             revocations_failed: Counter::new(Event::RevocationFailed),
             sessions_imported: Counter::new(Event::SessionImported),
+            stale_changes_dropped: Counter::new(Event::StaleChangesDropped),
         }
     }
 }
@@ -103,7 +111,7 @@ impl Counters {
         counter.event.record();
     }
 
-    pub(crate) fn snapshot(&self, revocations_pending: u64) -> SessionStats {
+    pub(crate) fn snapshot(&self, revocations_pending: u64, failing_closed: bool) -> SessionStats {
         SessionStats {
             cookies_rejected: self.cookies_rejected.read() + self.cookies_too_long.read(),
             cookies_expired: self.cookies_expired.read(),
@@ -116,6 +124,8 @@ impl Counters {
             revocations_pending,
             revocations_replayed: self.revocations_replayed.read(),
             revocations_failed: self.revocations_failed.read(),
+            failing_closed,
+            stale_changes_dropped: self.stale_changes_dropped.read(),
             sessions_imported: self.sessions_imported.read(),
         }
     }

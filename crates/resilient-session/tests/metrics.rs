@@ -16,7 +16,7 @@ use resilient_session::{RedisManager, SessionStore, Source};
 use test_redis::RedisServer;
 
 mod common;
-use common::{config, cookie_header, open, stored_session, until_connected};
+use common::{config, cookie_header, finish, open, stored_session, until_connected};
 
 /// What was recorded since the last snapshot (the debugging recorder resets on each).
 struct Recorded(BTreeMap<String, DebugValue>);
@@ -174,7 +174,11 @@ async fn outage(snapshotter: &Snapshotter) {
     }
     let session = open(&store, Some(&cookie));
     session.insert("counter", 2).await.expect("insert");
-    let cookie = cookie_header(&store.finish(&session).await.expect("the cookie carries it"));
+    let cookie = cookie_header(
+        &finish(&store, &session)
+            .await
+            .expect("the cookie carries it"),
+    );
     let outage = Recorded::take(snapshotter);
     assert_eq!(
         outage.counter(FALLBACK_READS, &[]),

@@ -293,6 +293,7 @@ async fn the_data_epoch_falls_back_to_its_key_when_info_is_not_allowed() {
         .arg(">old-password")
         .arg("~epoch*")
         .arg("-@all")
+        .arg("+get")
         .arg("+set")
         .arg("+ping")
         .start();

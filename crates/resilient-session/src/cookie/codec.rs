@@ -9,6 +9,14 @@
 //! a request that does not use its session reads only that to know whether a touch is due, and
 //! skips the cryptography. It is a hint: nothing is done on it without verifying the payload,
 //! which must hold the same time.
+//!
+//! A request may carry our cookie more than once (set for several paths or domains); at most
+//! [`MAX_VALUES`] of them are tried, each against every key of the ring, so that a request
+//! stuffed with cookies costs a bounded amount of cryptography.
+//!
+//! The same keys seal the one other secret the engine hands to Redis: the id of the session a
+//! re-seeded one moved to, in its tombstone (bound to another name, so it never verifies as a
+//! cookie).
 
 use std::time::Duration;
 
@@ -26,6 +34,9 @@ pub(crate) const MAX_COOKIE_BYTES: usize = 4096;
 /// Length of the base64 HMAC-SHA256 tag the signed jar prepends.
 const MAC_CHARS: usize = 44;
 
+/// Most values of our cookie tried per request.
+pub(crate) const MAX_VALUES: usize = 3;
+
 #[derive(Debug, Clone)]
 pub(crate) struct CookieCodec {
     name: String,
@@ -42,6 +53,16 @@ pub(crate) struct CookieCodec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RawCookie {
     values: Vec<String>,
+}
+
+/// A verified cookie's payload, and whether the newest key of the ring protected it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Opened {
+    pub(crate) payload: Payload,
+    /// Protected by the newest key. A cookie of an older key still finds its session in Redis,
+    /// but is never trusted on its own (fallback, re-seeding, promotion): a retired key may be
+    /// a leaked one.
+    pub(crate) newest_key: bool,
 }
 
 impl RawCookie {
@@ -108,7 +129,7 @@ impl CookieCodec {
                 let fits = cookie.name().len() + 1 + cookie.value().len() <= MAX_COOKIE_BYTES;
                 if cookie.name() == self.name {
                     present = true;
-                    if fits {
+                    if fits && values.len() < MAX_VALUES {
                         values.push(cookie.value().to_owned());
                     }
                 } else if legacy.is_none() && fits && Some(cookie.name()) == legacy_name {
@@ -124,29 +145,48 @@ impl CookieCodec {
 
     /// Verifies the values found: the payload of the first that decodes. `None`: tampered,
     /// truncated, oversized, from an unknown key or malformed.
-    pub(crate) fn open(&self, raw: &RawCookie) -> Option<Payload> {
+    pub(crate) fn open(&self, raw: &RawCookie) -> Option<Opened> {
         raw.values.iter().find_map(|value| self.decode(value))
     }
 
     /// The payload of a cookie value, if a key of the ring verifies it.
-    pub(crate) fn decode(&self, value: &str) -> Option<Payload> {
+    pub(crate) fn decode(&self, value: &str) -> Option<Opened> {
         if self.name.len() + 1 + value.len() > MAX_COOKIE_BYTES {
             return None;
         }
         let (hint, protected) = value.split_once('.')?;
-        let json = match self.mode {
-            CookieMode::Private => self.decrypt(protected)?.into_bytes(),
+        let hint = hint.parse::<i64>().ok()?;
+        let (json, key) = match self.mode {
+            CookieMode::Private => {
+                let (json, key) = self.decrypt(&self.name, protected)?;
+                (json.into_bytes(), key)
+            }
             CookieMode::Signed => self.verify(protected)?,
         };
         let payload = Payload::from_json(&json)?;
-        (hint.parse::<i64>().ok()? == payload.touched).then_some(payload)
+        (hint == payload.touched).then_some(Opened {
+            payload,
+            newest_key: key == 0,
+        })
+    }
+
+    /// `text` encrypted with the newest key, bound to `purpose` (never a cookie name of ours:
+    /// the result does not verify as a cookie).
+    pub(crate) fn seal(&self, purpose: &str, text: &str) -> String {
+        self.encrypt(&format!("{}.{purpose}", self.name), text.to_owned())
+    }
+
+    /// What [`seal`](Self::seal) sealed for `purpose`, under any key of the ring.
+    pub(crate) fn unseal(&self, purpose: &str, sealed: &str) -> Option<String> {
+        self.decrypt(&format!("{}.{purpose}", self.name), sealed)
+            .map(|(text, _)| text)
     }
 
     /// The `Set-Cookie` value carrying `payload`, expiring after `max_age`.
     pub(crate) fn encode(&self, payload: &Payload, max_age: Duration) -> Result<String, TooLarge> {
         let json = payload.to_json();
         let protected = match self.mode {
-            CookieMode::Private => self.encrypt(json),
+            CookieMode::Private => self.encrypt(&self.name, json),
             CookieMode::Signed => self.sign(&json),
         };
         let value = format!("{}.{protected}", payload.touched);
@@ -183,22 +223,24 @@ impl CookieCodec {
         cookie
     }
 
-    fn encrypt(&self, json: String) -> String {
+    /// AES-256-GCM with the newest key, `name` as associated data.
+    fn encrypt(&self, name: &str, plain: String) -> String {
         let mut jar = CookieJar::new();
         jar.private_mut(self.keys.newest())
-            .add(Cookie::new(self.name.clone(), json));
-        jar.get(&self.name)
+            .add(Cookie::new(name.to_owned(), plain));
+        jar.get(name)
             .map(|c| c.value().to_owned())
             .unwrap_or_default()
     }
 
-    fn decrypt(&self, value: &str) -> Option<String> {
+    /// The plain text and the index of the key (0: the newest) that decrypts `value`.
+    fn decrypt(&self, name: &str, value: &str) -> Option<(String, usize)> {
         let jar = CookieJar::new();
-        self.keys.all().find_map(|key| {
-            let cookie = Cookie::new(self.name.clone(), value.to_owned());
+        self.keys.all().enumerate().find_map(|(index, key)| {
+            let cookie = Cookie::new(name.to_owned(), value.to_owned());
             jar.private(key)
                 .decrypt(cookie)
-                .map(|c| c.value().to_owned())
+                .map(|c| (c.value().to_owned(), index))
         })
     }
 
@@ -217,19 +259,21 @@ impl CookieCodec {
         format!("{mac}{}", &rest[(self.name.len() + 1).min(rest.len())..])
     }
 
-    fn verify(&self, value: &str) -> Option<Vec<u8>> {
+    /// The signed JSON and the index of the key that verifies it.
+    fn verify(&self, value: &str) -> Option<(Vec<u8>, usize)> {
         if value.len() < MAC_CHARS || !value.is_char_boundary(MAC_CHARS) {
             return None;
         }
         let (mac, encoded) = value.split_at(MAC_CHARS);
         let bound = format!("{mac}{}={encoded}", self.name);
         let jar = CookieJar::new();
-        let verified = self.keys.all().find_map(|key| {
+        let (verified, index) = self.keys.all().enumerate().find_map(|(index, key)| {
             jar.signed(key)
                 .verify(Cookie::new(self.name.clone(), bound.clone()))
+                .map(|cookie| (cookie, index))
         })?;
         let encoded = verified.value().strip_prefix(&format!("{}=", self.name))?;
-        URL_SAFE_NO_PAD.decode(encoded).ok()
+        Some((URL_SAFE_NO_PAD.decode(encoded).ok()?, index))
     }
 }
 
@@ -239,7 +283,9 @@ mod tests {
     use crate::session::SessionId;
 
     fn config(mode: CookieMode) -> SessionConfig {
-        SessionConfig::new(KeyRing::from_secret("k".repeat(32)).expect("valid")).cookie_mode(mode)
+        SessionConfig::new(KeyRing::from_secret("k".repeat(32)).expect("valid"))
+            .cookie_mode(mode)
+            .host_prefix(false)
     }
 
     fn payload() -> Payload {
@@ -261,7 +307,14 @@ mod tests {
 
     /// `None`: no cookie of ours; `Some(None)`: one that does not verify.
     fn incoming(codec: &CookieCodec, header: &[u8]) -> Option<Option<Payload>> {
-        codec.find([header], None).ours.map(|raw| codec.open(&raw))
+        codec
+            .find([header], None)
+            .ours
+            .map(|raw| codec.open(&raw).map(|opened| opened.payload))
+    }
+
+    fn decoded(codec: &CookieCodec, value: &str) -> Option<Payload> {
+        codec.decode(value).map(|opened| opened.payload)
     }
 
     #[test]
@@ -304,7 +357,7 @@ mod tests {
                 .encode(&payload(), Duration::from_secs(60))
                 .expect("fits");
             assert_eq!(
-                codec.decode(&value_of(&set_cookie)),
+                decoded(&codec, &value_of(&set_cookie)),
                 Some(payload()),
                 "{mode:?}"
             );
@@ -347,7 +400,7 @@ mod tests {
                 let mut bytes = value.clone().into_bytes();
                 bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
                 let tampered = String::from_utf8(bytes).expect("ascii");
-                assert_eq!(codec.decode(&tampered), None, "{mode:?} at {at}");
+                assert_eq!(decoded(&codec, &tampered), None, "{mode:?} at {at}");
             }
             assert_eq!(codec.decode(&value[..value.len() - 3]), None, "truncated");
             assert_eq!(codec.decode("not base64 at all!"), None);
@@ -371,15 +424,56 @@ mod tests {
                 .expect("fits"),
         );
         let rotated =
-            SessionConfig::new(KeyRing::new(["n".repeat(32), "k".repeat(32)]).expect("valid"));
+            SessionConfig::new(KeyRing::new(["n".repeat(32), "k".repeat(32)]).expect("valid"))
+                .host_prefix(false);
         let rotated = CookieCodec::new(&rotated);
-        assert_eq!(rotated.decode(&value), Some(payload()));
+        let opened = rotated.decode(&value).expect("an older key verifies");
+        assert_eq!(opened.payload, payload());
+        assert!(!opened.newest_key, "and says so");
         let fresh = value_of(
             &rotated
                 .encode(&payload(), Duration::from_secs(60))
                 .expect("fits"),
         );
+        assert!(rotated.decode(&fresh).expect("verifies").newest_key);
         assert_eq!(old.decode(&fresh), None, "new cookies use the newest key");
+    }
+
+    #[test]
+    fn at_most_a_few_values_are_tried() {
+        let codec = CookieCodec::new(&config(CookieMode::Private));
+        let value = value_of(
+            &codec
+                .encode(&payload(), Duration::from_secs(60))
+                .expect("fits"),
+        );
+        let mut header = "session=garbage; ".repeat(MAX_VALUES);
+        header.push_str(&format!("session={value}"));
+        assert_eq!(
+            incoming(&codec, header.as_bytes()),
+            Some(None),
+            "the good value comes too late to be tried"
+        );
+        let header = format!(
+            "{}session={value}",
+            "session=garbage; ".repeat(MAX_VALUES - 1)
+        );
+        assert_eq!(incoming(&codec, header.as_bytes()), Some(Some(payload())));
+    }
+
+    #[test]
+    fn sealed_text_opens_only_for_its_purpose_and_never_as_a_cookie() {
+        for mode in [CookieMode::Private, CookieMode::Signed] {
+            let codec = CookieCodec::new(&config(mode));
+            let sealed = codec.seal("successor", "the id");
+            assert!(!sealed.contains("the id"));
+            assert_eq!(
+                codec.unseal("successor", &sealed).as_deref(),
+                Some("the id")
+            );
+            assert_eq!(codec.unseal("other", &sealed), None);
+            assert_eq!(codec.decode(&format!("1.{sealed}")), None);
+        }
     }
 
     #[test]

@@ -2,24 +2,26 @@
 //!
 //! | field | meaning |
 //! | --- | --- |
-//! | `v` | format version (1) |
+//! | `v` | format version (2) |
 //! | `i` | the Redis session id; absent in a cookie-only session |
 //! | `p` | a cookie-only session's own random id: never a Redis key, only what a logout revokes |
 //! | `c` | created, unix seconds (absolute lifetime) |
 //! | `t` | touched: when Redis last confirmed the session, unix seconds (touch throttling, fallback age) |
 //! | `e` | the Redis data epoch seen at that confirmation |
+//! | `n` | the stamp of the state the cookie holds: the writes Redis made that it last saw, and the writes it took in since while Redis was down |
 //! | `m` | mirror: the values of the mirrored keys |
-//! | `d` | data written while Redis was down, until Redis has it |
+//! | `u` | the mirror did not fit and is incomplete: a mirrored key missing from `m` is unknown |
+//! | `w` | the cookie holds writes Redis does not have (in `m`, `d`, `x`) |
+//! | `d` | values of other keys written while Redis was down, until Redis has them |
 //! | `x` | keys removed while Redis was down, until Redis has it |
-//! | `b` | a random name for the batch in `d` and `x`, so Redis merges each batch once |
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::session::SessionId;
+use crate::session::{SessionId, Stamp};
 
 /// The format version this code writes and reads.
-pub(crate) const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Payload {
@@ -35,14 +37,22 @@ pub(crate) struct Payload {
     pub(crate) touched: i64,
     #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
     pub(crate) epoch: Option<String>,
+    #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
+    stamp: u64,
     #[serde(rename = "m", default, skip_serializing_if = "Map::is_empty")]
     pub(crate) mirror: Map<String, Value>,
+    #[serde(rename = "u", default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) mirror_cut: bool,
+    #[serde(rename = "w", default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) unsaved: bool,
     #[serde(rename = "d", default, skip_serializing_if = "Map::is_empty")]
     pub(crate) data: Map<String, Value>,
     #[serde(rename = "x", default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) removed: Vec<String>,
-    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
-    pub(crate) batch: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Payload {
@@ -54,21 +64,43 @@ impl Payload {
             created: now,
             touched: now,
             epoch: None,
+            stamp: 0,
             mirror: Map::new(),
+            mirror_cut: false,
+            unsaved: false,
             data: Map::new(),
             removed: Vec::new(),
-            batch: None,
         }
     }
 
-    /// Whether the cookie carries changes Redis does not have yet.
+    /// Where the state this cookie holds stands in the session's history.
+    pub(crate) fn stamp(&self) -> Stamp {
+        Stamp::from_bits(self.stamp)
+    }
+
+    pub(crate) fn set_stamp(&mut self, stamp: Stamp) {
+        self.stamp = stamp.bits();
+    }
+
+    /// Whether the cookie carries writes Redis does not have.
     pub(crate) fn has_pending(&self) -> bool {
-        !self.data.is_empty() || !self.removed.is_empty()
+        self.unsaved
     }
 
     /// The id a logout of this session revokes: the Redis id, or a cookie-only session's own.
     pub(crate) fn revocable_id(&self) -> Option<&SessionId> {
         self.id.as_ref().or(self.provisional.as_ref())
+    }
+
+    /// The session as the cookie has it: the mirror, then what was written and removed while
+    /// Redis was down.
+    pub(crate) fn view(&self) -> Map<String, Value> {
+        let mut values = self.mirror.clone();
+        values.extend(self.data.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for key in &self.removed {
+            values.remove(key);
+        }
+        values
     }
 
     pub(crate) fn to_json(&self) -> String {
@@ -105,10 +137,18 @@ mod tests {
         let mut payload = Payload::new(Some(SessionId::generate().expect("random")), 1_700_000_000);
         payload.mirror.insert("user".into(), Value::from("ada"));
         let json = payload.to_json();
-        assert!(json.starts_with(r#"{"v":1,"i":""#), "{json}");
+        assert!(json.starts_with(r#"{"v":2,"i":""#), "{json}");
+        for absent in [r#""d""#, r#""n""#, r#""u""#] {
+            assert!(!json.contains(absent), "empty fields are left out: {json}");
+        }
+        assert_eq!(Payload::from_json(json.as_bytes()), Some(payload.clone()));
+        payload.set_stamp(Stamp::new(7, 2));
+        payload.mirror_cut = true;
+        let json = payload.to_json();
         assert!(
-            !json.contains(r#""d""#),
-            "empty fields are left out: {json}"
+            json.contains(&format!(r#""n":{}"#, Stamp::new(7, 2).bits()))
+                && json.contains(r#""u":true"#),
+            "{json}"
         );
         assert_eq!(Payload::from_json(json.as_bytes()), Some(payload));
     }
@@ -119,13 +159,30 @@ mod tests {
             "",
             "{}",
             "null",
-            r#"{"v":2,"c":1,"t":1}"#,
-            r#"{"v":1,"c":"x","t":1}"#,
-            r#"{"v":1,"i":"not-an-id","c":1,"t":1}"#,
-            r#"{"v":1,"i":"session:*","c":1,"t":1}"#,
+            r#"{"v":1,"c":1,"t":1}"#,
+            r#"{"v":3,"c":1,"t":1}"#,
+            r#"{"v":2,"c":"x","t":1}"#,
+            r#"{"v":2,"c":1,"t":1,"n":-1}"#,
+            r#"{"v":2,"i":"not-an-id","c":1,"t":1}"#,
+            r#"{"v":2,"i":"session:*","c":1,"t":1}"#,
         ] {
             assert_eq!(Payload::from_json(json.as_bytes()), None, "{json}");
         }
-        assert!(Payload::from_json(br#"{"v":1,"c":1,"t":1}"#).is_some());
+        assert!(Payload::from_json(br#"{"v":2,"c":1,"t":1}"#).is_some());
+    }
+
+    #[test]
+    fn the_view_is_the_mirror_with_the_outage_writes_over_it() {
+        let mut payload = Payload::new(None, 1);
+        payload.mirror.insert("user".into(), "ada".into());
+        payload.mirror.insert("role".into(), "admin".into());
+        payload.data.insert("cart".into(), 3.into());
+        payload.removed.push("role".into());
+        payload.unsaved = true;
+        let view = payload.view();
+        assert_eq!(view.len(), 2);
+        assert_eq!(view["user"], "ada");
+        assert_eq!(view["cart"], 3);
+        assert!(payload.has_pending());
     }
 }

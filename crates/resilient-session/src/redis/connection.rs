@@ -269,16 +269,29 @@ fn timed_out() -> RedisError {
 }
 
 impl Connector {
-    /// A new connection to one node may be to a Redis that lost its data: read (or create) the epoch.
+    /// A new connection to one node may be to a Redis that lost its data: read (or create) the
+    /// epoch.
     async fn read_epoch(&self, redis: &mut MultiplexedConnection) {
         let epoch = &self.signals.epoch;
         let Some(key) = epoch.key() else {
             return;
         };
-        let (pipeline, proposed) = Epoch::command(key, false);
-        match pipeline.query_async(redis).await {
-            Ok(answer) => {
-                epoch.record(key, answer, proposed);
+        let read: RedisResult<(Option<String>, String)> =
+            Epoch::read_command(key, false).query_async(redis).await;
+        let answer = match read {
+            Ok((Some(stored), info)) => Ok((stored, info)),
+            Ok((None, info)) => {
+                let (create, proposed) = Epoch::create_command(key);
+                create
+                    .query_async::<Option<String>>(redis)
+                    .await
+                    .map(|existing| (existing.unwrap_or(proposed), info))
+            }
+            Err(err) => Err(err),
+        };
+        match answer {
+            Ok((stored, info)) => {
+                epoch.record(key, stored, &info);
             }
             // Unknown now: read again when needed, rather than trust a value from before.
             Err(err) => {

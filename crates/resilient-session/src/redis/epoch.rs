@@ -1,7 +1,8 @@
 //! The Redis data epoch: what changes when the Redis behind a session may have lost its data.
 //!
-//! It has two parts, read in one round trip: a random value kept at a key (created with `SET NX`
-//! when missing, so a Redis restarted empty or flushed gets a new one), and the replication id
+//! It has two parts, read in one round trip: a random value kept at a key (read with `GET`, and
+//! created with `SET NX` only when missing, so a Redis restarted empty or flushed gets a new one,
+//! and a Redis that refuses writes can still be read), and the replication id
 //! of the primary that answers (`INFO replication`: a new one after a restart, and after a
 //! failover, when a replica that may not have caught up is promoted; the key alone would not
 //! show that, since it was replicated). Comparing the epoch a cookie saw with the current one
@@ -49,9 +50,21 @@ impl Epoch {
         self.lock().clear();
     }
 
-    /// `SET key <new random value> NX GET` and, unless `key_only`, `INFO replication`, to the
-    /// node that holds `key`. Returns the pipeline and the new value.
-    pub(crate) fn command(key: &str, key_only: bool) -> (redis::Pipeline, String) {
+    /// `GET key` and, unless `key_only`, `INFO replication`, to the node that holds `key`. A
+    /// read: it works on a Redis that refuses writes (`OOM`).
+    pub(crate) fn read_command(key: &str, key_only: bool) -> redis::Pipeline {
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("GET").arg(key);
+        if !key_only {
+            pipeline.cmd("INFO").arg("replication");
+        }
+        pipeline
+    }
+
+    /// For a Redis without an epoch yet: `SET key <new random value> NX GET`. Returns the
+    /// command and the value it proposes (another process may have set one first: then `GET`
+    /// answers that one).
+    pub(crate) fn create_command(key: &str) -> (redis::Cmd, String) {
         let mut random = [0u8; 16];
         // Should the OS generator fail, a timestamp still differs from the last epoch.
         if getrandom::fill(&mut random).is_err() {
@@ -59,29 +72,15 @@ impl Epoch {
             random = now.to_le_bytes();
         }
         let proposed = URL_SAFE_NO_PAD.encode(random);
-        let mut pipeline = redis::pipe();
-        pipeline
-            .cmd("SET")
-            .arg(key)
-            .arg(&proposed)
-            .arg("NX")
-            .arg("GET");
-        if !key_only {
-            pipeline.cmd("INFO").arg("replication");
-        }
-        (pipeline, proposed)
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(&proposed).arg("NX").arg("GET");
+        (cmd, proposed)
     }
 
-    /// Record the answer to [`command`](Self::command) for `key` (`info` empty when it was
-    /// not asked for).
-    pub(crate) fn record(
-        &self,
-        key: &str,
-        (existing, info): (Option<String>, String),
-        proposed: String,
-    ) -> Arc<str> {
-        let stored = existing.unwrap_or(proposed);
-        let value: Arc<str> = match replication_id(&info) {
+    /// Record the epoch of `key`: the stored value and the replication id from `info` (empty
+    /// when it was not asked for).
+    pub(crate) fn record(&self, key: &str, stored: String, info: &str) -> Arc<str> {
+        let value: Arc<str> = match replication_id(info) {
             Some(id) => Arc::from(format!("{stored}.{id}")),
             None => Arc::from(stored),
         };
@@ -145,16 +144,18 @@ mod tests {
     }
 
     #[test]
-    fn value_is_the_stored_one_or_the_proposed_one_with_the_replication_id() {
+    fn value_is_the_stored_one_with_the_replication_id() {
         let epoch = Epoch::default();
         assert_eq!(epoch.cached("k"), None);
-        let (_, proposed) = Epoch::command("k", false);
-        let created = epoch.record("k", (None, INFO.into()), proposed.clone());
+        let (_, proposed) = Epoch::create_command("k");
+        assert_eq!(proposed.len(), 22);
+        let created = epoch.record("k", proposed.clone(), INFO);
         assert_eq!(&*created, format!("{proposed}.8c3f0c1f2e").as_str());
-        let existing = epoch.record("k", (Some("old".into()), INFO.into()), proposed);
+        let existing = epoch.record("k", "old".into(), INFO);
         assert_eq!(&*existing, "old.8c3f0c1f2e");
         assert_eq!(epoch.cached("k").as_deref(), Some("old.8c3f0c1f2e"));
         assert_eq!(epoch.cached("other"), None);
+        assert_eq!(&*epoch.record("j", "v".into(), ""), "v", "key only");
         epoch.forget();
         assert_eq!(epoch.cached("k"), None);
     }
@@ -162,9 +163,9 @@ mod tests {
     #[test]
     fn a_new_replication_id_is_a_new_epoch() {
         let epoch = Epoch::default();
-        let before = epoch.record("k", (Some("v".into()), INFO.into()), String::new());
+        let before = epoch.record("k", "v".into(), INFO);
         let promoted = INFO.replace("8c3f0c1f2e", "77aa01");
-        let after = epoch.record("k", (Some("v".into()), promoted), String::new());
+        let after = epoch.record("k", "v".into(), &promoted);
         assert_ne!(before, after);
     }
 

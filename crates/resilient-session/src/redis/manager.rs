@@ -14,6 +14,7 @@ use super::backoff::Backoff;
 use super::breaker::{Admission, Breaker, Outcome, Transition};
 use super::builder::{DEFAULT_REDIS_URL, RedisManagerBuilder};
 use super::connection::{Connector, Link, PoolSignals, Shared};
+use super::epoch::Epoch;
 use super::status::Status;
 use crate::health::{ConnectionState, PoolStats, RedisHealth};
 use crate::metrics::{self, BreakerChange};
@@ -193,12 +194,17 @@ impl RedisManager {
             .map(drop)
     }
 
-    /// The Redis data epoch at `key`: a random value created with `SET NX` when the key is
-    /// missing, joined with the replication id of the primary holding it, so that a Redis that
-    /// lost its data, restarted, or was replaced by a promoted replica has a new one. The first
-    /// key asked for is read on every new single-node connection, so its value is usually known
-    /// without a command; `fresh` reads it from Redis now instead of answering from memory.
-    /// Values are forgotten whenever Redis is unavailable.
+    /// The Redis data epoch at `key`: a random value read with `GET` (and created with `SET NX`
+    /// only when the key is missing), joined with the replication id of the primary holding it,
+    /// so that a Redis that lost its data, restarted, or was replaced by a promoted replica has
+    /// a new one. Reading it works on a Redis that refuses writes (`OOM`). The first key asked
+    /// for is read on every new single-node connection, so its value is usually known without a
+    /// command; `fresh` reads it from Redis now instead of answering from memory. Values are
+    /// forgotten whenever Redis is unavailable.
+    ///
+    /// # Errors
+    ///
+    /// Redis is unavailable, or refuses both the read and (for a missing key) the creation.
     ///
     /// ```no_run
     /// # async fn run(manager: resilient_session::RedisManager) -> Result<(), resilient_session::Error> {
@@ -213,20 +219,36 @@ impl RedisManager {
         if !fresh && let Some(value) = epoch.cached(key) {
             return Ok(value);
         }
-        let (pipeline, proposed) = super::epoch::Epoch::command(key, false);
-        let answer = match self.query_pipeline("epoch", &pipeline).await {
+        let read = Epoch::read_command(key, false);
+        let (stored, info): (Option<String>, String) = match self
+            .query_pipeline("epoch", &read)
+            .await
+        {
             Err(err) if !err.is_unavailable() => {
                 // `INFO` refused (an ACL line from before it was needed): the key alone still
                 // tells a Redis that lost its data, not a failover.
                 tracing::warn!(error = %err, "cannot read the replication id; the data epoch will miss failovers (allow `+info` for this Redis user)");
-                let (pipeline, proposed) = super::epoch::Epoch::command(key, true);
-                let (existing,): (Option<String>,) =
-                    self.query_pipeline("epoch", &pipeline).await?;
-                return Ok(epoch.record(key, (existing, String::new()), proposed));
+                let (stored,): (Option<String>,) = self
+                    .query_pipeline("epoch", &Epoch::read_command(key, true))
+                    .await?;
+                (stored, String::new())
             }
             answer => answer?,
         };
-        Ok(epoch.record(key, answer, proposed))
+        let stored = match stored {
+            Some(stored) => stored,
+            None => {
+                let (create, proposed) = Epoch::create_command(key);
+                let existing: Option<String> = self.query("epoch", &create).await?;
+                existing.unwrap_or(proposed)
+            }
+        };
+        Ok(epoch.record(key, stored, &info))
+    }
+
+    /// The data epoch at `key` if it is known without asking Redis.
+    pub(crate) fn cached_epoch(&self, key: &str) -> Option<Arc<str>> {
+        self.inner.signals.epoch.cached(key)
     }
 
     /// Connected to a Redis Cluster: session code keeps every command on one slot.

@@ -1,47 +1,80 @@
-//! The Redis side of sessions: key layout and the commands each step sends.
+//! The Redis side of sessions: key layout, the commands each step sends, and how their answers
+//! read.
 //!
 //! One session is one hash at `<namespace>:{<sha256(id)>}` (the braces are literal: a Redis
-//! Cluster hash tag), one field per session key, values JSON. A load is `HGETALL` (with `EXPIRE`
-//! in the same pipeline when a touch is due); a touch is `EXPIRE`. A save runs one small Lua
-//! script: the changed fields (`HSET` / `HDEL`) and `EXPIRE`, atomically (sent as `EVALSHA`),
-//! and, for a session that already exists, only if its hash still exists. That last condition is
-//! why it is a script and not a plain pipeline: a slow write racing a logout must not bring the
-//! session back (CVE-2025-46336 is that bug elsewhere). A new id (`cycle_id`) writes the new hash
-//! and deletes the old one in the same round trip, never with `RENAME` (it fails across cluster
-//! slots); if the old hash was gone by then, the new one is deleted too. In a Redis Cluster the
-//! two hashes are in different slots, so that step takes two round trips; every other step
-//! touches one slot. A logout is `DEL` plus a tombstone at `<namespace>:revoked:{<sha256(id)>}`
-//! ("revoked", same slot), replayed later if Redis was down. A session re-seeded or promoted
-//! from its cookie first claims its old id with a "moved" tombstone (`SET NX`), so that it moves
-//! once.
+//! Cluster hash tag), one field per session key, values JSON, plus the reserved field `\0v`: the
+//! session's [stamp](super::engine::Stamp). A load is `HGETALL` (with `EXPIRE` in the same
+//! pipeline when a touch is due); a touch is `EXPIRE`. A save is one Lua script (sent as
+//! `EVALSHA`), atomic: the changed fields, one more version on the stamp, `EXPIRE`, for an
+//! existing session only if its hash still exists (a slow write racing a logout must not bring
+//! the session back: CVE-2025-46336 is that bug elsewhere), the cookie's merged outage writes
+//! only if the hash is still at the stamp they were merged against, and what the new hash
+//! replaces: on a login the old hash goes and its tombstone says `cycled`; a session re-seeded
+//! or promoted from its cookie claims its old id with a `moved` tombstone naming the new one,
+//! unless another copy did first; an imported app's key goes once ours is written. Never
+//! `RENAME`. In a Redis Cluster the old and new keys are in different slots: the claim, the
+//! write and the retirement are then separate round trips, in an order that never deletes
+//! anything before our copy exists.
+//!
+//! A logout is `DEL` plus a `revoked` tombstone at `<namespace>:revoked:{<sha256(id)>}` (same
+//! slot), with `SET … GET`: a `moved` tombstone it replaces names a successor, which is revoked
+//! in turn.
 
-use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use bb8_redis::redis;
+use bb8_redis::redis::{self, Value as RedisValue};
 
-use super::SessionId;
+use super::engine::Stamp;
+use super::engine::answer::{Tombstone, Written};
+use super::engine::save::{Predecessor, Write};
+use super::id::{Digest, SessionId};
 use crate::redis::slot_epoch_key;
 use crate::{RedisManager, Result};
 
-/// Writes the changed fields and the TTL; with `must_exist`, only if the hash still exists.
-///
-/// `KEYS[1]` the session hash. `ARGV[1]` TTL in seconds, `ARGV[2]` `"1"` when the hash must
-/// exist, `ARGV[3]` the number of fields to delete, then those fields, then field/value pairs.
-/// Returns 1 when written, 0 when the session was gone.
-const WRITE_SCRIPT: &str = r"
-if ARGV[2] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local deletes = tonumber(ARGV[3])
-if deletes > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, 4, 3 + deletes)) end
-if #ARGV > 3 + deletes then redis.call('HSET', KEYS[1], unpack(ARGV, 4 + deletes)) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
-";
+const REVOKED: &str = "revoked";
+const MOVED: &str = "moved";
+const CYCLED: &str = "cycled";
 
-/// SHA-1 of [`WRITE_SCRIPT`]: saves go as `EVALSHA`, without the script's text (a test checks
-/// that saves to a Redis that has the script need no `EVAL`). After `NOSCRIPT` (a restarted Redis) the text is sent
-/// once with `EVAL`, which loads it again.
-const WRITE_SCRIPT_SHA1: &str = "899ec392d868a24975323540118a3713f6bcbb06";
+/// What a sealed successor id is bound to (see [`CookieCodec::seal`](crate::cookie::CookieCodec)).
+pub(crate) const SUCCESSOR: &str = "successor";
+
+/// The save script and the second half of a login in a cluster, with their SHA-1s.
+struct Script {
+    text: &'static str,
+    sha1: OnceLock<String>,
+}
+
+impl Script {
+    const fn new(text: &'static str) -> Self {
+        Self {
+            text,
+            sha1: OnceLock::new(),
+        }
+    }
+
+    fn sha1(&self) -> &str {
+        self.sha1
+            .get_or_init(|| redis::Script::new(self.text).get_hash().to_owned())
+    }
+
+    /// `EVALSHA` (or `EVAL` with the text) with `keys`; the arguments follow.
+    fn command(&self, by_sha: bool, keys: &[&str]) -> redis::Cmd {
+        let mut cmd = if by_sha {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(self.sha1());
+            cmd
+        } else {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(self.text);
+            cmd
+        };
+        cmd.arg(keys.len()).arg(keys);
+        cmd
+    }
+}
+
+static SAVE: Script = Script::new(include_str!("scripts/save.lua"));
+static RETIRE: Script = Script::new(include_str!("scripts/retire.lua"));
 
 #[derive(Debug, Clone)]
 pub(crate) struct Backend {
@@ -51,82 +84,45 @@ pub(crate) struct Backend {
     epoch_key: String,
 }
 
-/// One save: which hash, which fields, what TTL.
-#[derive(Debug)]
-pub(crate) struct Write<'a> {
-    pub(crate) id: &'a SessionId,
-    /// The session already existed: write only if its hash still does.
-    pub(crate) must_exist: bool,
-    pub(crate) set: Vec<(&'a str, String)>,
-    pub(crate) delete: Vec<&'a str>,
-    pub(crate) ttl_secs: u64,
-    /// A previous id whose hash goes (after `cycle_id`).
-    pub(crate) replaces: Option<&'a SessionId>,
-    /// How long the previous id's "moved" tombstone lives (`None`: no tombstones).
-    pub(crate) tombstone_secs: Option<u64>,
-    /// An imported app's key, deleted once this write is done.
-    pub(crate) retires: Option<&'a str>,
-}
-
-/// What became of a save.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Written {
-    Yes,
-    /// The session ended meanwhile: nothing was (or stays) written.
-    Gone,
-}
-
-/// What a tombstone says about an id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tombstone {
-    /// No tombstone.
-    None,
-    /// Logged out.
-    Revoked,
-    /// Moved to a new id (re-seeded or promoted) by another request.
-    Moved,
-}
-
-const REVOKED: &str = "revoked";
-const MOVED: &str = "moved";
-
 /// A session hash as Redis returned it: field and value bytes.
 pub(crate) type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
-fn tombstone_of(value: Option<String>) -> Tombstone {
-    match value.as_deref() {
-        None => Tombstone::None,
-        Some(REVOKED) => Tombstone::Revoked,
-        Some(_) => Tombstone::Moved,
+/// How a tombstone value reads: `revoked`, `cycled:<digest>`, `moved:<digest>:<sealed id>`.
+/// `open` unseals a successor's id.
+pub(crate) fn tombstone_of(
+    value: Option<&str>,
+    open: impl Fn(&str) -> Option<SessionId>,
+) -> Tombstone {
+    let Some(value) = value else {
+        return Tombstone::None;
+    };
+    if value == REVOKED {
+        return Tombstone::Revoked;
+    }
+    let mut parts = value.splitn(3, ':');
+    match (
+        parts.next(),
+        parts.next().and_then(Digest::parse),
+        parts.next(),
+    ) {
+        (Some(MOVED), Some(digest), sealed) => {
+            let id = sealed.and_then(&open).filter(|id| *id.digest() == digest);
+            Tombstone::Moved { digest, id }
+        }
+        // Anything else, older formats included, ends the session without naming a successor.
+        _ => Tombstone::Cycled,
     }
 }
 
-/// A "moved" tombstone value unique to one claim, so that a claim retried after its first
-/// attempt ran (its answer lost) recognises its own tombstone.
-fn moved_token() -> Result<String> {
-    let id = SessionId::generate()?;
-    Ok(format!("{MOVED}:{}", &id.as_str()[..16]))
+/// The tombstone a login leaves on the old id: `cycled:<new digest>` (the digest lets a
+/// retried attempt recognise its own).
+pub(crate) fn cycled_value(successor: &SessionId) -> String {
+    format!("{CYCLED}:{}", successor.digest().to_text())
 }
 
-/// `SET <tombstone> <token> NX GET EX <secs>`: claims `id` unless it has a tombstone.
-fn claim_command(namespace: &str, id: &SessionId, token: &str, secs: u64) -> redis::Cmd {
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(id.tombstone_key(namespace))
-        .arg(token)
-        .arg("NX")
-        .arg("GET")
-        .arg("EX")
-        .arg(secs);
-    cmd
-}
-
-/// What a claim found: the tombstone that was there, unless it is the claim's own (a retry).
-fn claimed(previous: Option<String>, token: &str) -> Tombstone {
-    if previous.as_deref() == Some(token) {
-        Tombstone::None
-    } else {
-        tombstone_of(previous)
-    }
+/// The tombstone a move leaves on the old id: `moved:<new digest>:<new id, sealed>`.
+pub(crate) fn moved_value(successor: &SessionId, sealed: &str) -> String {
+    format!("{MOVED}:{}:{sealed}", successor.digest().to_text())
 }
 
 impl Backend {
@@ -143,23 +139,22 @@ impl Backend {
         &self.manager
     }
 
-    fn key(&self, id: &SessionId) -> String {
-        id.redis_key(&self.namespace)
-    }
-
     /// The data epoch key that stands for `id`'s session: one per Redis, or one per cluster slot.
-    fn epoch_key(&self, id: &SessionId) -> Cow<'_, str> {
+    fn epoch_key(&self, digest: &Digest) -> std::borrow::Cow<'_, str> {
         if self.manager.is_cluster() {
-            Cow::Owned(slot_epoch_key(&self.namespace, &self.key(id)))
+            std::borrow::Cow::Owned(slot_epoch_key(
+                &self.namespace,
+                &digest.redis_key(&self.namespace),
+            ))
         } else {
-            Cow::Borrowed(&self.epoch_key)
+            std::borrow::Cow::Borrowed(&self.epoch_key)
         }
     }
 
     /// The session's fields, `None` when its hash does not exist. With `touch`, the TTL is
     /// refreshed in the same round trip.
     pub(crate) async fn load(&self, id: &SessionId, touch: Option<u64>) -> Result<Option<Fields>> {
-        let key = self.key(id);
+        let key = id.redis_key(&self.namespace);
         let fields: Fields = match touch {
             None => {
                 let mut cmd = redis::cmd("HGETALL");
@@ -180,194 +175,281 @@ impl Backend {
         Ok((!fields.is_empty()).then_some(fields))
     }
 
-    /// Runs a save.
-    pub(crate) async fn write(&self, write: &Write<'_>) -> Result<Written> {
-        match write.replaces {
-            None => match write.retires {
-                None => self.write_hash(write).await,
-                Some(old_key) => self.write_and_retire(write, old_key).await,
-            },
-            Some(old) => {
-                // The old id is deleted and claimed with a "moved" tombstone (same slot), so
-                // that a logout racing the login shows as a "revoked" tombstone, whatever was
-                // retried, and no copy of the old cookie can re-seed it later.
-                let token = moved_token()?;
-                let mut retire = redis::pipe();
-                retire.cmd("DEL").arg(self.key(old));
-                if let Some(secs) = write.tombstone_secs {
-                    retire.add_command(claim_command(&self.namespace, old, &token, secs));
-                } else {
-                    retire.cmd("GET").arg(old.tombstone_key(&self.namespace));
-                }
-                let (written, deleted, previous): (i64, i64, Option<String>) =
-                    if self.manager.is_cluster() {
-                        // Two slots: the new hash first, so that a failure in between loses
-                        // nothing.
-                        if self.write_hash(write).await? == Written::Gone {
-                            return Ok(Written::Gone);
-                        }
-                        let (deleted, previous) =
-                            self.manager.query_pipeline("session save", &retire).await?;
-                        (1, deleted, previous)
-                    } else {
-                        // The script's text, not its SHA-1: a `NOSCRIPT` failure would come
-                        // after the rest of the pipeline had run.
-                        let mut pipeline = redis::pipe();
-                        pipeline.add_command(self.write_command(write, false));
-                        for cmd in retire.cmd_iter() {
-                            pipeline.add_command(cmd.clone());
-                        }
-                        self.manager
-                            .query_pipeline("session save", &pipeline)
-                            .await?
-                    };
-                let logged_out = match write.tombstone_secs {
-                    Some(_) => claimed(previous, &token) == Tombstone::Revoked,
-                    // Without tombstones, only the hash tells: already gone means ended.
-                    None => deleted == 0,
-                };
-                match (written, logged_out) {
-                    (1, false) => Ok(Written::Yes),
-                    // The session ended while this request ran (a logout racing a login): the
-                    // new hash must not outlive it.
-                    (1, true) => {
-                        self.delete(write.id).await?;
-                        Ok(Written::Gone)
-                    }
-                    _ => Ok(Written::Gone),
-                }
+    /// Runs a save; `seal` seals a successor's id for a `moved` tombstone.
+    pub(crate) async fn write(
+        &self,
+        write: &Write,
+        seal: impl Fn(&str) -> String,
+    ) -> Result<Written> {
+        let tombstone = match &write.predecessor {
+            Some(Predecessor::Claim {
+                followable: true, ..
+            }) => Some(moved_value(&write.id, &seal(write.id.as_str()))),
+            Some(Predecessor::Claim { .. } | Predecessor::Cycle { .. }) => {
+                Some(cycled_value(&write.id))
             }
-        }
-    }
-
-    /// A new session imported from another app: written, then the old app's key deleted, in
-    /// one round trip (two in a cluster: other slots). The script goes by text: a `NOSCRIPT`
-    /// would come after the `DEL` had run.
-    async fn write_and_retire(&self, write: &Write<'_>, old_key: &str) -> Result<Written> {
-        let mut del = redis::cmd("DEL");
-        del.arg(old_key);
+            _ => None,
+        };
         if self.manager.is_cluster() {
-            let written = self.write_hash(write).await?;
-            self.manager.query::<i64>("session import", &del).await?;
-            return Ok(written);
+            return self.write_in_cluster(write, tombstone.as_deref()).await;
         }
-        let mut pipeline = redis::pipe();
-        pipeline.add_command(self.write_command(write, false));
-        pipeline.add_command(del).ignore();
-        let (written,): (i64,) = self
-            .manager
-            .query_pipeline("session save", &pipeline)
-            .await?;
-        Ok(if written == 1 {
-            Written::Yes
-        } else {
-            Written::Gone
-        })
+        let key = write.id.redis_key(&self.namespace);
+        let (kind, old_hash, old_tombstone, secs) = match &write.predecessor {
+            None => ("", None, None, 0),
+            Some(Predecessor::Cycle {
+                old,
+                tombstone_secs,
+            }) => (
+                "cycle",
+                Some(old.redis_key(&self.namespace)),
+                Some(old.tombstone_key(&self.namespace)),
+                tombstone_secs.unwrap_or(0),
+            ),
+            Some(Predecessor::Claim {
+                old,
+                tombstone_secs,
+                ..
+            }) => (
+                "claim",
+                Some(old.redis_key(&self.namespace)),
+                Some(old.tombstone_key(&self.namespace)),
+                *tombstone_secs,
+            ),
+            Some(Predecessor::Retire { key }) => ("retire", Some(key.clone()), None, 0),
+        };
+        let mut keys = vec![key.as_str()];
+        keys.extend(old_hash.as_deref());
+        keys.extend(old_tombstone.as_deref());
+        self.save(write, &keys, kind, tombstone.as_deref().unwrap_or(""), secs)
+            .await
     }
 
-    /// The write script on `write.id`'s hash alone, by SHA-1, by text after `NOSCRIPT`.
-    async fn write_hash(&self, write: &Write<'_>) -> Result<Written> {
-        let by_sha = self.write_command(write, true);
-        let written: i64 = match self.manager.query("session save", &by_sha).await {
+    /// Runs the save script on `keys`, by SHA-1, by text after `NOSCRIPT`.
+    async fn save(
+        &self,
+        write: &Write,
+        keys: &[&str],
+        kind: &str,
+        tombstone: &str,
+        secs: u64,
+    ) -> Result<Written> {
+        let command = |by_sha| {
+            let mut cmd = SAVE.command(by_sha, keys);
+            save_arguments(&mut cmd, write, kind, tombstone, secs);
+            cmd
+        };
+        let answer: RedisValue = match self.manager.query("session save", &command(true)).await {
             Err(err) if err.is_no_script() => {
-                let by_text = self.write_command(write, false);
-                self.manager.query("session save", &by_text).await?
+                self.manager.query("session save", &command(false)).await?
             }
-            written => written?,
+            answer => answer?,
         };
-        Ok(if written == 1 {
-            Written::Yes
-        } else {
-            Written::Gone
-        })
+        Ok(written(&answer))
     }
 
-    /// `EVALSHA` (or `EVAL` with the text) of the write script for `write`.
-    fn write_command(&self, write: &Write<'_>, by_sha: bool) -> redis::Cmd {
-        let mut cmd = if by_sha {
-            let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(WRITE_SCRIPT_SHA1);
-            cmd
-        } else {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(WRITE_SCRIPT);
-            cmd
-        };
-        cmd.arg(1)
-            .arg(self.key(write.id))
-            .arg(write.ttl_secs)
-            .arg(if write.must_exist { "1" } else { "0" })
-            .arg(write.delete.len())
-            .arg(&write.delete);
-        for (field, value) in &write.set {
-            cmd.arg(*field).arg(value);
+    /// A save in a Redis Cluster: the old id is claimed first (its slot), then our hash
+    /// written (another slot), then what it replaces retired: nothing is deleted before our copy
+    /// exists, and a failure in between leaves at worst a tombstone naming a session that is
+    /// not there (its followers re-seed it).
+    async fn write_in_cluster(&self, write: &Write, tombstone: Option<&str>) -> Result<Written> {
+        let key = write.id.redis_key(&self.namespace);
+        match &write.predecessor {
+            Some(Predecessor::Claim {
+                old,
+                tombstone_secs,
+                ..
+            }) => {
+                let value = tombstone.unwrap_or_default();
+                let mut claim = redis::cmd("SET");
+                claim
+                    .arg(old.tombstone_key(&self.namespace))
+                    .arg(value)
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("EX")
+                    .arg(*tombstone_secs);
+                let previous: Option<String> = self.manager.query("session claim", &claim).await?;
+                if let Some(previous) = previous.filter(|p| p != value) {
+                    return Ok(Written::Taken(tombstone_of(Some(&previous), |_| None)));
+                }
+                self.save(write, &[&key], "", "", 0).await
+            }
+            Some(Predecessor::Cycle {
+                old,
+                tombstone_secs,
+            }) => {
+                let written = self.save(write, &[&key], "", "", 0).await?;
+                if !matches!(written, Written::Yes(_)) {
+                    return Ok(written);
+                }
+                let old_hash = old.redis_key(&self.namespace);
+                let old_tombstone = old.tombstone_key(&self.namespace);
+                let command = |by_sha| {
+                    let mut cmd = RETIRE.command(by_sha, &[&old_hash, &old_tombstone]);
+                    cmd.arg(tombstone.unwrap_or_default())
+                        .arg(tombstone_secs.unwrap_or(0));
+                    cmd
+                };
+                let retired: i64 = match self.manager.query("session save", &command(true)).await {
+                    Err(err) if err.is_no_script() => {
+                        self.manager.query("session save", &command(false)).await?
+                    }
+                    retired => retired?,
+                };
+                if retired == 0 {
+                    // A logout took the old session while this login ran: the new one goes too.
+                    self.delete(&key).await?;
+                    return Ok(Written::Gone);
+                }
+                Ok(written)
+            }
+            Some(Predecessor::Retire { key: old }) => {
+                let written = self.save(write, &[&key], "", "", 0).await?;
+                if matches!(written, Written::Yes(_)) {
+                    self.delete(old).await?;
+                }
+                Ok(written)
+            }
+            None => self.save(write, &[&key], "", "", 0).await,
         }
-        cmd
     }
 
-    /// The value at `key` (`GET`): an imported app's session.
-    pub(crate) async fn peek(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(key);
-        self.manager.query("session import", &cmd).await
+    /// The value at `key` and its remaining life in milliseconds (`GET`, `PTTL`): an imported
+    /// app's session.
+    pub(crate) async fn peek(&self, key: &str) -> Result<(Option<Vec<u8>>, i64)> {
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("GET").arg(key).cmd("PTTL").arg(key);
+        self.manager
+            .query_pipeline("session import", &pipeline)
+            .await
     }
 
     /// Refreshes the TTL; `false` when the hash does not exist.
     pub(crate) async fn touch(&self, id: &SessionId, ttl_secs: u64) -> Result<bool> {
         let mut cmd = redis::cmd("EXPIRE");
-        cmd.arg(self.key(id)).arg(ttl_secs);
+        cmd.arg(id.redis_key(&self.namespace)).arg(ttl_secs);
         self.manager.query("session touch", &cmd).await
     }
 
-    pub(crate) async fn delete(&self, id: &SessionId) -> Result<()> {
+    /// Deletes a key (an imported app's session, or ours in a cluster's failed login).
+    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
         let mut cmd = redis::cmd("DEL");
-        cmd.arg(self.key(id));
+        cmd.arg(key);
         self.manager
             .query::<i64>("session delete", &cmd)
             .await
             .map(drop)
     }
 
-    /// Replays a logout: `DEL` the hash, and leave a tombstone for `tombstone_secs` (when given)
-    /// so that no copy of the cookie re-seeds the session, even from a Redis that lost its data.
-    pub(crate) async fn revoke(&self, id: &SessionId, tombstone_secs: Option<u64>) -> Result<()> {
+    /// A logout: `DEL` the hash and leave a "revoked" tombstone for `tombstone_secs` (when
+    /// given), so that no copy of the cookie re-seeds the session, even from a Redis that lost
+    /// its data. Returns the tombstone it replaced, as text.
+    pub(crate) async fn revoke(
+        &self,
+        digest: &Digest,
+        tombstone_secs: Option<u64>,
+    ) -> Result<Option<String>> {
         let mut pipeline = redis::pipe();
-        pipeline.cmd("DEL").arg(self.key(id)).ignore();
-        if let Some(secs) = tombstone_secs {
-            pipeline
-                .cmd("SET")
-                .arg(id.tombstone_key(&self.namespace))
-                .arg(REVOKED)
-                .arg("EX")
-                .arg(secs)
-                .ignore();
-        }
-        self.manager
+        pipeline
+            .cmd("DEL")
+            .arg(digest.redis_key(&self.namespace))
+            .ignore();
+        let Some(secs) = tombstone_secs else {
+            let () = self
+                .manager
+                .query_pipeline("session revoke", &pipeline)
+                .await?;
+            return Ok(None);
+        };
+        pipeline
+            .cmd("SET")
+            .arg(digest.tombstone_key(&self.namespace))
+            .arg(REVOKED)
+            .arg("GET")
+            .arg("EX")
+            .arg(secs);
+        let (previous,): (Option<String>,) = self
+            .manager
             .query_pipeline("session revoke", &pipeline)
-            .await
+            .await?;
+        Ok(previous)
     }
 
-    /// The tombstone of `id`, if any.
-    pub(crate) async fn tombstone(&self, id: &SessionId) -> Result<Tombstone> {
+    /// The tombstone of `id`, as text (`GET`: it reads under `OOM` too).
+    pub(crate) async fn tombstone(&self, id: &SessionId) -> Result<Option<String>> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(id.tombstone_key(&self.namespace));
-        let value: Option<String> = self.manager.query("session tombstone", &cmd).await?;
-        Ok(tombstone_of(value))
-    }
-
-    /// Claims `id` for a move to a new id: leaves a "moved" tombstone unless there is one
-    /// already, atomically, so that a session is re-seeded or promoted once, never forked by
-    /// two copies of its cookie. Answers the tombstone that was there (`None`: the claim is ours).
-    pub(crate) async fn claim(&self, id: &SessionId, tombstone_secs: u64) -> Result<Tombstone> {
-        let token = moved_token()?;
-        let cmd = claim_command(&self.namespace, id, &token, tombstone_secs);
-        let previous: Option<String> = self.manager.query("session claim", &cmd).await?;
-        Ok(claimed(previous, &token))
+        self.manager.query("session tombstone", &cmd).await
     }
 
     /// The data epoch of `id`'s session, from memory unless `fresh`.
-    pub(crate) async fn epoch(&self, id: &SessionId, fresh: bool) -> Result<Arc<str>> {
-        self.manager.data_epoch(&self.epoch_key(id), fresh).await
+    pub(crate) async fn epoch(&self, digest: &Digest, fresh: bool) -> Result<Arc<str>> {
+        self.manager
+            .data_epoch(&self.epoch_key(digest), fresh)
+            .await
+    }
+
+    /// The data epoch of `id`'s session if it is known without asking.
+    pub(crate) fn cached_epoch(&self, digest: &Digest) -> Option<Arc<str>> {
+        self.manager.cached_epoch(&self.epoch_key(digest))
+    }
+}
+
+/// The script's arguments after the keys (see `scripts/save.lua`).
+fn save_arguments(cmd: &mut redis::Cmd, write: &Write, kind: &str, tombstone: &str, secs: u64) {
+    let (guarded_set, guarded_delete): (&[(String, String)], &[String]) = match &write.guarded {
+        Some(guarded) => (&guarded.set, &guarded.delete),
+        None => (&[], &[]),
+    };
+    cmd.arg(write.ttl)
+        .arg(if write.create { "create" } else { "update" })
+        .arg(
+            write
+                .guarded
+                .as_ref()
+                .map(|g| g.expected.to_string())
+                .unwrap_or_default(),
+        )
+        .arg(write.floor.bits())
+        .arg(write.stamp.map(|s| s.to_string()).unwrap_or_default())
+        .arg(kind)
+        .arg(tombstone)
+        .arg(secs)
+        .arg(write.delete.len())
+        .arg(write.set.len())
+        .arg(guarded_delete.len())
+        .arg(guarded_set.len())
+        .arg(Stamp::WRITE);
+    cmd.arg(guarded_delete);
+    for (field, value) in guarded_set {
+        cmd.arg(field).arg(value);
+    }
+    cmd.arg(&write.delete);
+    for (field, value) in &write.set {
+        cmd.arg(field).arg(value);
+    }
+}
+
+/// The save script's answer.
+fn written(answer: &RedisValue) -> Written {
+    let RedisValue::Array(parts) = answer else {
+        return Written::Failed;
+    };
+    let text = |value: &RedisValue| match value {
+        RedisValue::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        RedisValue::SimpleString(text) => Some(text.clone()),
+        RedisValue::Int(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let (Some(status), Some(value)) = (parts.first().and_then(text), parts.get(1).and_then(text))
+    else {
+        return Written::Failed;
+    };
+    match status.as_str() {
+        "ok" => Stamp::parse(value.as_bytes()).map_or(Written::Failed, Written::Yes),
+        "gone" => Written::Gone,
+        "taken" => Written::Taken(tombstone_of(Some(&value), |_| None)),
+        _ => Written::Failed,
     }
 }
 
@@ -376,15 +458,78 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_claim_recognises_its_own_tombstone_after_a_retry() {
-        let token = moved_token().expect("random");
-        assert!(token.starts_with("moved:"));
-        assert_ne!(token, moved_token().expect("random"), "unique per claim");
-        assert_eq!(claimed(None, &token), Tombstone::None);
-        assert_eq!(claimed(Some(token.clone()), &token), Tombstone::None);
-        assert_eq!(claimed(Some("revoked".into()), &token), Tombstone::Revoked);
-        let other = moved_token().expect("random");
-        assert_eq!(claimed(Some(other), &token), Tombstone::Moved);
-        assert_eq!(claimed(Some("moved".into()), &token), Tombstone::Moved);
+    fn tombstones_read_as_written() {
+        let successor = SessionId::generate().expect("random");
+        let open = |sealed: &str| (sealed == "sealed").then(|| successor.clone());
+        assert_eq!(tombstone_of(None, open), Tombstone::None);
+        assert_eq!(tombstone_of(Some("revoked"), open), Tombstone::Revoked);
+        assert_eq!(
+            tombstone_of(Some(&cycled_value(&successor)), open),
+            Tombstone::Cycled
+        );
+        assert_eq!(
+            tombstone_of(Some(&moved_value(&successor, "sealed")), open),
+            Tombstone::Moved {
+                digest: *successor.digest(),
+                id: Some(successor.clone()),
+            }
+        );
+        // A sealed id that does not open, or names another session, is not followed.
+        assert_eq!(
+            tombstone_of(Some(&moved_value(&successor, "other")), open),
+            Tombstone::Moved {
+                digest: *successor.digest(),
+                id: None,
+            }
+        );
+        let elsewhere = SessionId::generate().expect("random");
+        let wrong = format!("moved:{}:sealed", elsewhere.digest().to_text());
+        assert_eq!(
+            tombstone_of(Some(&wrong), open),
+            Tombstone::Moved {
+                digest: *elsewhere.digest(),
+                id: None,
+            }
+        );
+        for other in ["moved", "moved:short", "moved:abc123", "anything"] {
+            assert_eq!(
+                tombstone_of(Some(other), open),
+                Tombstone::Cycled,
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn script_answers() {
+        let bulk = |s: &str| RedisValue::BulkString(s.as_bytes().to_vec());
+        let stamp = Stamp::new(7, 2);
+        assert_eq!(
+            written(&RedisValue::Array(vec![
+                bulk("ok"),
+                bulk(&stamp.to_string())
+            ])),
+            Written::Yes(stamp)
+        );
+        assert_eq!(
+            written(&RedisValue::Array(vec![
+                bulk("ok"),
+                RedisValue::Int(stamp.bits() as i64)
+            ])),
+            Written::Yes(stamp)
+        );
+        assert_eq!(
+            written(&RedisValue::Array(vec![bulk("gone"), bulk("")])),
+            Written::Gone
+        );
+        assert_eq!(
+            written(&RedisValue::Array(vec![bulk("taken"), bulk("revoked")])),
+            Written::Taken(Tombstone::Revoked)
+        );
+        assert_eq!(written(&RedisValue::Int(1)), Written::Failed);
+        assert_eq!(
+            written(&RedisValue::Array(vec![bulk("ok"), bulk("x")])),
+            Written::Failed
+        );
     }
 }

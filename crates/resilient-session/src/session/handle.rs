@@ -9,7 +9,8 @@ use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::SessionStore;
-use super::state::State;
+use super::engine::state::Unknown;
+use super::engine::{Phase, State};
 use crate::{Error, Result};
 
 /// Where the session's data came from on this request.
@@ -21,17 +22,24 @@ pub enum Source {
     New,
     /// Loaded from Redis.
     Redis,
-    /// Served from the cookie because Redis was unavailable.
+    /// Served from the cookie because Redis was unavailable: the mirrored keys, and what was
+    /// written while Redis was down. Other keys are not known ([`Session::get`] says so).
     Cookie,
+    /// Redis is unavailable and the cookie cannot stand in for it (Redis confirmed it longer
+    /// than `fallback_max_age` ago, or it was made with an older key, or Redis said the session
+    /// is gone without saying why): nothing is known, changes are not kept, and the cookie
+    /// stays for when Redis is back.
+    Unavailable,
 }
 
 impl Source {
-    /// `"new"`, `"redis"` or `"cookie"`.
+    /// `"new"`, `"redis"`, `"cookie"` or `"unavailable"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Source::New => "new",
             Source::Redis => "redis",
             Source::Cookie => "cookie",
+            Source::Unavailable => "unavailable",
         }
     }
 }
@@ -70,10 +78,27 @@ impl Session {
         }
     }
 
-    /// The value at `key`, `None` when there is none. An error only if the stored value does
-    /// not decode as `T`.
+    /// The value at `key`, `None` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SessionValue`] if the stored value does not decode as `T`;
+    /// [`Error::ValueUnavailable`] when Redis is unavailable and the cookie standing in for it
+    /// does not carry `key` (it is not mirrored, nor written since Redis was last reached): the
+    /// value may well exist, and `None` would be a lie (a flag such as `mfa_pending` silently
+    /// gone). [`Error::is_unavailable`] is true for it.
+    ///
+    /// ```no_run
+    /// # async fn handler(session: resilient_session::Session) -> Result<(), resilient_session::Error> {
+    /// match session.get::<bool>("mfa_pending").await {
+    ///     Ok(pending) => println!("pending: {}", pending.unwrap_or(false)),
+    ///     Err(err) if err.is_unavailable() => println!("try again in a moment"),
+    ///     Err(err) => return Err(err),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let Some(value) = self.get_value(key).await else {
+        let Some(value) = self.get_value(key).await? else {
             return Ok(None);
         };
         serde_json::from_value(value)
@@ -84,13 +109,26 @@ impl Session {
             })
     }
 
-    /// The raw JSON value at `key`.
-    pub async fn get_value(&self, key: &str) -> Option<Value> {
-        self.loaded().await.values.get(key).cloned()
+    /// The raw JSON value at `key`, `None` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ValueUnavailable`], as for [`get`](Self::get).
+    pub async fn get_value(&self, key: &str) -> Result<Option<Value>> {
+        match self.loaded().await.data.get(key) {
+            Ok(value) => Ok(value.cloned()),
+            Err(Unknown) => Err(Error::ValueUnavailable {
+                key: key.to_owned(),
+            }),
+        }
     }
 
-    /// Store `value` at `key`. Writing a value equal to the stored one changes nothing. Fails if
-    /// the value does not serialise, or the session would outgrow
+    /// Store `value` at `key`. Writing a value equal to the stored one changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReservedKey`] for keys starting with NUL, [`Error::SessionValue`] if the value
+    /// does not serialise, [`Error::SessionTooLarge`] if the session would outgrow
     /// [`max_session_bytes`](crate::SessionConfig::max_session_bytes).
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<()> {
         if key.starts_with('\0') {
@@ -104,59 +142,58 @@ impl Session {
         })?;
         let limit = self.store.config().max_session_bytes;
         let mut state = self.loaded().await;
-        if state.values.get(key) == Some(&value) {
+        if state.data.values.get(key) == Some(&value) {
             return Ok(());
         }
-        let bytes = state.bytes_with(key, Some(&value));
+        let bytes = state.data.bytes_with(key, Some(&value));
         if bytes > limit {
             return Err(Error::SessionTooLarge { bytes, limit });
         }
-        state.values.insert(key.to_owned(), value);
-        state.changed.insert(key.to_owned());
+        state.data.set(key, value);
         Ok(())
     }
 
-    /// Remove `key`, returning its value.
+    /// Remove `key`, returning its value (`None` when it had none, or when Redis is unavailable
+    /// and the cookie did not carry it: it is removed all the same).
     pub async fn remove(&self, key: &str) -> Option<Value> {
-        let mut state = self.loaded().await;
-        let removed = state.values.remove(key);
-        if removed.is_some() {
-            state.changed.insert(key.to_owned());
-        }
-        removed
+        self.loaded().await.data.remove(key)
     }
 
     /// Remove every key. An empty session is no session: its hash is deleted and its cookie
-    /// removed at the end of the request.
+    /// removed at the end of the request. (Served from the cookie while Redis is unavailable,
+    /// the keys the cookie does not carry are not known, so they stay, and so does the session.)
     pub async fn clear(&self) {
-        let mut state = self.loaded().await;
-        let keys: Vec<String> = state.values.keys().cloned().collect();
-        state.changed.extend(keys);
-        state.values.clear();
+        self.loaded().await.data.clear();
     }
 
     /// Give the session a new id at the end of the request, keeping its data: call it on login
     /// (and on any change of privilege) so that an id known before cannot be used after. The old
-    /// id stops working.
+    /// id stops working, and no copy of its cookie follows the session to the new one.
     pub async fn cycle_id(&self) {
-        self.loaded().await.cycle = true;
+        self.loaded().await.intent.cycle();
     }
 
     /// End the session: its data is deleted and the cookie removed at the end of the request
-    /// (logout).
+    /// (logout). So is the session of an app it was imported from, and its cookie. While Redis
+    /// is unavailable the logout is queued and replayed when it is back; until then this process
+    /// treats every copy of the cookie as logged out.
     pub async fn destroy(&self) {
         let mut state = self.state.lock().await;
-        state.destroyed = true;
-        state.values.clear();
-        state.changed.clear();
+        state.intent = super::engine::state::Intent::Destroy;
+        state.data.reset();
     }
 
     /// Persist now instead of at the end of the request, and learn how it went. The end of the
-    /// request still sends the cookie, and persists anything changed after this call.
-    ///
-    /// `Err(Error::CookieTooLarge { .. })` when Redis is unavailable and the changes do not fit
-    /// in the 4096-byte cookie: the mirrored keys are kept, the other changes are dropped. Redis
+    /// request still sends the cookie, and persists anything changed after this call. Redis
     /// being unavailable is not an error by itself: the changes then ride in the cookie.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CookieTooLarge`] when Redis is unavailable and the changes do not fit in the
+    /// 4096-byte cookie: the values of keys that are not mirrored are dropped first, then the
+    /// mirror; the removals are kept, and if even they do not fit the session ends (fail
+    /// closed). [`Error::FallbackExpired`] when nothing about the session is known (see
+    /// [`Source::Unavailable`]): the changes are not kept.
     ///
     /// ```no_run
     /// # async fn handler(session: resilient_session::Session) {
@@ -172,9 +209,10 @@ impl Session {
         self.store.persist(&mut state).await
     }
 
-    /// Where the data came from: Redis, the cookie (Redis unavailable), or nowhere (new).
+    /// Where the data came from: Redis, the cookie (Redis unavailable), nowhere (new), or
+    /// nothing is known ([`Source::Unavailable`]).
     pub async fn source(&self) -> super::Source {
-        self.loaded().await.source
+        self.loaded().await.phase.source()
     }
 
     /// Where the data came from, if the session was loaded already; `None` when nothing loaded
@@ -190,18 +228,19 @@ impl Session {
     /// ```
     pub fn loaded_source(&self) -> Option<super::Source> {
         let state = self.state.try_lock().ok()?;
-        state.loaded.then_some(state.source)
+        (state.phase != Phase::Unloaded).then(|| state.phase.source())
     }
 
-    /// Whether the session holds no data.
+    /// Whether the session is known to hold no data (`false` when served from the cookie with
+    /// keys it does not carry).
     pub async fn is_empty(&self) -> bool {
-        self.loaded().await.values.is_empty()
+        self.loaded().await.data.is_known_empty()
     }
 
     /// The state, loaded on first use.
     async fn loaded(&self) -> MutexGuard<'_, State> {
         let mut state = self.state.lock().await;
-        if !state.loaded && !state.destroyed {
+        if state.phase == Phase::Unloaded && state.intent != super::engine::state::Intent::Destroy {
             self.store.load(&mut state).await;
         }
         state

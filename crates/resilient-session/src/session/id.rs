@@ -1,4 +1,4 @@
-//! Session ids and the Redis keys derived from them.
+//! Session ids, their digests, and the Redis keys derived from them.
 //!
 //! An id is 256 bits from the operating system's CSPRNG, written as 43 characters of unpadded
 //! base64url. Anything else does not parse, so a forged or damaged id never reaches Redis: no key
@@ -6,13 +6,16 @@
 //! `{namespace}:{SHA-256 of the id, base64url}`, so whoever reads Redis (a dump, `MONITOR`, a
 //! replica) learns no cookie that would log them in. The braces are there: they are a Redis
 //! Cluster hash tag, so that a session's hash and its tombstone live in the same slot.
+//!
+//! What only needs the keys (a logout waiting for Redis, a tombstone naming a successor) keeps
+//! the [`Digest`], never the id.
 
 use std::fmt;
 use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::{Error, Result};
 
@@ -21,7 +24,7 @@ const ID_CHARS: usize = 43;
 
 /// A session id. Its `Debug` output is redacted: ids never reach a log line.
 #[derive(Clone)]
-pub(crate) struct SessionId(String, OnceLock<String>);
+pub(crate) struct SessionId(String, OnceLock<Digest>);
 
 impl PartialEq for SessionId {
     fn eq(&self, other: &Self) -> bool {
@@ -51,32 +54,73 @@ impl SessionId {
         (bytes.len() == ID_BYTES).then(|| Self(text.to_owned(), OnceLock::new()))
     }
 
+    /// An id that is not random, handed out only when the OS generator failed, to a decision
+    /// that is then thrown away (see the save executor).
+    pub(crate) fn placeholder() -> Self {
+        Self("A".repeat(ID_CHARS), OnceLock::new())
+    }
+
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The Redis key of this session: `<namespace>:{<base64url(sha256(id))>}`, with the
-    /// digest as the hash tag.
+    /// SHA-256 of the id, computed once per id.
+    pub(crate) fn digest(&self) -> &Digest {
+        self.1.get_or_init(|| Digest::of(&self.0))
+    }
+
+    /// The Redis key of this session (see [`Digest::redis_key`]).
     pub(crate) fn redis_key(&self, namespace: &str) -> String {
-        format!("{namespace}:{{{}}}", self.digest())
+        self.digest().redis_key(namespace)
     }
 
-    /// The key of this session's tombstone, in the slot of its hash:
-    /// `<namespace>:revoked:{<base64url(sha256(id))>}`.
+    /// The key of this session's tombstone (see [`Digest::tombstone_key`]).
     pub(crate) fn tombstone_key(&self, namespace: &str) -> String {
-        format!("{namespace}:revoked:{{{}}}", self.digest())
-    }
-
-    /// base64url(SHA-256(id)), computed once per id.
-    fn digest(&self) -> &str {
-        self.1
-            .get_or_init(|| URL_SAFE_NO_PAD.encode(Sha256::digest(self.0.as_bytes())))
+        self.digest().tombstone_key(namespace)
     }
 }
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SessionId(<redacted>)")
+    }
+}
+
+/// SHA-256 of a session id: all the Redis side ever needs, and not a credential.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Digest([u8; 32]);
+
+impl Digest {
+    fn of(id: &str) -> Self {
+        Self(Sha256::digest(id.as_bytes()).into())
+    }
+
+    /// The digest as written in keys and tombstones: base64url, 43 characters.
+    pub(crate) fn to_text(self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Parses what [`to_text`](Self::to_text) wrote.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        bytes.try_into().ok().map(Self)
+    }
+
+    /// `<namespace>:{<base64url(sha256(id))>}`, the digest as the hash tag.
+    pub(crate) fn redis_key(&self, namespace: &str) -> String {
+        format!("{namespace}:{{{}}}", self.to_text())
+    }
+
+    /// `<namespace>:revoked:{<base64url(sha256(id))>}`, in the slot of the session's hash.
+    pub(crate) fn tombstone_key(&self, namespace: &str) -> String {
+        format!("{namespace}:revoked:{{{}}}", self.to_text())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not a secret, but a stable handle on a session: kept out of logs all the same.
+        f.write_str("Digest(..)")
     }
 }
 
@@ -126,5 +170,14 @@ mod tests {
         );
         assert_eq!(key, id.redis_key("session"), "stable");
         assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
+    }
+
+    #[test]
+    fn digests_round_trip_as_text() {
+        let digest = *SessionId::generate().expect("random").digest();
+        assert_eq!(Digest::parse(&digest.to_text()), Some(digest));
+        assert_eq!(digest.to_text().len(), ID_CHARS);
+        assert_eq!(Digest::parse("short"), None);
+        assert_eq!(Digest::parse(&"*".repeat(ID_CHARS)), None);
     }
 }

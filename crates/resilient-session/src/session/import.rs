@@ -68,6 +68,14 @@ enum Protection {
     Private(Key),
 }
 
+/// An imported app's session, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OldSession {
+    pub(crate) values: Map<String, Value>,
+    /// When it would have ended, unix seconds, if its value says.
+    pub(crate) deadline: Option<i64>,
+}
+
 /// A tower-sessions record as tower-sessions-redis-store writes it (MessagePack).
 #[derive(Deserialize)]
 struct TowerRecord {
@@ -163,12 +171,13 @@ impl Import {
         valid.then(|| format!("{}{id}", self.key_prefix))
     }
 
-    /// The old session's data from its Redis value; `Ok(None)` when it has expired.
+    /// The old session from its Redis value; `Ok(None)` when it has expired.
     pub(crate) fn decode(
         &self,
         bytes: &[u8],
         now: time::OffsetDateTime,
-    ) -> Result<Option<Map<String, Value>>, String> {
+    ) -> Result<Option<OldSession>, String> {
+        let mut deadline = None;
         let values: Map<String, Value> = match self.from {
             Legacy::TowerSessions => {
                 let record: TowerRecord = rmp_serde::from_slice(bytes)
@@ -176,6 +185,7 @@ impl Import {
                 if record.expiry_date <= now {
                     return Ok(None);
                 }
+                deadline = Some(record.expiry_date.unix_timestamp());
                 record.data.into_iter().collect()
             }
             Legacy::ActixSession => {
@@ -203,12 +213,11 @@ impl Import {
             }
         };
         // Keys starting with NUL are reserved in our sessions.
-        Ok(Some(
-            values
-                .into_iter()
-                .filter(|(key, _)| !key.starts_with('\0'))
-                .collect(),
-        ))
+        let values = values
+            .into_iter()
+            .filter(|(key, _)| !key.starts_with('\0'))
+            .collect();
+        Ok(Some(OldSession { values, deadline }))
     }
 
     /// A `Set-Cookie` header removing the old cookie; `Secure` when ours is (and always for a
@@ -311,10 +320,11 @@ mod tests {
     fn actix_states_old_and_new() {
         let import = Import::actix_session("id", Key::from(&[3u8; 64]));
         let plain = br#"{"counter":"3","user":"{\"user_id\":\"ada\"}","note":"not json"}"#;
-        let values = import
+        let OldSession { values, deadline } = import
             .decode(plain, later())
             .expect("decodes")
             .expect("live");
+        assert_eq!(deadline, None, "actix-session keeps it in the key's TTL");
         assert_eq!(values["counter"], 3);
         assert_eq!(values["user"]["user_id"], "ada");
         assert_eq!(values["note"], "not json");
@@ -322,14 +332,16 @@ mod tests {
         let values = import
             .decode(versioned, later())
             .expect("decodes")
-            .expect("live");
+            .expect("live")
+            .values;
         assert_eq!(values["counter"], 4);
         // A 0.11 state that happens to have keys `v` and `state` is still a 0.11 state.
         let lookalike = br#"{"v":"\"x\"","state":"\"y\""}"#;
         let values = import
             .decode(lookalike, later())
             .expect("decodes")
-            .expect("live");
+            .expect("live")
+            .values;
         assert_eq!(values["v"], "x");
         assert_eq!(values["state"], "y");
         assert!(import.decode(b"[1,2]", later()).is_err());
@@ -351,8 +363,12 @@ mod tests {
         };
         let bytes = rmp_serde::to_vec(&record).expect("encodes");
         let import = Import::tower_sessions("id");
-        let values = import.decode(&bytes, time::OffsetDateTime::now_utc());
-        assert_eq!(values.expect("decodes").expect("live")["counter"], 2);
+        let OldSession { values, deadline } = import
+            .decode(&bytes, time::OffsetDateTime::now_utc())
+            .expect("decodes")
+            .expect("live");
+        assert_eq!(values["counter"], 2);
+        assert_eq!(deadline, Some(record.expiry_date.unix_timestamp()));
         let expired = import.decode(&bytes, later() + time::Duration::seconds(1));
         assert_eq!(expired.expect("decodes"), None);
         assert!(import.decode(b"garbage", later()).is_err());

@@ -1,144 +1,150 @@
-//! Loading a session on first use (DESIGN.md §4 step 3, and "who wins, cookie or Redis").
+//! Loading a session on first use: runs the [`Loader`]'s plan against Redis.
 
 use serde_json::{Map, Value};
 
-use super::backend::{Fields, Tombstone};
-use super::state::State;
+use super::SessionStore;
+use super::backend::{Fields, tombstone_of};
+use super::engine::answer::{GoneAnswer, Hash, HashAnswer, LegacyAnswer, Unavailable};
+use super::engine::load::{Answer, Loaded, Loader, Query, Step};
+use super::engine::state::{ClientCookie, Legacy, Outgoing};
+use super::engine::{STAMP_FIELD, Stamp, State};
 use super::store::now;
-use super::{SessionId, SessionStore, Source};
-use crate::cookie::Payload;
+use crate::Error;
 use crate::stats::Counters;
-
-/// The hash field that lists the outage batches already merged (newest last). Session keys
-/// starting with NUL are reserved, so no app key collides with it.
-pub(crate) const MERGED_FIELD: &str = "\u{0}merged";
-
-/// How many merged batch names the hash remembers.
-pub(crate) const MERGED_KEPT: usize = 8;
 
 impl SessionStore {
     /// Loads `state` from Redis, or from the cookie when Redis is unavailable. Never fails: a
-    /// session that cannot be had is a fresh one.
+    /// session that cannot be had is a fresh one, or one that knows nothing.
     pub(crate) async fn load(&self, state: &mut State) {
-        state.loaded = true;
-        self.verify_cookie(state);
-        let Some(cookie) = state.base.clone() else {
-            // A new visitor, or a cookie that was invalid or expired; perhaps with the cookie
-            // of an app whose sessions are imported.
-            if let Some(value) = state.legacy.take() {
-                self.import_legacy(state, &value).await;
-            }
-            return;
-        };
-        if self.revoked_here(&cookie) {
-            // Logged out while Redis was down; the logout waits to be replayed.
-            state.reset();
-            return;
-        }
         let now = now();
-        let Some(id) = cookie.id.clone() else {
-            self.load_cookie_only(state, &cookie, now).await;
-            return;
-        };
-        let touch = self
-            .touch_due(&cookie, now)
-            .then(|| self.ttl_secs(cookie.created, now));
-        match self.backend().load(&id, touch).await {
-            Ok(Some(fields)) => match self.parse(fields) {
-                Ok((values, merged)) => {
-                    state.values = values;
-                    state.source = Source::Redis;
-                    state.stored_id = Some(id);
-                    state.touched_at_load = touch.is_some();
-                    if touch.is_some() {
-                        Counters::bump(&self.counters().touches);
-                    }
-                    // Redis has the data, the cookie what was written while it was down: the
-                    // cookie's changes are newer and win, field by field, once per batch.
-                    let already_merged = cookie.batch.as_ref().is_some_and(|b| merged.contains(b));
-                    if !already_merged {
-                        state.apply_pending(&cookie);
-                    }
-                    state.merged = merged;
+        self.verify(state, now);
+        let mut loader = Loader::new(self.load_input(state, now));
+        let mut step = loader.start();
+        let loaded = loop {
+            match step {
+                Step::Done(loaded) => break loaded,
+                Step::Ask(query) => {
+                    let answer = self.ask(query, now).await;
+                    step = loader.answer(answer);
                 }
-                Err(reason) => self.discard_corrupt(state, &id, &reason).await,
-            },
-            Ok(None) => self.load_missing(state, &cookie, &id).await,
-            Err(err) if err.is_wrong_type() => {
-                self.discard_corrupt(state, &id, &err.to_string()).await;
             }
-            Err(err) => {
-                // Unavailable, or an error we cannot place: never a reason to log anyone out.
-                tracing::debug!(error = %err, "Redis unavailable: serving the session from its cookie");
-                self.fall_back(state, &cookie, now);
+        };
+        self.note(&loaded);
+        apply(state, loaded);
+    }
+
+    async fn ask(&self, query: Query, now: i64) -> Answer {
+        let backend = self.backend();
+        match query {
+            Query::Hash { id, touch } => Answer::Hash(match backend.load(&id, touch).await {
+                Ok(Some(fields)) => match self.parse(fields) {
+                    Ok(hash) => HashAnswer::Found(hash),
+                    Err(reason) => HashAnswer::Corrupt(reason),
+                },
+                Ok(None) => HashAnswer::Missing,
+                Err(err) if err.is_wrong_type() => HashAnswer::Corrupt(err.to_string()),
+                Err(err) => {
+                    unavailable(&err);
+                    HashAnswer::Unavailable
+                }
+            }),
+            Query::Gone { id } => {
+                let tombstone = backend.tombstone(&id).await;
+                let epoch = backend.epoch(id.digest(), true).await;
+                Answer::Gone(match (tombstone, epoch) {
+                    (Ok(tombstone), Ok(epoch)) => GoneAnswer::Known {
+                        tombstone: tombstone_of(tombstone.as_deref(), |s| self.unseal(s)),
+                        epoch: epoch.to_string(),
+                    },
+                    (Err(err), _) | (_, Err(err)) => {
+                        unavailable(&err);
+                        GoneAnswer::Unavailable
+                    }
+                })
+            }
+            Query::Tombstone { id } => Answer::Tombstone(match backend.tombstone(&id).await {
+                Ok(value) => Ok(tombstone_of(value.as_deref(), |s| self.unseal(s))),
+                Err(err) => {
+                    unavailable(&err);
+                    Err(Unavailable)
+                }
+            }),
+            Query::Legacy { key } => Answer::Legacy(self.legacy(&key, now).await),
+            Query::Discard { id, reason } => {
+                Counters::bump(&self.counters().corrupt_sessions);
+                tracing::warn!(
+                    reason,
+                    "corrupt session data in Redis; deleted, starting a fresh session"
+                );
+                // With a tombstone, so that no copy of the cookie re-seeds it after a restart.
+                self.revoke_now_or_later(*id.digest(), now).await;
+                Answer::Discarded
             }
         }
     }
 
-    /// A request with only an imported app's cookie: its session is read from Redis (one
-    /// `GET`) and becomes a new session of ours, written at the end of the request, which then
-    /// deletes the old key in the same round trip. Nothing is deleted before our copy is
-    /// written: a request that fails or is dropped midway leaves the old session in place.
-    /// Redis unavailable (or refusing the read): nothing moves, and this request's changes are
-    /// not kept (they would start a second session beside the old one); a later request
-    /// imports it.
-    async fn import_legacy(&self, state: &mut State, value: &str) {
+    /// An imported app's session: read (`GET`, with its remaining life), decoded and checked.
+    async fn legacy(&self, key: &str, now: i64) -> LegacyAnswer {
         let Some(import) = self.config().import.clone() else {
-            return;
+            return LegacyAnswer::Missing;
         };
-        let Some(key) = import.redis_key(value) else {
-            // Not a cookie that app issued (or another app's of the same name): no Redis
-            // command, and it is left alone.
-            return;
-        };
-        let stored = match self.backend().peek(&key).await {
-            Ok(stored) => stored,
+        let (bytes, pttl) = match self.backend().peek(key).await {
+            Ok((Some(bytes), pttl)) => (bytes, pttl),
+            Ok((None, _)) => return LegacyAnswer::Missing,
             Err(err) if err.is_wrong_type() => {
-                tracing::warn!(
-                    "the old session's key holds something else; the user starts a new session"
-                );
-                state.remove_legacy = true;
-                return;
+                return LegacyAnswer::Refused("the old session's key holds something else".into());
             }
             Err(err) => {
                 if err.is_unavailable() {
                     tracing::debug!(error = %err, "Redis unavailable: the old session is imported later");
                 } else {
-                    tracing::error!(error = %err, "cannot read an old session to import (does the Redis user have GET and DEL on the old keys?); it is imported once that works");
+                    tracing::error!(error = %err, "cannot read an old session to import (does the Redis user have GET, PTTL and DEL on the old keys?); it is imported once that works");
                 }
-                state.detached = true;
-                return;
+                return LegacyAnswer::Unavailable;
             }
         };
-        let Some(bytes) = stored else {
-            // Expired or unknown: the old cookie stands for nothing.
-            state.remove_legacy = true;
-            return;
-        };
-        let values = import
-            .decode(&bytes, time::OffsetDateTime::now_utc())
-            .and_then(|values| match values {
-                Some(values) => self.accept(&values).map(|()| Some(values)),
-                None => Ok(None),
-            });
-        state.remove_legacy = true;
-        match values {
-            Ok(Some(values)) => {
-                Counters::bump(&self.counters().sessions_imported);
-                state.changed = values.keys().cloned().collect();
-                state.values = values;
-                state.source = Source::Redis;
-                state.import_key = Some(key);
+        let ttl_deadline = (pttl > 0).then(|| now.saturating_add(pttl / 1000));
+        match import.decode(&bytes, time::OffsetDateTime::now_utc()) {
+            Ok(Some(super::import::OldSession { values, deadline })) => {
+                match self.accept(&values) {
+                    Ok(()) => LegacyAnswer::Found {
+                        values,
+                        deadline: earliest(deadline, ttl_deadline),
+                    },
+                    Err(reason) => LegacyAnswer::Refused(reason),
+                }
             }
-            Ok(None) => {}
-            Err(reason) => {
-                // Left in Redis: it is not ours to delete.
-                Counters::bump(&self.counters().corrupt_sessions);
-                tracing::warn!(
-                    reason,
-                    "an old session cannot be imported; the user starts a new one"
-                );
-            }
+            Ok(None) => LegacyAnswer::Missing,
+            Err(reason) => LegacyAnswer::Refused(reason),
+        }
+    }
+
+    /// Counts what a load did.
+    fn note(&self, loaded: &Loaded) {
+        let counters = self.counters();
+        let notes = &loaded.notes;
+        if notes.touched {
+            Counters::bump(&counters.touches);
+        }
+        if notes.fallback {
+            Counters::bump(&counters.fallback_reads);
+        }
+        if notes.stale_view {
+            Counters::bump(&counters.stale_changes_dropped);
+            tracing::info!(
+                "a cookie's changes from while Redis was down are older than what Redis holds: dropped"
+            );
+        }
+        if notes.imported {
+            Counters::bump(&counters.sessions_imported);
+        }
+        if let Some(reason) = &notes.legacy_refused {
+            // Left in Redis: it is not ours to delete.
+            Counters::bump(&counters.corrupt_sessions);
+            tracing::warn!(
+                reason,
+                "an old session cannot be imported; the user starts a new one"
+            );
         }
     }
 
@@ -173,122 +179,61 @@ impl SessionStore {
         }
     }
 
-    /// Whether this process holds a logout of the cookie's session that waits for Redis.
-    pub(crate) fn revoked_here(&self, cookie: &Payload) -> bool {
-        let revocations = self.revocations();
-        !revocations.is_empty()
-            && cookie
-                .revocable_id()
-                .is_some_and(|id| revocations.contains(id))
-    }
-
-    /// The cookie stands in for Redis, within the fallback max age. Past it, the session is
-    /// served empty but the cookie is kept: an outage never logs anyone out by itself.
-    fn fall_back(&self, state: &mut State, cookie: &Payload, now: i64) {
-        if self.fallback_allowed(cookie, now) {
-            Counters::bump(&self.counters().fallback_reads);
-            state.serve_from_cookie(cookie);
-        } else {
-            state.detach();
-        }
-    }
-
-    /// A session that began while Redis was down: the cookie is all there is. It moves to
-    /// Redis, under a new id, at the end of the first request that finds Redis up, unless it was
-    /// logged out (or moved) meanwhile.
-    async fn load_cookie_only(&self, state: &mut State, cookie: &Payload, now: i64) {
-        if !self.fallback_allowed(cookie, now) {
-            state.reset();
-            return;
-        }
-        let tombstone = match &cookie.provisional {
-            Some(provisional) => self.backend().tombstone(provisional).await,
-            None => Ok(Tombstone::None),
-        };
-        match tombstone {
-            Ok(Tombstone::Revoked) => state.reset(),
-            // Another request moved it already; this copy stands for nothing.
-            Ok(Tombstone::Moved) => state.detach(),
-            // No tombstone, or Redis unavailable (then the move fails fast at the end).
-            Ok(Tombstone::None) | Err(_) => {
-                self.fall_back(state, cookie, now);
-                state.promote = true;
-            }
-        }
-    }
-
-    /// The hash is gone. Same data epoch as the cookie saw: the session ended (logout, expiry,
-    /// deleted by an operator). A new epoch: Redis lost its data, and the session is re-seeded
-    /// from its cookie under a new id, within the fallback max age and unless its id has a
-    /// tombstone (a replayed logout, or another copy that re-seeded it already).
-    async fn load_missing(&self, state: &mut State, cookie: &Payload, id: &SessionId) {
-        let current = match self.backend().epoch(id, true).await {
-            Ok(current) => current,
-            // Cannot tell "ended" from "lost" now: serve from the cookie, decide on a later
-            // request. A transient error never logs anyone out.
-            Err(err) if err.is_unavailable() => {
-                self.fall_back(state, cookie, now());
-                return;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot read the Redis data epoch; the session ends");
-                state.reset();
-                return;
-            }
-        };
-        let lost = cookie
-            .epoch
-            .as_ref()
-            .is_some_and(|seen| seen.as_str() != &*current);
-        if !lost || !self.fallback_allowed(cookie, now()) {
-            state.reset();
-            return;
-        }
-        match self.backend().tombstone(id).await {
-            Ok(Tombstone::None) => {
-                state.serve_from_cookie(cookie);
-                state.source = Source::Redis;
-                state.promote = true;
-            }
-            Ok(Tombstone::Revoked) => state.reset(),
-            Ok(Tombstone::Moved) => state.detach(),
-            // Cannot tell now: serve from the cookie, re-seed on a later request.
-            Err(_) => self.fall_back(state, cookie, now()),
-        }
-    }
-
-    /// Deletes a corrupt session and starts a fresh one. The warning never holds the id.
-    async fn discard_corrupt(&self, state: &mut State, id: &SessionId, reason: &str) {
-        Counters::bump(&self.counters().corrupt_sessions);
-        tracing::warn!(
-            reason,
-            "corrupt session data in Redis; deleted, starting a fresh session"
-        );
-        if let Err(err) = self.backend().delete(id).await {
-            tracing::warn!(error = %err, "could not delete a corrupt session");
-        }
-        state.reset();
-    }
-
     /// Session data from a hash: UTF-8 field names, JSON values, within the size limit, and
-    /// accepted by the app's validator; plus the names of the outage batches it merged.
-    fn parse(&self, fields: Fields) -> Result<(Map<String, Value>, Vec<String>), String> {
+    /// accepted by the app's validator; and its stamp. Other reserved fields are skipped.
+    fn parse(&self, fields: Fields) -> Result<Hash, String> {
         self.within_size_limit(fields.iter().map(|(k, v)| k.len() + v.len()).sum())?;
         let mut values = Map::new();
-        let mut merged = Vec::new();
+        let mut stamp = Stamp::default();
         for (field, raw) in fields {
-            let field =
-                String::from_utf8(field).map_err(|_| "a field name is not UTF-8".to_owned())?;
-            if field == MERGED_FIELD {
-                merged = serde_json::from_slice(&raw)
-                    .map_err(|_| "the merged-batches field is not a list".to_owned())?;
+            if field == STAMP_FIELD.as_bytes() {
+                stamp = Stamp::parse(&raw)
+                    .ok_or_else(|| "the stamp field is not a stamp".to_owned())?;
                 continue;
             }
+            if field.first() == Some(&0) {
+                continue;
+            }
+            let field =
+                String::from_utf8(field).map_err(|_| "a field name is not UTF-8".to_owned())?;
             let value = serde_json::from_slice(&raw)
                 .map_err(|err| format!("value of `{field}` is not JSON: {err}"))?;
             values.insert(field, value);
         }
         self.validated(&values)?;
-        Ok((values, merged))
+        Ok(Hash { values, stamp })
+    }
+}
+
+/// Puts what the load serves into the state.
+fn apply(state: &mut State, loaded: Loaded) {
+    if loaded.over {
+        state.cookie = ClientCookie::None;
+        if state.had_cookie {
+            state.outgoing = Outgoing::Remove;
+        }
+    }
+    if loaded.legacy_gone {
+        state.legacy = Legacy::Remove;
+    }
+    state.phase = loaded.phase;
+    state.data = loaded.data;
+}
+
+/// The earlier of two deadlines.
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Logs an error that makes Redis's answer unusable for this load.
+fn unavailable(err: &Error) {
+    if err.is_unavailable() {
+        tracing::debug!(error = %err, "Redis unavailable: serving the session from its cookie if it may");
+    } else {
+        // An error we cannot place: never a reason to log anyone out.
+        tracing::warn!(error = %err, "unexpected Redis error loading a session; treated as unavailable");
     }
 }

@@ -3,14 +3,19 @@
 //! [`SessionStore`] creates, loads, touches, saves and deletes sessions in Redis, with the cookie
 //! standing in while Redis is unavailable; [`Session`] is the per-request handle handlers use.
 //! A request goes through [`SessionStore::open`] (parse the cookie, no I/O), the handler, then
-//! [`SessionStore::finish`] (write, touch, `Set-Cookie`). The tower [`SessionLayer`](crate::SessionLayer)
-//! and the actix middleware both drive exactly these two calls.
+//! [`SessionStore::finish`] (write, touch, the headers to send). The tower
+//! [`SessionLayer`](crate::SessionLayer) and the actix middleware both drive exactly these two
+//! calls.
+//!
+//! The rules (who wins, cookie or Redis; what a request writes) are decided apart from I/O, in
+//! the engine's pure core; `load.rs` and `save.rs` run its plans against Redis.
 //!
 //! Redis round trips per request: not read and no touch due, 0; read, 1 (`HGETALL`, with
 //! `EXPIRE` in the same pipeline when a touch is due); read and written, 2; logout, 1. A new
 //! visitor whose session nobody writes to costs nothing and gets no cookie.
 
 mod backend;
+mod engine;
 mod handle;
 mod id;
 mod import;
@@ -19,11 +24,13 @@ mod replay;
 mod response;
 mod revocations;
 mod save;
-mod state;
 mod store;
 
+pub(crate) use engine::Stamp;
 pub use handle::{Session, Source};
 pub(crate) use id::SessionId;
 pub use import::Import;
-pub use response::SetCookie;
+pub use response::ResponseHeaders;
+pub(crate) use revocations::DEFAULT_CAPACITY as DEFAULT_LOGOUT_QUEUE;
+pub use save::FinishLater;
 pub use store::SessionStore;

@@ -5,8 +5,8 @@ use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 
 use super::SessionStore;
-use super::revocations::{Attempt, RETRY_PAUSE};
-use super::store::Inner;
+use super::revocations::{Attempt, RETRY_PAUSE, Target};
+use super::store::{Inner, now};
 use crate::stats::Counters;
 
 /// Runs until the store is dropped. Replays only while Redis looks healthy, so an outage of
@@ -17,7 +17,8 @@ pub(crate) async fn replay(store: Weak<Inner>, wake: Arc<Notify>) {
             return;
         };
         let store_now = SessionStore::from_inner(inner);
-        let Some(id) = store_now.revocations().next() else {
+        let now = now();
+        let Some(target) = store_now.revocations().next(now) else {
             drop(store_now);
             wake.notified().await;
             continue;
@@ -27,19 +28,28 @@ pub(crate) async fn replay(store: Weak<Inner>, wake: Arc<Notify>) {
             tokio::time::sleep(RETRY_PAUSE).await;
             continue;
         }
+        let done = match &target {
+            Target::Session(digest) => match store_now.revoke_chain(*digest).await {
+                Ok(()) => Ok(()),
+                Err((left, err)) if left == *digest => Err(err),
+                // The first link is done; the rest of the chain waits in its turn.
+                Err((left, _)) => {
+                    let until = store_now.policy().revocation_matters_until(now, now, true);
+                    store_now.revoke_later(Target::Session(left), until, now);
+                    Ok(())
+                }
+            },
+            Target::Legacy(key) => store_now.backend().delete(key).await,
+        };
         let revocations = store_now.revocations();
-        match store_now
-            .backend()
-            .revoke(&id, store_now.tombstone_secs())
-            .await
-        {
+        match done {
             Ok(()) => {
-                revocations.settle(&id, Attempt::Replayed);
+                revocations.settle(&target, Attempt::Replayed);
                 Counters::bump(&store_now.counters().revocations_replayed);
                 tracing::info!("replayed a logout made while Redis was down");
             }
             Err(err) => {
-                if revocations.settle(&id, Attempt::Failed) {
+                if revocations.settle(&target, Attempt::Failed) {
                     Counters::bump(&store_now.counters().revocations_failed);
                     tracing::warn!(error = %err, "gave up replaying a logout made while Redis was down");
                 }

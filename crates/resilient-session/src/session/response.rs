@@ -3,64 +3,87 @@
 use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue};
 
-/// A `Set-Cookie` header for the response, with what a response that sets it must also carry:
-/// `Vary: Cookie` and `Cache-Control: private`, so that no shared cache hands one user's cookie
-/// to another.
+/// What the end of a request adds to the response: the `Set-Cookie` headers (none, the
+/// session cookie's, and after an [import](crate::Import) the removal of the old app's), and,
+/// for every response that read the session or sets a cookie, `Vary: Cookie` and
+/// `Cache-Control: private`, so that no shared cache hands one user's session to another.
 ///
 /// The adapters apply it; an adapter for another framework would do the same:
 ///
 /// ```
-/// # fn apply(set: resilient_session::SetCookie, vary: Option<&str>, cache_control: Option<&str>) {
-/// for set_cookie in set.headers() { /* append a `Set-Cookie` header */ }
-/// let vary = resilient_session::SetCookie::vary(vary);
-/// let cache_control = resilient_session::SetCookie::cache_control(cache_control);
+/// # fn apply(headers: resilient_session::ResponseHeaders, vary: Option<&str>, cache_control: Option<&str>) {
+/// for set_cookie in headers.set_cookies() { /* append a `Set-Cookie` header */ }
+/// if headers.is_private() {
+///     let vary = resilient_session::ResponseHeaders::vary(vary);
+///     let cache_control = resilient_session::ResponseHeaders::cache_control(cache_control);
+///     /* set them */
+/// }
 /// # }
 /// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct SetCookie {
-    header: String,
-    /// A second header: the removal of an imported app's cookie.
-    also: Option<String>,
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ResponseHeaders {
+    /// Our cookie: set, or removed.
+    cookie: Option<String>,
+    /// The removal of an imported app's cookie.
+    legacy: Option<String>,
+    /// The handler read the session.
+    read: bool,
 }
 
-impl std::fmt::Debug for SetCookie {
+impl std::fmt::Debug for ResponseHeaders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The value logs whoever holds it in: only the attributes are shown.
-        let attributes = self.header.split_once(';').map_or("", |(_, rest)| rest);
-        write!(f, "SetCookie(<redacted>;{attributes})")?;
-        if self.also.is_some() {
-            f.write_str(" + removal of an imported cookie")?;
-        }
-        Ok(())
+        let cookie = self.cookie.as_deref().map(|header| {
+            let attributes = header.split_once(';').map_or("", |(_, rest)| rest);
+            format!("<redacted>;{attributes}")
+        });
+        f.debug_struct("ResponseHeaders")
+            .field("cookie", &cookie)
+            .field("removes_imported_cookie", &self.legacy.is_some())
+            .field("private", &self.is_private())
+            .finish()
     }
 }
 
-impl SetCookie {
-    pub(crate) fn new(header: String) -> Self {
-        Self { header, also: None }
+impl ResponseHeaders {
+    pub(crate) fn new(cookie: Option<String>, legacy: Option<String>, read: bool) -> Self {
+        Self {
+            cookie,
+            legacy,
+            read,
+        }
     }
 
-    /// With a second header after this one.
-    pub(crate) fn and(mut self, also: String) -> Self {
-        self.also = Some(also);
-        self
-    }
-
-    /// The (first) `Set-Cookie` header value.
-    pub fn header(&self) -> &str {
-        &self.header
+    /// The session cookie's `Set-Cookie` value, when the response sets or removes it.
+    pub fn session_cookie(&self) -> Option<&str> {
+        self.cookie.as_deref()
     }
 
     /// Every `Set-Cookie` header value to send: the session cookie's, and after an
     /// [import](crate::Import) the removal of the old app's cookie. Adapters send them all.
-    pub fn headers(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.header.as_str()).chain(self.also.as_deref())
+    pub fn set_cookies(&self) -> impl Iterator<Item = &str> {
+        self.cookie
+            .as_deref()
+            .into_iter()
+            .chain(self.legacy.as_deref())
     }
 
-    /// Adds the `Set-Cookie` header to `headers`, with `Vary: Cookie` and
-    /// `Cache-Control: private` (see [`vary`](Self::vary), [`cache_control`](Self::cache_control)).
+    /// The response is about a session (its handler read it, or a cookie is set): it must carry
+    /// `Vary: Cookie` and `Cache-Control: private`.
+    pub fn is_private(&self) -> bool {
+        self.read || self.cookie.is_some() || self.legacy.is_some()
+    }
+
+    /// Nothing to add to the response.
+    pub fn is_empty(&self) -> bool {
+        !self.is_private()
+    }
+
+    /// Adds the `Set-Cookie` headers to `headers` and, when [private](Self::is_private),
+    /// `Vary: Cookie` and `Cache-Control: private` (see [`vary`](Self::vary),
+    /// [`cache_control`](Self::cache_control)).
     pub fn apply(&self, headers: &mut HeaderMap) {
-        for header in self.headers() {
+        for header in self.set_cookies() {
             match HeaderValue::from_str(header) {
                 Ok(set_cookie) => headers.append(SET_COOKIE, set_cookie),
                 Err(_) => {
@@ -68,6 +91,9 @@ impl SetCookie {
                     continue;
                 }
             };
+        }
+        if !self.is_private() {
+            return;
         }
         let joined = |name| {
             let values: Vec<&str> = headers
@@ -77,8 +103,8 @@ impl SetCookie {
                 .collect();
             (!values.is_empty()).then(|| values.join(", "))
         };
-        let vary = SetCookie::vary(joined(VARY).as_deref());
-        let cache_control = SetCookie::cache_control(joined(CACHE_CONTROL).as_deref());
+        let vary = Self::vary(joined(VARY).as_deref());
+        let cache_control = Self::cache_control(joined(CACHE_CONTROL).as_deref());
         for (name, value) in [(VARY, vary), (CACHE_CONTROL, cache_control)] {
             if let Ok(value) = HeaderValue::from_str(&value) {
                 headers.insert(name, value);
@@ -134,27 +160,62 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_response_that_read_the_session_is_private_without_a_cookie() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60"),
+        );
+        ResponseHeaders::new(None, None, true).apply(&mut headers);
+        assert_eq!(headers[VARY], "Cookie");
+        assert_eq!(headers[CACHE_CONTROL], "private, max-age=60");
+        assert!(headers.get(SET_COOKIE).is_none());
+
+        let mut untouched = HeaderMap::new();
+        let unused = ResponseHeaders::new(None, None, false);
+        assert!(unused.is_empty());
+        unused.apply(&mut untouched);
+        assert!(
+            untouched.is_empty(),
+            "a response that never used the session stays public"
+        );
+
+        let mut both = HeaderMap::new();
+        ResponseHeaders::new(
+            Some("session=x".into()),
+            Some("id=; Max-Age=0".into()),
+            false,
+        )
+        .apply(&mut both);
+        assert_eq!(both.get_all(SET_COOKIE).iter().count(), 2);
+        assert_eq!(both[VARY], "Cookie");
+    }
+
+    #[test]
     fn vary_gains_cookie_once() {
-        assert_eq!(SetCookie::vary(None), "Cookie");
+        assert_eq!(ResponseHeaders::vary(None), "Cookie");
         assert_eq!(
-            SetCookie::vary(Some("Accept-Encoding")),
+            ResponseHeaders::vary(Some("Accept-Encoding")),
             "Accept-Encoding, Cookie"
         );
-        assert_eq!(SetCookie::vary(Some("accept, cookie")), "accept, cookie");
-        assert_eq!(SetCookie::vary(Some("*")), "*");
-        assert_eq!(SetCookie::vary(Some("")), "Cookie");
+        assert_eq!(
+            ResponseHeaders::vary(Some("accept, cookie")),
+            "accept, cookie"
+        );
+        assert_eq!(ResponseHeaders::vary(Some("*")), "*");
+        assert_eq!(ResponseHeaders::vary(Some("")), "Cookie");
     }
 
     #[test]
     fn cache_control_becomes_private() {
-        assert_eq!(SetCookie::cache_control(None), "private");
+        assert_eq!(ResponseHeaders::cache_control(None), "private");
         assert_eq!(
-            SetCookie::cache_control(Some("public, max-age=60")),
+            ResponseHeaders::cache_control(Some("public, max-age=60")),
             "private, max-age=60"
         );
-        assert_eq!(SetCookie::cache_control(Some("no-store")), "no-store");
+        assert_eq!(ResponseHeaders::cache_control(Some("no-store")), "no-store");
         assert_eq!(
-            SetCookie::cache_control(Some("private, max-age=5")),
+            ResponseHeaders::cache_control(Some("private, max-age=5")),
             "private, max-age=5"
         );
     }

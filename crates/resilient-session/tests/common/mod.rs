@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use resilient_session::{KeyRing, RedisManager, Session, SessionConfig, SessionStore, SetCookie};
+use resilient_session::{KeyRing, RedisManager, Session, SessionConfig, SessionStore};
 use test_redis::RedisServer;
 
 /// Waits (up to 10 s) until `manager` reports itself connected. The background task connects
@@ -40,13 +40,19 @@ pub(crate) fn config() -> SessionConfig {
     SessionConfig::new(KeyRing::from_secret(SECRET).expect("secret"))
 }
 
-/// The `Cookie` header a browser would send back after `set`.
-pub(crate) fn cookie_header(set: &SetCookie) -> String {
-    set.header()
-        .split(';')
-        .next()
-        .expect("name=value")
-        .to_owned()
+/// The `Cookie` header a browser would send back after the `Set-Cookie` value `set`.
+pub(crate) fn cookie_header(set: &str) -> String {
+    set.split(';').next().expect("name=value").to_owned()
+}
+
+/// Ends `session`'s request: the session cookie's `Set-Cookie` value, if the response sets or
+/// removes it.
+pub(crate) async fn finish(store: &SessionStore, session: &Session) -> Option<String> {
+    store
+        .finish(session)
+        .await
+        .session_cookie()
+        .map(str::to_owned)
 }
 
 pub(crate) fn open(store: &SessionStore, cookie: Option<&str>) -> Session {
@@ -63,8 +69,7 @@ pub(crate) fn session_keys(server: &RedisServer) -> Vec<String> {
 pub(crate) async fn stored_session(store: &SessionStore) -> String {
     let session = open(store, None);
     session.insert("counter", 1).await.expect("insert");
-    let set = store
-        .finish(&session)
+    let set = finish(store, &session)
         .await
         .expect("a new session sets a cookie");
     cookie_header(&set)

@@ -1,0 +1,1050 @@
+//! The rules of the engine as tables, without a Redis: who wins, cookie or Redis (the load),
+//! and what the end of a request writes (the save). Each row is a case of the README's
+//! "When Redis goes down".
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::answer::{GoneAnswer, Hash, HashAnswer, LegacyAnswer, Tombstone, Unavailable, Written};
+use super::load::{Answer, LoadInput, Loaded, Loader, Query, Step};
+use super::save::{self, Ctx, Local, Plan, Predecessor, Problem};
+use super::state::{ClientCookie, Cookie, Data, Intent, Known, Legacy, Outgoing, Phase, State};
+use super::{Policy, Stamp};
+use crate::cookie::Payload;
+use crate::session::SessionId;
+use crate::{KeyRing, SessionConfig};
+
+const NOW: i64 = 1_800_000_000;
+const EPOCH: &str = "epoch-now";
+
+fn policy() -> Policy {
+    Policy::new(&SessionConfig::new(
+        KeyRing::from_secret("w".repeat(32)).expect("valid"),
+    ))
+}
+
+fn mirrored() -> BTreeSet<String> {
+    ["user".to_owned()].into()
+}
+
+fn id(n: u8) -> SessionId {
+    SessionId::parse(&format!("{}{}A", char::from(b'A' + n), "a".repeat(41))).expect("an id")
+}
+
+fn values(json: Value) -> Map<String, Value> {
+    match json {
+        Value::Object(map) => map,
+        _ => panic!("an object"),
+    }
+}
+
+/// A cookie for the Redis session `id(1)`, confirmed `age` seconds ago, at `stamp`, mirroring
+/// `user` = ada; `tweak` changes it.
+fn cookie(age: i64, stamp: Stamp, tweak: impl FnOnce(&mut Payload)) -> Cookie {
+    let mut payload = Payload::new(Some(id(1)), NOW - age);
+    payload.epoch = Some(EPOCH.into());
+    payload.set_stamp(stamp);
+    payload.mirror.insert("user".into(), json!("ada"));
+    tweak(&mut payload);
+    Cookie {
+        payload: Arc::new(payload),
+        newest_key: true,
+    }
+}
+
+fn fresh() -> Cookie {
+    cookie(10, Stamp::new(5, 0), |_| {})
+}
+
+/// Runs a load: the first step, then `answers` one by one. Returns the questions asked and what
+/// is served.
+fn load(
+    cookie: Option<Cookie>,
+    tweak: impl FnOnce(&mut LoadInput<'_>),
+    answers: Vec<Answer>,
+) -> (Vec<Query>, Loaded) {
+    let mirrored = mirrored();
+    let mut input = LoadInput {
+        cookie,
+        legacy_key: None,
+        revoked_here: false,
+        fail_closed: false,
+        mirrored: &mirrored,
+        policy: policy(),
+        now: NOW,
+    };
+    tweak(&mut input);
+    let mut loader = Loader::new(input);
+    let mut asked = Vec::new();
+    let mut step = loader.start();
+    let mut answers = answers.into_iter();
+    loop {
+        match step {
+            Step::Done(loaded) => {
+                assert!(
+                    answers.next().is_none(),
+                    "answers left over after {asked:?}"
+                );
+                return (asked, loaded);
+            }
+            Step::Ask(query) => {
+                asked.push(query);
+                let answer = answers
+                    .next()
+                    .unwrap_or_else(|| panic!("no answer for {asked:?}"));
+                step = loader.answer(answer);
+            }
+        }
+    }
+}
+
+fn found(json: Value, stamp: Stamp) -> Answer {
+    Answer::Hash(HashAnswer::Found(Hash {
+        values: values(json),
+        stamp,
+    }))
+}
+
+fn gone(tombstone: Tombstone, epoch: &str) -> Answer {
+    Answer::Gone(GoneAnswer::Known {
+        tombstone,
+        epoch: epoch.into(),
+    })
+}
+
+fn moved_to(n: u8) -> Tombstone {
+    Tombstone::Moved {
+        digest: *id(n).digest(),
+        id: Some(id(n)),
+    }
+}
+
+/// What a row expects a load to serve.
+#[derive(Debug, PartialEq)]
+enum Serves {
+    /// From Redis at this id, with these values.
+    Redis(SessionId, Value),
+    /// From the cookie, Redis unavailable.
+    Cookie(Value),
+    /// Moving from the cookie under a new id, claiming this one.
+    Moving(SessionId, Value),
+    /// Nothing known; the cookie stays.
+    Detached,
+    /// The session is over: fresh, and the cookie goes.
+    Over,
+    /// A fresh session.
+    New,
+}
+
+fn serves(loaded: &Loaded) -> Serves {
+    let data = Value::Object(loaded.data.values.clone());
+    match &loaded.phase {
+        Phase::Stored { id, .. } => Serves::Redis(id.clone(), data),
+        Phase::Fallback => Serves::Cookie(data),
+        Phase::Moving { from, .. } => Serves::Moving(from.clone(), data),
+        Phase::Detached => Serves::Detached,
+        Phase::New if loaded.over => Serves::Over,
+        Phase::New => Serves::New,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// A row of a load table: the case, the cookie, Redis's answers, what should be asked, and what
+/// should be served.
+type Row = (&'static str, Cookie, Vec<Answer>, Vec<Query>, Serves);
+
+#[test]
+fn who_wins_cookie_or_redis() {
+    let ada = json!({"user": "ada"});
+    let in_redis = json!({"user": "ada", "cart": 2});
+    let with_outage_writes = |p: &mut Payload| {
+        p.data.insert("cart".into(), json!(3));
+        p.set_stamp(Stamp::new(5, 1));
+        p.unsaved = true;
+    };
+    let old_key = |cookie: Cookie| Cookie {
+        newest_key: false,
+        ..cookie
+    };
+    let hash = |id_: SessionId| Query::Hash {
+        id: id_,
+        touch: None,
+    };
+    let gone_q = |id_: SessionId| Query::Gone { id: id_ };
+    let rows: Vec<Row> = vec![
+        (
+            "Redis has the session: Redis's data",
+            fresh(),
+            vec![found(in_redis.clone(), Stamp::new(5, 0))],
+            vec![hash(id(1))],
+            Serves::Redis(id(1), in_redis.clone()),
+        ),
+        (
+            "Redis has it, the cookie's outage writes are newer: they land on it",
+            cookie(10, Stamp::new(5, 0), with_outage_writes),
+            vec![found(in_redis.clone(), Stamp::new(5, 0))],
+            vec![hash(id(1))],
+            Serves::Redis(id(1), json!({"user": "ada", "cart": 3})),
+        ),
+        (
+            "a stale outage cookie (Redis wrote since): dropped, Redis's values stand",
+            cookie(10, Stamp::new(5, 0), with_outage_writes),
+            vec![found(json!({"user": "ada", "cart": 8}), Stamp::new(6, 0))],
+            vec![hash(id(1))],
+            Serves::Redis(id(1), json!({"user": "ada", "cart": 8})),
+        ),
+        (
+            "a failed-over Redis behind the cookie: the mirror is restored",
+            cookie(10, Stamp::new(9, 0), |p| {
+                p.mirror.insert("user".into(), json!("bob"));
+            }),
+            vec![found(in_redis.clone(), Stamp::new(7, 0))],
+            vec![hash(id(1))],
+            Serves::Redis(id(1), json!({"user": "bob", "cart": 2})),
+        ),
+        (
+            "an older key's view is never applied",
+            old_key(cookie(10, Stamp::new(5, 0), with_outage_writes)),
+            vec![found(in_redis.clone(), Stamp::new(5, 0))],
+            vec![hash(id(1))],
+            Serves::Redis(id(1), in_redis.clone()),
+        ),
+        (
+            "Redis unavailable: the cookie stands in",
+            cookie(10, Stamp::new(5, 0), with_outage_writes),
+            vec![Answer::Hash(HashAnswer::Unavailable)],
+            vec![hash(id(1))],
+            Serves::Cookie(json!({"user": "ada", "cart": 3})),
+        ),
+        (
+            "Redis unavailable, the cookie too old to stand in: nothing known",
+            cookie(3601, Stamp::new(5, 0), |_| {}),
+            vec![Answer::Hash(HashAnswer::Unavailable)],
+            vec![Query::Hash {
+                id: id(1),
+                touch: Some(7 * 24 * 3600),
+            }],
+            Serves::Detached,
+        ),
+        (
+            "Redis unavailable, an older key's cookie: it does not stand in",
+            old_key(fresh()),
+            vec![Answer::Hash(HashAnswer::Unavailable)],
+            vec![hash(id(1))],
+            Serves::Detached,
+        ),
+        (
+            "no session, same epoch: it ended",
+            fresh(),
+            vec![
+                Answer::Hash(HashAnswer::Missing),
+                gone(Tombstone::None, EPOCH),
+            ],
+            vec![hash(id(1)), gone_q(id(1))],
+            Serves::Over,
+        ),
+        (
+            "no session, a new epoch: re-seeded from the cookie",
+            fresh(),
+            vec![
+                Answer::Hash(HashAnswer::Missing),
+                gone(Tombstone::None, "epoch-after-restart"),
+            ],
+            vec![hash(id(1)), gone_q(id(1))],
+            Serves::Moving(id(1), ada.clone()),
+        ),
+        (
+            "no session, a new epoch, but a cookie too old: ended",
+            cookie(3601, Stamp::new(5, 0), |_| {}),
+            vec![
+                Answer::Hash(HashAnswer::Missing),
+                gone(Tombstone::None, "epoch-after-restart"),
+            ],
+            vec![
+                Query::Hash {
+                    id: id(1),
+                    touch: Some(7 * 24 * 3600),
+                },
+                gone_q(id(1)),
+            ],
+            Serves::Over,
+        ),
+        (
+            "no session, a new epoch, an older key: never re-seeded from it",
+            old_key(fresh()),
+            vec![
+                Answer::Hash(HashAnswer::Missing),
+                gone(Tombstone::None, "epoch-after-restart"),
+            ],
+            vec![hash(id(1)), gone_q(id(1))],
+            Serves::Over,
+        ),
+        (
+            "no session, logged out (a tombstone): ended, whatever the epoch",
+            fresh(),
+            vec![
+                Answer::Hash(HashAnswer::Missing),
+                gone(Tombstone::Revoked, "epoch-after-restart"),
+            ],
+            vec![hash(id(1)), gone_q(id(1))],
+            Serves::Over,
+        ),
+        (
+            "no session, a login took it: the old cookie never follows",
+            fresh(),
+            vec![
+                Answer::Hash(HashAnswer::Missing),
+                gone(Tombstone::Cycled, EPOCH),
+            ],
+            vec![hash(id(1)), gone_q(id(1))],
+            Serves::Over,
+        ),
+        (
+            "no session, another copy re-seeded it: followed to its successor",
+            fresh(),
+            vec![
+                Answer::Hash(HashAnswer::Missing),
+                gone(moved_to(2), "epoch-after-restart"),
+                found(ada.clone(), Stamp::new(5, 0)),
+            ],
+            vec![
+                hash(id(1)),
+                gone_q(id(1)),
+                Query::Hash {
+                    id: id(2),
+                    touch: Some(7 * 24 * 3600),
+                },
+            ],
+            Serves::Redis(id(2), ada.clone()),
+        ),
+        (
+            "a successor lost in its turn: re-seeded, claiming it",
+            fresh(),
+            vec![
+                Answer::Hash(HashAnswer::Missing),
+                gone(moved_to(2), EPOCH),
+                Answer::Hash(HashAnswer::Missing),
+                gone(Tombstone::None, EPOCH),
+            ],
+            vec![
+                hash(id(1)),
+                gone_q(id(1)),
+                Query::Hash {
+                    id: id(2),
+                    touch: Some(7 * 24 * 3600),
+                },
+                gone_q(id(2)),
+            ],
+            Serves::Moving(id(2), ada.clone()),
+        ),
+        (
+            "a successor that cannot be opened is not followed",
+            fresh(),
+            vec![
+                Answer::Hash(HashAnswer::Missing),
+                gone(
+                    Tombstone::Moved {
+                        digest: *id(2).digest(),
+                        id: None,
+                    },
+                    EPOCH,
+                ),
+            ],
+            vec![hash(id(1)), gone_q(id(1))],
+            Serves::Over,
+        ),
+        (
+            "Redis said gone but cannot say why (out of memory, down): the cookie is not served",
+            fresh(),
+            vec![
+                Answer::Hash(HashAnswer::Missing),
+                Answer::Gone(GoneAnswer::Unavailable),
+            ],
+            vec![hash(id(1)), gone_q(id(1))],
+            Serves::Detached,
+        ),
+        (
+            "corrupt data in Redis: deleted (with a tombstone), a fresh session",
+            fresh(),
+            vec![
+                Answer::Hash(HashAnswer::Corrupt("not JSON".into())),
+                Answer::Discarded,
+            ],
+            vec![
+                hash(id(1)),
+                Query::Discard {
+                    id: id(1),
+                    reason: "not JSON".into(),
+                },
+            ],
+            Serves::Over,
+        ),
+    ];
+    for (case, cookie, answers, expected_queries, expected) in rows {
+        let (asked, loaded) = load(Some(cookie), |_| {}, answers);
+        assert_eq!(asked, expected_queries, "{case}: what was asked");
+        assert_eq!(serves(&loaded), expected, "{case}");
+    }
+}
+
+#[test]
+fn sessions_begun_during_an_outage() {
+    let cookie_only = |age: i64| {
+        cookie(age, Stamp::new(0, 2), |p| {
+            p.id = None;
+            p.provisional = Some(id(7));
+        })
+    };
+    let own = || Query::Tombstone { id: id(7) };
+    let rows: Vec<Row> = vec![
+        (
+            "no tombstone: it moves to Redis, claiming its own id",
+            cookie_only(10),
+            vec![Answer::Tombstone(Ok(Tombstone::None))],
+            vec![own()],
+            Serves::Moving(id(7), json!({"user": "ada"})),
+        ),
+        (
+            "Redis unavailable: the cookie is all there is",
+            cookie_only(10),
+            vec![Answer::Tombstone(Err(Unavailable))],
+            vec![own()],
+            Serves::Cookie(json!({"user": "ada"})),
+        ),
+        (
+            "logged out meanwhile",
+            cookie_only(10),
+            vec![Answer::Tombstone(Ok(Tombstone::Revoked))],
+            vec![own()],
+            Serves::Over,
+        ),
+        (
+            "another copy moved it: followed",
+            cookie_only(10),
+            vec![
+                Answer::Tombstone(Ok(moved_to(2))),
+                found(json!({"user": "ada"}), Stamp::new(0, 2)),
+            ],
+            vec![
+                own(),
+                Query::Hash {
+                    id: id(2),
+                    touch: Some(7 * 24 * 3600),
+                },
+            ],
+            Serves::Redis(id(2), json!({"user": "ada"})),
+        ),
+        (
+            "too old to stand on its own: over, without asking",
+            cookie_only(3601),
+            vec![],
+            vec![],
+            Serves::Over,
+        ),
+    ];
+    for (case, cookie, answers, expected_queries, expected) in rows {
+        let (asked, loaded) = load(Some(cookie), |_| {}, answers);
+        assert_eq!(asked, expected_queries, "{case}: what was asked");
+        assert_eq!(serves(&loaded), expected, "{case}");
+    }
+}
+
+#[test]
+fn what_the_process_knows_comes_first() {
+    let (asked, loaded) = load(Some(fresh()), |input| input.revoked_here = true, vec![]);
+    assert!(asked.is_empty(), "a logout waiting here: no Redis command");
+    assert_eq!(serves(&loaded), Serves::Over);
+
+    let (_, loaded) = load(
+        Some(fresh()),
+        |input| input.fail_closed = true,
+        vec![Answer::Hash(HashAnswer::Unavailable)],
+    );
+    assert_eq!(
+        serves(&loaded),
+        Serves::Detached,
+        "failing closed: no cookie stands in"
+    );
+
+    let (asked, loaded) = load(None, |_| {}, vec![]);
+    assert!(asked.is_empty());
+    assert_eq!(serves(&loaded), Serves::New);
+
+    let (asked, loaded) = load(
+        None,
+        |input| input.legacy_key = Some("old:1".into()),
+        vec![Answer::Legacy(LegacyAnswer::Found {
+            values: values(json!({"counter": 3})),
+            deadline: Some(NOW + 3600),
+        })],
+    );
+    assert_eq!(
+        asked,
+        vec![Query::Legacy {
+            key: "old:1".into()
+        }]
+    );
+    let Phase::Imported { old_key, created } = &loaded.phase else {
+        panic!("imported: {loaded:?}");
+    };
+    assert_eq!(old_key, "old:1");
+    assert_eq!(
+        *created,
+        NOW + 3600 - 30 * 24 * 3600,
+        "the old deadline is kept"
+    );
+    assert!(loaded.legacy_gone);
+}
+
+#[test]
+fn fallback_knows_the_mirror_and_the_outage_writes_only() {
+    let cookie = cookie(10, Stamp::new(5, 1), |p| {
+        p.data.insert("cart".into(), json!(3));
+        p.removed.push("coupon".into());
+    });
+    let (_, loaded) = load(
+        Some(cookie),
+        |_| {},
+        vec![Answer::Hash(HashAnswer::Unavailable)],
+    );
+    let data = &loaded.data;
+    assert_eq!(data.get("user"), Ok(Some(&json!("ada"))));
+    assert_eq!(data.get("cart"), Ok(Some(&json!(3))));
+    assert_eq!(data.get("coupon"), Ok(None), "removed while Redis was down");
+    assert!(
+        data.get("mfa_pending").is_err(),
+        "not carried: unknown, not absent"
+    );
+
+    let cut = cookie_with_cut_mirror();
+    let (_, loaded) = load(
+        Some(cut),
+        |_| {},
+        vec![Answer::Hash(HashAnswer::Unavailable)],
+    );
+    assert!(
+        loaded.data.get("user").is_err(),
+        "a mirror that did not fit is unknown"
+    );
+}
+
+fn cookie_with_cut_mirror() -> Cookie {
+    cookie(10, Stamp::new(5, 0), |p| {
+        p.mirror.clear();
+        p.mirror_cut = true;
+    })
+}
+
+#[test]
+fn the_stale_outage_cookie_of_a_long_outage_never_rolls_values_back() {
+    // Counter at 5 (stamp 5), Redis down: one write gives C1 (5.1), the next C2 (5.2).
+    let c1 = cookie(10, Stamp::new(5, 1), |p| {
+        p.mirror.insert("counter".into(), json!(6));
+    });
+    let c2 = cookie(10, Stamp::new(5, 2), |p| {
+        p.mirror.insert("counter".into(), json!(7));
+    });
+    let redis = json!({"user": "ada", "counter": 5});
+    // Redis back: C2 lands (stamp 5 < 5.2), the write after it takes Redis to 6 with 8.
+    let (_, loaded) = load(Some(c2), |_| {}, vec![found(redis, Stamp::new(5, 0))]);
+    assert_eq!(loaded.data.values["counter"], 7);
+    assert_eq!(
+        loaded.phase,
+        Phase::Stored {
+            id: id(1),
+            stamp: Stamp::new(5, 0),
+            confirmed: NOW - 10,
+            merged: Some(Stamp::new(5, 0)),
+        }
+    );
+    // Then one request with C1: 5.1 is older than 6, nothing of it is applied.
+    let (_, loaded) = load(
+        Some(c1),
+        |_| {},
+        vec![found(
+            json!({"user": "ada", "counter": 8}),
+            Stamp::new(6, 0),
+        )],
+    );
+    assert_eq!(loaded.data.values["counter"], 8);
+    assert!(!loaded.data.is_dirty(), "nothing to write back");
+    assert!(loaded.notes.stale_view || !loaded.data.is_dirty());
+}
+
+// ---- The save ---------------------------------------------------------------------------
+
+fn ctx(mirrored: &BTreeSet<String>) -> Ctx<'_> {
+    Ctx {
+        policy: policy(),
+        mirrored,
+        now: NOW,
+    }
+}
+
+/// A request's state after its load.
+fn state(cookie: Option<Cookie>, phase: Phase, data: Value) -> State {
+    let mut state = State::new(None, None);
+    state.had_cookie = cookie.is_some();
+    state.cookie = cookie.map_or(ClientCookie::None, ClientCookie::Valid);
+    state.phase = phase;
+    state.data = Data {
+        values: values(data),
+        ..Data::default()
+    };
+    state
+}
+
+fn stored(stamp: Stamp) -> Phase {
+    Phase::Stored {
+        id: id(1),
+        stamp,
+        confirmed: NOW - 10,
+        merged: None,
+    }
+}
+
+fn ids() -> impl FnMut() -> SessionId {
+    let mut n = 10;
+    move || {
+        n += 1;
+        id(n)
+    }
+}
+
+fn plan(state: &mut State) -> Plan {
+    plan_with(state, None)
+}
+
+fn plan_with(state: &mut State, legacy_key: Option<String>) -> Plan {
+    let mirrored = mirrored();
+    save::plan(state, ctx(&mirrored), false, legacy_key, &mut ids())
+}
+
+#[test]
+fn writes_go_to_redis_field_by_field() {
+    let mut state = state(
+        Some(fresh()),
+        stored(Stamp::new(5, 0)),
+        json!({"user": "ada", "cart": 2}),
+    );
+    state.data.set("cart", json!(3));
+    state.data.remove("coupon");
+    let Plan::Write(write) = plan(&mut state) else {
+        panic!("a write");
+    };
+    assert_eq!(write.id, id(1));
+    assert!(!write.create, "only if the session still exists");
+    assert_eq!(write.set, [("cart".to_owned(), "3".to_owned())]);
+    assert_eq!(write.delete, ["coupon"]);
+    assert_eq!(write.floor, Stamp::new(5, 0), "above what the cookie saw");
+    assert_eq!(write.guarded, None);
+    assert_eq!(write.predecessor, None);
+}
+
+#[test]
+fn a_merged_view_is_written_only_if_redis_is_still_where_it_was_merged() {
+    let cookie = cookie(10, Stamp::new(5, 1), |p| {
+        p.data.insert("cart".into(), json!(3));
+    });
+    let (_, loaded) = load(
+        Some(cookie.clone()),
+        |_| {},
+        vec![found(
+            json!({"user": "ada", "cart": 2, "theme": "dark"}),
+            Stamp::new(5, 0),
+        )],
+    );
+    let mut state = state(Some(cookie), loaded.phase, json!({}));
+    state.data = loaded.data;
+    state.data.set("theme", json!("light"));
+    let Plan::Write(write) = plan(&mut state) else {
+        panic!("a write");
+    };
+    assert_eq!(
+        write.set,
+        [("theme".to_owned(), "\"light\"".to_owned())],
+        "the handler's"
+    );
+    let guarded = write.guarded.expect("the view's part");
+    assert_eq!(guarded.expected, Stamp::new(5, 0));
+    assert_eq!(guarded.set, [("cart".to_owned(), "3".to_owned())]);
+}
+
+#[test]
+fn a_login_writes_a_new_id_and_retires_the_old_one() {
+    let mut state = state(
+        Some(fresh()),
+        stored(Stamp::new(5, 0)),
+        json!({"user": "ada"}),
+    );
+    state.intent.cycle();
+    let Plan::Write(write) = plan(&mut state) else {
+        panic!("a write");
+    };
+    assert_ne!(write.id, id(1));
+    assert!(write.create);
+    assert_eq!(write.set, [("user".to_owned(), "\"ada\"".to_owned())]);
+    assert_eq!(
+        write.predecessor,
+        Some(Predecessor::Cycle {
+            old: id(1),
+            tombstone_secs: Some(3600 + 300)
+        })
+    );
+}
+
+#[test]
+fn a_moving_session_claims_its_old_id_once() {
+    for (login, followable, stamp) in [(false, true, Some(Stamp::new(5, 1))), (true, false, None)] {
+        let mut state = state(
+            Some(fresh()),
+            Phase::Moving {
+                from: id(1),
+                stamp: Stamp::new(5, 1),
+            },
+            json!({"user": "ada"}),
+        );
+        if login {
+            state.intent.cycle();
+        }
+        let Plan::Write(write) = plan(&mut state) else {
+            panic!("a write");
+        };
+        let Some(Predecessor::Claim {
+            old,
+            followable: f,
+            tombstone_secs,
+        }) = write.predecessor
+        else {
+            panic!("a claim: {write:?}");
+        };
+        assert_eq!(old, id(1));
+        assert_eq!(f, followable, "a login's old cookie never follows");
+        assert!(tombstone_secs >= 3600 + 300);
+        assert_eq!(write.stamp, stamp, "a move continues the cookie's history");
+    }
+}
+
+#[test]
+fn a_detached_session_keeps_no_changes_and_says_so() {
+    let mut state = state(Some(fresh()), Phase::Detached, json!({}));
+    state.data.known = Known::Only(BTreeSet::new());
+    state.data.set("cart", json!(1));
+    assert_eq!(
+        plan(&mut state),
+        Plan::Local(Local {
+            problem: Some(Problem::FallbackExpired),
+            ..Local::default()
+        })
+    );
+}
+
+#[test]
+fn outage_writes_ride_in_the_cookie() {
+    let mut state = state(Some(fresh()), Phase::Fallback, json!({"user": "ada"}));
+    state.data.known = Known::Only(["user".to_owned()].into());
+    state.data.set("user", json!("bob"));
+    state.data.set("cart", json!(3));
+    state.data.remove("coupon");
+    let Plan::Local(local) = plan(&mut state) else {
+        panic!("no Redis command");
+    };
+    let payload = local.issue.expect("a cookie");
+    assert!(local.fallback_write);
+    assert_eq!(payload.id, Some(id(1)), "the same identity");
+    assert_eq!(payload.mirror["user"], "bob");
+    assert_eq!(payload.data["cart"], 3);
+    assert!(
+        !payload.data.contains_key("user"),
+        "mirrored keys ride once"
+    );
+    assert_eq!(payload.removed, ["coupon"]);
+    assert_eq!(payload.stamp(), Stamp::new(5, 1), "one more outage write");
+    assert_eq!(
+        payload.touched,
+        NOW - 10,
+        "Redis has not confirmed it since"
+    );
+}
+
+#[test]
+fn a_login_during_an_outage_gets_an_identity_of_its_own() {
+    let mut state = state(Some(fresh()), Phase::Fallback, json!({"user": "ada"}));
+    state.intent.cycle();
+    let Plan::Local(local) = plan(&mut state) else {
+        panic!("no Redis command");
+    };
+    let payload = local.issue.expect("a cookie");
+    assert_eq!(payload.id, None);
+    assert!(payload.provisional.is_some() && payload.provisional != Some(id(1)));
+    assert_eq!(local.revoke, Some(id(1)), "the old identity is revoked");
+    assert_eq!(payload.stamp(), Stamp::new(0, 1));
+}
+
+#[test]
+fn an_empty_session_ends_but_only_if_everything_is_known() {
+    let mut known = state(
+        Some(fresh()),
+        stored(Stamp::new(5, 0)),
+        json!({"user": "ada"}),
+    );
+    known.data.clear();
+    assert!(
+        matches!(plan(&mut known), Plan::End(_)),
+        "an empty session is no session"
+    );
+
+    let mut unknown = state(Some(fresh()), Phase::Fallback, json!({"user": "ada"}));
+    unknown.data.known = Known::Only(["user".to_owned()].into());
+    unknown.data.clear();
+    let Plan::Local(local) = plan(&mut unknown) else {
+        panic!("no logout of what the cookie does not carry");
+    };
+    assert_eq!(local.issue.expect("a cookie").removed, ["user"]);
+}
+
+#[test]
+fn a_logout_revokes_the_session_and_an_imported_apps_key() {
+    let mut logout = state(Some(fresh()), Phase::Unloaded, json!({}));
+    logout.intent = Intent::Destroy;
+    let Plan::End(end) = plan(&mut logout) else {
+        panic!("an end");
+    };
+    assert_eq!(end.revoke, Some(id(1)));
+
+    // The first request after a migration is a logout: the old app's key goes too.
+    let mut first = state(None, Phase::Unloaded, json!({}));
+    first.legacy = Legacy::Present("old-cookie".into());
+    first.intent = Intent::Destroy;
+    let Plan::End(end) = plan_with(&mut first, Some("old:key".into())) else {
+        panic!("an end");
+    };
+    assert_eq!((end.revoke, end.retire.as_deref()), (None, Some("old:key")));
+    save::ended(&mut first);
+    assert_eq!(first.legacy, Legacy::Remove, "and its cookie");
+
+    let mut imported = state(
+        None,
+        Phase::Imported {
+            old_key: "old:key".into(),
+            created: NOW,
+        },
+        json!({"counter": 3}),
+    );
+    imported.intent = Intent::Destroy;
+    let Plan::End(end) = plan(&mut imported) else {
+        panic!("an end");
+    };
+    assert_eq!(
+        end.retire.as_deref(),
+        Some("old:key"),
+        "a logout after an import"
+    );
+}
+
+#[test]
+fn unused_sessions_are_touched_when_due() {
+    let mirrored = mirrored();
+    let rows = [(10, false, false), (300, false, true), (300, true, false)];
+    for (age, revoked_here, touch) in rows {
+        let mut state = state(
+            Some(cookie(age, Stamp::new(5, 0), |_| {})),
+            Phase::Unloaded,
+            json!({}),
+        );
+        let plan = save::plan(&mut state, ctx(&mirrored), revoked_here, None, &mut ids());
+        assert_eq!(
+            matches!(plan, Plan::Touch { .. }),
+            touch,
+            "confirmed {age} s ago, revoked here: {revoked_here}"
+        );
+    }
+}
+
+#[test]
+fn a_read_reissues_the_cookie_only_when_what_it_holds_changed() {
+    let rows: Vec<(&str, Cookie, Phase, Value, bool)> = vec![
+        (
+            "nothing changed",
+            fresh(),
+            stored(Stamp::new(5, 0)),
+            json!({"user": "ada"}),
+            false,
+        ),
+        (
+            "touched at load",
+            fresh(),
+            Phase::Stored {
+                id: id(1),
+                stamp: Stamp::new(5, 0),
+                confirmed: NOW,
+                merged: None,
+            },
+            json!({"user": "ada"}),
+            true,
+        ),
+        (
+            "another stamp",
+            fresh(),
+            stored(Stamp::new(6, 0)),
+            json!({"user": "ada"}),
+            true,
+        ),
+        (
+            "another mirror",
+            fresh(),
+            stored(Stamp::new(5, 0)),
+            json!({"user": "bob"}),
+            true,
+        ),
+        (
+            "an outage view dropped",
+            cookie(10, Stamp::new(5, 1), |p| {
+                p.data.insert("cart".into(), json!(1));
+                p.unsaved = true;
+            }),
+            stored(Stamp::new(6, 0)),
+            json!({"user": "ada"}),
+            true,
+        ),
+        (
+            "a mirror that did not fit stays out",
+            cookie_with_cut_mirror(),
+            stored(Stamp::new(5, 0)),
+            json!({"user": "ada"}),
+            false,
+        ),
+    ];
+    for (case, cookie, phase, data, reissue) in rows {
+        let mut state = state(Some(cookie), phase, data);
+        let Plan::Local(local) = plan(&mut state) else {
+            panic!("{case}: no Redis command for a read");
+        };
+        assert_eq!(local.issue.is_some(), reissue, "{case}");
+        if let Some(payload) = local.issue {
+            assert!(!payload.has_pending(), "{case}");
+        }
+    }
+}
+
+#[test]
+fn after_the_save_script() {
+    let mirrored = mirrored();
+    let ctx = ctx(&mirrored);
+    let write_of = |state: &mut State| match plan(state) {
+        Plan::Write(write) => write,
+        other => panic!("a write: {other:?}"),
+    };
+
+    // Written: the cookie names the hash and its new stamp.
+    let mut state1 = state(
+        Some(fresh()),
+        stored(Stamp::new(5, 0)),
+        json!({"user": "ada"}),
+    );
+    state1.data.set("cart", json!(1));
+    let write = write_of(&mut state1);
+    let local = save::after_write(
+        &mut state1,
+        &write,
+        Written::Yes(Stamp::new(6, 0)),
+        ctx,
+        &mut ids(),
+    );
+    let payload = local.issue.expect("a cookie");
+    assert_eq!(
+        (payload.stamp(), payload.touched, payload.id),
+        (Stamp::new(6, 0), NOW, Some(id(1)))
+    );
+    assert!(!state1.data.is_dirty());
+
+    // Gone: ended while the request ran, nothing comes back.
+    let mut state2 = state(
+        Some(fresh()),
+        stored(Stamp::new(5, 0)),
+        json!({"user": "ada"}),
+    );
+    state2.data.set("cart", json!(1));
+    let write = write_of(&mut state2);
+    save::after_write(&mut state2, &write, Written::Gone, ctx, &mut ids());
+    assert_eq!(
+        (state2.phase.clone(), state2.outgoing.clone()),
+        (Phase::Ended, Outgoing::Remove)
+    );
+
+    // Taken by another copy's move: this request's changes ride in the cookie, to merge later.
+    let mut state3 = state(
+        Some(fresh()),
+        Phase::Moving {
+            from: id(1),
+            stamp: Stamp::new(5, 0),
+        },
+        json!({"user": "ada"}),
+    );
+    state3.data.set("cart", json!(1));
+    let write = write_of(&mut state3);
+    let local = save::after_write(
+        &mut state3,
+        &write,
+        Written::Taken(moved_to(2)),
+        ctx,
+        &mut ids(),
+    );
+    let payload = local.issue.expect("a cookie");
+    assert_eq!(payload.id, Some(id(1)));
+    assert_eq!(
+        payload.stamp(),
+        Stamp::new(5, 1),
+        "newer than the move: merged by the next request"
+    );
+
+    // Failed: a login falls back to a cookie-only identity of its own.
+    let mut state4 = state(
+        Some(fresh()),
+        stored(Stamp::new(5, 0)),
+        json!({"user": "ada"}),
+    );
+    state4.intent.cycle();
+    let write = write_of(&mut state4);
+    let local = save::after_write(&mut state4, &write, Written::Failed, ctx, &mut ids());
+    assert_eq!(local.revoke, Some(id(1)));
+    assert!(local.issue.expect("a cookie").provisional.is_some());
+
+    // Failed (the answer lost: perhaps written, perhaps not): the cookie's stamp goes past
+    // anything the write could have left, so Redis never wins over these changes.
+    let mut state6 = state(
+        Some(fresh()),
+        stored(Stamp::new(5, 0)),
+        json!({"user": "ada"}),
+    );
+    state6.data.set("cart", json!(1));
+    let write = write_of(&mut state6);
+    let local = save::after_write(&mut state6, &write, Written::Failed, ctx, &mut ids());
+    let payload = local.issue.expect("a cookie");
+    assert_eq!(payload.id, Some(id(1)));
+    assert_eq!(payload.data["cart"], 1);
+    assert_eq!(payload.stamp(), Stamp::new(6, 1));
+    assert!(
+        payload.stamp() > Stamp::new(6, 0),
+        "newer than the write, had it landed"
+    );
+
+    // Failed import: the imported data rides in a cookie of ours; the old key goes later.
+    let mut state5 = state(
+        None,
+        Phase::Imported {
+            old_key: "old".into(),
+            created: NOW,
+        },
+        json!({"counter": 3}),
+    );
+    state5.legacy = Legacy::Remove;
+    let write = write_of(&mut state5);
+    let local = save::after_write(&mut state5, &write, Written::Failed, ctx, &mut ids());
+    assert_eq!(local.retire.as_deref(), Some("old"));
+    let payload = local.issue.expect("a cookie-only session");
+    assert_eq!(payload.data["counter"], 3);
+    assert_eq!(state5.legacy, Legacy::Remove);
+}

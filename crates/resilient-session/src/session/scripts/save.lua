@@ -1,0 +1,90 @@
+-- One save of a session, atomically. See backend.rs for when each part is used.
+--
+-- KEYS[1]  the session's hash
+-- KEYS[2]  the predecessor's hash (cycle), or the imported app's key (retire)
+-- KEYS[3]  the predecessor's tombstone (cycle, claim)
+-- ARGV[1]  TTL in seconds
+-- ARGV[2]  'update': only if the hash still exists; 'create': a new hash
+-- ARGV[3]  the stamp the guarded fields were computed against ('' when there are none): they
+--          are written only if the hash still is at that stamp
+-- ARGV[4]  a floor: the new stamp is above the current one and above this
+-- ARGV[5]  the exact stamp to set instead ('' to count one more write: HINCRBY of ARGV[13])
+-- ARGV[6]  '', 'cycle' (a login: the predecessor goes), 'claim' (a move: the predecessor's id
+--          is claimed with a tombstone, once) or 'retire' (an import: the old key goes)
+-- ARGV[7]  the predecessor's tombstone value (cycle, claim)
+-- ARGV[8]  the tombstone's lifetime in seconds (0: none)
+-- ARGV[9..12]  counts: fields to delete, field/value pairs to set, guarded fields to delete,
+--          guarded pairs to set
+-- ARGV[13] what one write adds to a stamp; then the guarded fields, then the others, in that
+--          order.
+-- Returns {'ok', stamp}, {'gone', ''} (the session ended meanwhile: nothing written) or
+-- {'taken', tombstone} (a claim found another's tombstone: nothing written).
+local hash = KEYS[1]
+local kind = ARGV[6]
+local tombstone = ARGV[7]
+local tombstone_secs = tonumber(ARGV[8])
+
+-- HDEL / HSET with at most 1000 arguments at a time: Lua's stack is limited.
+local function chunked(command, first, count)
+  local last = first + count - 1
+  while first <= last do
+    local upto = math.min(first + 999, last)
+    redis.call(command, hash, unpack(ARGV, first, upto))
+    first = upto + 1
+  end
+end
+
+if kind == 'claim' then
+  local previous = redis.call('GET', KEYS[3])
+  if previous and previous ~= tombstone then
+    return {'taken', previous}
+  end
+  redis.call('SET', KEYS[3], tombstone, 'EX', tombstone_secs)
+elseif kind == 'cycle' then
+  -- The predecessor gone, and not by an earlier attempt of this very save: a logout raced.
+  if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('GET', KEYS[3]) ~= tombstone then
+    return {'gone', ''}
+  end
+end
+if ARGV[2] == 'update' and redis.call('EXISTS', hash) == 0 then
+  return {'gone', ''}
+end
+
+local stamp, previous
+if ARGV[5] ~= '' then
+  stamp = ARGV[5]
+  redis.call('HSET', hash, '\0v', stamp)
+else
+  local write = tonumber(ARGV[13])
+  stamp = redis.call('HINCRBY', hash, '\0v', write)
+  previous = stamp - write
+  local floor = tonumber(ARGV[4])
+  if stamp <= floor then
+    stamp = floor + write
+    redis.call('HSET', hash, '\0v', stamp)
+  end
+end
+
+local deletes, sets = tonumber(ARGV[9]), tonumber(ARGV[10])
+local guarded_deletes, guarded_sets = tonumber(ARGV[11]), tonumber(ARGV[12])
+local at = 14
+if ARGV[3] ~= '' and previous == tonumber(ARGV[3]) then
+  if guarded_deletes > 0 then chunked('HDEL', at, guarded_deletes) end
+  if guarded_sets > 0 then chunked('HSET', at + guarded_deletes, 2 * guarded_sets) end
+end
+at = at + guarded_deletes + 2 * guarded_sets
+if deletes > 0 then chunked('HDEL', at, deletes) end
+at = at + deletes
+if sets > 0 then chunked('HSET', at, 2 * sets) end
+
+redis.call('EXPIRE', hash, ARGV[1])
+
+if kind == 'cycle' then
+  redis.call('DEL', KEYS[2])
+  if tombstone_secs > 0 then
+    redis.call('SET', KEYS[3], tombstone, 'EX', tombstone_secs)
+  end
+elseif kind == 'retire' then
+  redis.call('DEL', KEYS[2])
+end
+return {'ok', stamp}
