@@ -65,7 +65,7 @@ macro_rules! scenarios {
 }
 
 /// The ACL line README documents, as `redis-server` arguments.
-pub const ACL: [&str; 19] = [
+pub const ACL: [&str; 20] = [
     "--user",
     "sessions",
     "on",
@@ -82,6 +82,7 @@ pub const ACL: [&str; 19] = [
     "+get",
     "+exists",
     "+hincrby",
+    "+hget",
     "+hset",
     "+hdel",
     "+info",

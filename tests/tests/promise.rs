@@ -26,6 +26,7 @@ use test_redis::RedisServer;
 conformance::scenarios!(
     reads_are_private_responses,
     a_stale_outage_cookie_does_not_roll_values_back,
+    a_stale_outage_copy_arriving_first_costs_the_owner_nothing,
     a_reseeded_copy_ends_with_its_owners_logout,
     out_of_memory_never_serves_a_logged_out_cookie,
     a_flood_of_outage_logouts_does_not_drop_a_users_logout,
@@ -242,6 +243,35 @@ async fn a_stale_outage_cookie_does_not_roll_values_back(framework: Framework) {
         stored.as_deref(),
         Some("8"),
         "Redis's counter was rolled back"
+    );
+}
+
+/// The same outage, the other way round: the stale copy reaches Redis first. Its view lands
+/// (it is newer than what Redis has), and the owner's later one, which descends from it (more
+/// writes taken in while Redis was down), still lands over it: nothing the owner wrote is lost.
+async fn a_stale_outage_copy_arriving_first_costs_the_owner_nothing(framework: Framework) {
+    let mut redis = RedisServer::builder().persistent().start();
+    let app = TestApp::start(framework, &redis, defaults).await;
+    let mut client = app.client();
+    client.login("ada", "admin").await;
+    count_to(&mut client, 1, 5, "redis").await;
+
+    redis.kill();
+    count_to(&mut client, 6, 6, "cookie").await;
+    let mut c1 = client.fork();
+    count_to(&mut client, 7, 7, "cookie").await;
+
+    redis.restart();
+    until_connected(&app).await;
+    served_from_redis_again(&mut c1, 6).await;
+    served_from_redis_again(&mut client, 7).await;
+    count_to(&mut client, 8, 8, "redis").await;
+    let stored: Option<String> = redis.query(&["HGET", &key_of(&app, &client), "counter"]);
+    assert_eq!(stored.as_deref(), Some("8"));
+    assert_eq!(
+        c1.get("/counter").await.json["counter"],
+        8,
+        "and the copy reads the session as it is now"
     );
 }
 

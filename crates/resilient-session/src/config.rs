@@ -252,7 +252,7 @@ impl SessionConfig {
         self
     }
 
-    /// Check session data loaded from Redis (the seed's schema validation).
+    /// Check session data loaded from Redis (a schema check).
     ///
     /// ```
     /// # use resilient_session::{KeyRing, SessionConfig};

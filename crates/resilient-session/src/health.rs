@@ -97,7 +97,7 @@ pub struct RedisHealth {
     pub pool: PoolStats,
 }
 
-/// The health report in the seed's JSON shape; see the [module docs](self).
+/// The health report, in the JSON shape of `GET /api/health/redis`; see the [module docs](self).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthReport {
     status: Status,

@@ -1,7 +1,7 @@
-//! [`RedisService`]: the seed's "Redis Service", typed Redis operations over JSON.
+//! [`RedisService`]: typed Redis operations over JSON.
 //!
 //! Values are stored as JSON strings. Keys are `{namespace}:{key}` when the service has a
-//! namespace (the seed's `{ namespace }` option), and TTLs are per write (its `{ ttl }` option).
+//! namespace, and TTLs are per write.
 //! Every operation goes through the [`RedisManager`], so it has the manager's timeouts,
 //! retries and breaker. Errors say whether Redis was unavailable ([`Error::is_unavailable`]) or a
 //! stored value did not decode ([`Error::is_decode`]); nothing here panics on bad data.
@@ -81,7 +81,7 @@ impl RedisService {
         &self.manager
     }
 
-    /// Health of the underlying connection (the seed's `getHealthStatus`).
+    /// Health of the underlying connection (`getHealthStatus` in the architecture this grew from).
     pub fn health(&self) -> RedisHealth {
         self.manager.health()
     }

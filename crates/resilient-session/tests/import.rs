@@ -218,3 +218,76 @@ fn the_old_cookie_name_must_differ_from_ours() {
         assert!(refused.is_err(), "{bad:?}");
     }
 }
+
+#[tokio::test]
+async fn an_import_keeps_the_old_sessions_deadline() {
+    let server = RedisServer::start();
+    let store = importing(&server).await;
+    let (old_cookie, _) = old_session(&server, 21, time::Duration::hours(1));
+    let session = open(&store, Some(&old_cookie));
+    assert_eq!(session.get::<i64>("counter").await.expect("get"), Some(2));
+    finish(&store, &session).await.expect("our cookie");
+    let key = session_keys(&server).pop().expect("imported");
+    let ttl: i64 = server.query(&["TTL", &key]);
+    assert!(
+        (3590..=3600).contains(&ttl),
+        "the old session would have ended in an hour; so does ours: {ttl} s"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_import_write_deletes_nothing_until_our_copy_exists() {
+    let server = RedisServer::start();
+    let store = importing(&server).await;
+    let (old_cookie, old_key) = old_session(&server, 8, time::Duration::hours(1));
+    server.run(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    server.run(&["CONFIG", "SET", "maxmemory", "1"]);
+
+    // Reads work out of memory, writes do not.
+    let session = open(&store, Some(&old_cookie));
+    assert_eq!(session.get::<i64>("counter").await.expect("get"), Some(2));
+    let response = store.finish(&session).await;
+    assert_eq!(
+        server.query::<i64>(&["EXISTS", &old_key]),
+        1,
+        "our copy is not in Redis: the old one stays"
+    );
+    assert!(session_keys(&server).is_empty());
+    // The data rides in our cookie meanwhile; the old cookie goes.
+    let cookies: Vec<&str> = response.set_cookies().collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    let ours = cookie_header(cookies[0]);
+
+    server.run(&["CONFIG", "SET", "maxmemory", "0"]);
+    common::until_connected(store.manager()).await;
+    let later = open(&store, Some(&ours));
+    assert_eq!(later.get::<i64>("counter").await.expect("get"), Some(2));
+    finish(&store, &later).await.expect("moved to Redis");
+    assert_eq!(session_keys(&server).len(), 1, "in Redis now");
+    for _ in 0..200 {
+        if server.query::<i64>(&["EXISTS", &old_key]) == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the old key was not deleted once ours was written");
+}
+
+#[tokio::test]
+async fn a_logout_after_an_import_in_the_same_request_deletes_the_old_key() {
+    let server = RedisServer::start();
+    let store = importing(&server).await;
+    let (old_cookie, old_key) = old_session(&server, 12, time::Duration::hours(1));
+    let session = open(&store, Some(&old_cookie));
+    assert_eq!(session.get::<i64>("counter").await.expect("get"), Some(2));
+    session.destroy().await;
+    let response = store.finish(&session).await;
+    assert_eq!(server.query::<i64>(&["EXISTS", &old_key]), 0, "deleted");
+    assert!(session_keys(&server).is_empty());
+    assert!(
+        response.set_cookies().any(|c| c.starts_with("id=;")),
+        "and its cookie removed"
+    );
+    let again = open(&store, Some(&old_cookie));
+    assert_eq!(again.get::<i64>("counter").await.expect("get"), None);
+}

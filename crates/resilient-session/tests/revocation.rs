@@ -319,3 +319,77 @@ async fn reserved_keys_are_refused() {
         .expect_err("reserved");
     assert!(matches!(err, Error::ReservedKey { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn a_reissued_cookie_carries_the_epoch_of_now() {
+    let mut server = RedisServer::builder().persistent().start();
+    let config = mirrored()
+        .touch_interval(Duration::from_secs(1))
+        .idle_timeout(Duration::from_secs(60));
+    let store = store_with(&server, config).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    let before_restart = cookie_header(&finish(&store, &login).await.expect("cookie"));
+
+    // Redis restarts with its data: a new epoch (its replication id), the session still there.
+    server.restart();
+    back(&store).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let touched = open(&store, Some(&before_restart));
+    assert_eq!(user(&touched).await.as_deref(), Some("ada"));
+    let reissued = cookie_header(&finish(&store, &touched).await.expect("touched: re-issued"));
+
+    // An operator deletes the session (no tombstone), same epoch: it ended, and the cookie
+    // does not bring it back as if Redis had lost it.
+    let key = session_keys(&server).pop().expect("the session");
+    server.run(&["DEL", &key]);
+    let after = open(&store, Some(&reissued));
+    assert_eq!(user(&after).await, None, "ended");
+    finish(&store, &after).await;
+    assert!(session_keys(&server).is_empty(), "not re-seeded");
+}
+
+#[tokio::test]
+async fn a_corrupt_session_is_not_re_seeded_after_a_restart() {
+    let mut server = RedisServer::builder().persistent().start();
+    let config = mirrored().validate(|data| match data.get("counter") {
+        Some(counter) if !counter.is_i64() => Err("counter must be an integer".into()),
+        _ => Ok(()),
+    });
+    let store = store_with(&server, config).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    let cookie = cookie_header(&finish(&store, &login).await.expect("cookie"));
+    let key = session_keys(&server).pop().expect("stored");
+    server.run(&["HSET", &key, "counter", "\"seven\""]);
+    assert_eq!(user(&open(&store, Some(&cookie))).await, None, "discarded");
+    assert_eq!(store.stats().corrupt_sessions, 1);
+
+    server.restart();
+    back(&store).await;
+    let copy = open(&store, Some(&cookie));
+    assert_eq!(user(&copy).await, None, "its tombstone says it ended");
+    finish(&store, &copy).await;
+    assert!(session_keys(&server).is_empty());
+}
+
+#[tokio::test]
+async fn tombstones_outlive_the_fallback_window_and_clock_skew() {
+    for (max_age, ttl) in [
+        (Duration::from_secs(3600), 3600 + 300),
+        // Sub-second: tombstones all the same, rounded up.
+        (Duration::from_millis(500), 1 + 300),
+    ] {
+        let server = RedisServer::start();
+        let store = store_with(&server, mirrored().fallback_max_age(max_age)).await;
+        let cookie = stored_session(&store).await;
+        log_out(&store, &cookie).await;
+        let tombstones: Vec<String> = server.query(&["KEYS", "session:revoked:*"]);
+        assert_eq!(tombstones.len(), 1, "{max_age:?}: a tombstone");
+        let left: i64 = server.query(&["TTL", &tombstones[0]]);
+        assert!(
+            (ttl - 2..=ttl).contains(&left),
+            "{max_age:?}: lives {left} s, expected {ttl}"
+        );
+    }
+}

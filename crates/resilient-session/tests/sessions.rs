@@ -319,3 +319,34 @@ async fn saves_go_by_script_hash_and_survive_a_flushed_script_cache() {
     let check = open(&store, Some(&cookie));
     assert_eq!(check.get::<i64>("counter").await.expect("get"), Some(3));
 }
+
+#[tokio::test]
+async fn thousands_of_fields_are_saved_and_removed_in_one_script() {
+    // Past what Lua's `unpack` takes at once (about 8,000 arguments: 4,000 field/value pairs).
+    const FIELDS: usize = 4200;
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let session = open(&store, None);
+    for n in 0..FIELDS {
+        session.insert(&format!("k{n}"), n).await.expect("insert");
+    }
+    let cookie = cookie_header(&finish(&store, &session).await.expect("a cookie"));
+    let key = session_keys(&server).pop().expect("written to Redis");
+    let fields: usize = server.query(&["HLEN", &key]);
+    assert_eq!(fields, FIELDS + 1, "every field, and the stamp");
+
+    let next = open(&store, Some(&cookie));
+    for n in 0..FIELDS - 1 {
+        next.remove(&format!("k{n}")).await;
+    }
+    finish(&store, &next).await;
+    let fields: usize = server.query(&["HLEN", &key]);
+    assert_eq!(fields, 2);
+    let last = open(&store, Some(&cookie));
+    assert_eq!(
+        last.get::<usize>(&format!("k{}", FIELDS - 1))
+            .await
+            .expect("get"),
+        Some(FIELDS - 1)
+    );
+}

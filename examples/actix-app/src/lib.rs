@@ -1,4 +1,4 @@
-//! The example app: the HTTP contract of DESIGN.md §6 on actix-web, as a library so that the
+//! The example app: the HTTP contract the conformance suite checks, on actix-web, as a library so that the
 //! conformance suite can serve the very same app. Routes and answers are those of the axum
 //! example, byte for byte.
 //!

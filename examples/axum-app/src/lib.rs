@@ -1,4 +1,4 @@
-//! The example app: the HTTP contract of DESIGN.md §6 on axum, as a library so that the
+//! The example app: the HTTP contract the conformance suite checks, on axum, as a library so that the
 //! conformance suite can serve the very same router.
 //!
 //! | route | does |

@@ -1,5 +1,5 @@
 //! What the example apps share: the settings read from the environment, the session
-//! configuration, and the user type. The HTTP contract itself (DESIGN.md §6) is in each app.
+//! configuration, and the user type. The HTTP contract itself is in each app.
 
 pub mod metrics;
 

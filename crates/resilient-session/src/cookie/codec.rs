@@ -155,7 +155,6 @@ impl CookieCodec {
             return None;
         }
         let (hint, protected) = value.split_once('.')?;
-        let hint = hint.parse::<i64>().ok()?;
         let (json, key) = match self.mode {
             CookieMode::Private => {
                 let (json, key) = self.decrypt(&self.name, protected)?;
@@ -164,7 +163,8 @@ impl CookieCodec {
             CookieMode::Signed => self.verify(protected)?,
         };
         let payload = Payload::from_json(&json)?;
-        (hint == payload.touched).then_some(Opened {
+        // Exactly what `encode` wrote: not `+17…` or `017…`, which would parse the same.
+        (hint == payload.touched.to_string()).then_some(Opened {
             payload,
             newest_key: key == 0,
         })
@@ -347,6 +347,13 @@ mod tests {
             "a forged hint"
         );
         assert_eq!(codec.decode(protected), None, "no hint");
+        for same_number in ["+1700000000", "01700000000", " 1700000000"] {
+            assert_eq!(
+                codec.decode(&format!("{same_number}.{protected}")),
+                None,
+                "{same_number:?}: tampered, even if it parses the same"
+            );
+        }
     }
 
     #[test]
@@ -521,5 +528,77 @@ mod tests {
         let mut big = payload();
         big.data.insert("blob".into(), "x".repeat(5000).into());
         assert!(codec.encode(&big, Duration::from_secs(60)).is_err());
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A valid cookie value of `mode`, and its codec.
+        fn valid(mode: CookieMode) -> (CookieCodec, String) {
+            let codec = CookieCodec::new(&config(mode));
+            let value = value_of(
+                &codec
+                    .encode(&payload(), Duration::from_secs(60))
+                    .expect("fits"),
+            );
+            (codec, value)
+        }
+
+        fn mode() -> impl Strategy<Value = CookieMode> {
+            prop_oneof![Just(CookieMode::Private), Just(CookieMode::Signed)]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Anything a client sends as our cookie: never a panic, never a payload.
+            #[test]
+            fn random_values_never_decode(mode in mode(), value in any::<String>()) {
+                let (codec, _) = valid(mode);
+                prop_assert_eq!(codec.decode(&value), None);
+                let header = format!("session={value}");
+                if let Some(raw) = codec.find([header.as_bytes()], None).ours {
+                    let _ = raw.touched_hint();
+                    prop_assert_eq!(codec.open(&raw), None);
+                }
+            }
+
+            /// A valid cookie with one byte changed, inserted or removed, or another clear-text
+            /// hint (any number at all): refused, whatever the change.
+            #[test]
+            fn tampered_values_are_refused(
+                mode in mode(),
+                at in any::<prop::sample::Index>(),
+                byte in 0x21u8..0x7f,
+                edit in 0..3u8,
+                hint in any::<i64>(),
+            ) {
+                let (codec, value) = valid(mode);
+                let mut bytes = value.clone().into_bytes();
+                let at = at.index(bytes.len());
+                match edit {
+                    0 => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+                let tampered = String::from_utf8(bytes).expect("ascii");
+                if tampered != value {
+                    prop_assert_eq!(codec.decode(&tampered), None, "{}", tampered);
+                }
+                let (clear, protected) = value.split_once('.').expect("a hint");
+                for rehinted in [
+                    format!("{hint}.{protected}"),
+                    format!("{}{clear}.{protected}", char::from(byte)),
+                ] {
+                    if rehinted != value {
+                        prop_assert_eq!(codec.decode(&rehinted), None, "{}", rehinted);
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! [`RedisManagerBuilder`]: the settings of the seed's "Redis Client Manager", with defaults
+//! [`RedisManagerBuilder`]: the settings of the Redis client manager, with defaults
 //! for a request path.
 //!
 //! # How we chose the defaults

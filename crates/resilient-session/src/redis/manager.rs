@@ -21,7 +21,7 @@ use crate::metrics::{self, BreakerChange};
 use crate::redis::BreakerState;
 use crate::{Error, Result};
 
-/// The seed's "Redis Client Manager": one cheaply cloneable handle to a bb8 pool of Redis
+/// The Redis client manager: one cheaply cloneable handle to a bb8 pool of Redis
 /// connections, behind a circuit breaker, with timeouts on every command, retries with backoff
 /// and health tracking.
 ///

@@ -1,4 +1,4 @@
-//! The seed's "Redis Client Manager": a bb8 pool of Redis connections behind a circuit breaker.
+//! The Redis client manager: a bb8 pool of Redis connections behind a circuit breaker.
 //!
 //! [`RedisManager`] is the handle; [`RedisManagerBuilder`] holds its settings and explains the
 //! defaults. What happens to one operation:

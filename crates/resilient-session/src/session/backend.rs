@@ -419,7 +419,14 @@ fn save_arguments(cmd: &mut redis::Cmd, write: &Write, kind: &str, tombstone: &s
         .arg(write.set.len())
         .arg(guarded_delete.len())
         .arg(guarded_set.len())
-        .arg(Stamp::WRITE);
+        .arg(Stamp::WRITE)
+        .arg(
+            write
+                .guarded
+                .as_ref()
+                .map(|g| g.view.bits())
+                .unwrap_or_default(),
+        );
     cmd.arg(guarded_delete);
     for (field, value) in guarded_set {
         cmd.arg(field).arg(value);

@@ -1,4 +1,4 @@
-//! The session engine: the seed's "Session Service".
+//! The session engine.
 //!
 //! [`SessionStore`] creates, loads, touches, saves and deletes sessions in Redis, with the cookie
 //! standing in while Redis is unavailable; [`Session`] is the per-request handle handlers use.

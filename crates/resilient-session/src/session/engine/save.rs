@@ -105,7 +105,11 @@ pub(crate) struct Write {
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Guarded {
+    /// The hash's stamp the view was merged against.
     pub(crate) expected: Stamp,
+    /// The view's own stamp: a save of the view alone leaves the hash there (see
+    /// `scripts/save.lua`), so that a newer copy of the same cookie still wins over it.
+    pub(crate) view: Stamp,
     pub(crate) set: Vec<(String, String)>,
     pub(crate) delete: Vec<String>,
 }
@@ -324,6 +328,7 @@ fn write(state: &State, ctx: Ctx<'_>, new_id: &mut dyn FnMut() -> SessionId) -> 
                 let (set, delete) = changes(&state.data.values, &state.data.merged);
                 Guarded {
                     expected,
+                    view: cookie.map_or(expected, |c| c.stamp()),
                     set,
                     delete,
                 }

@@ -669,6 +669,11 @@ fn a_merged_view_is_written_only_if_redis_is_still_where_it_was_merged() {
     );
     let guarded = write.guarded.expect("the view's part");
     assert_eq!(guarded.expected, Stamp::new(5, 0));
+    assert_eq!(
+        guarded.view,
+        Stamp::new(5, 1),
+        "where a save of the view alone leaves it"
+    );
     assert_eq!(guarded.set, [("cart".to_owned(), "3".to_owned())]);
 }
 

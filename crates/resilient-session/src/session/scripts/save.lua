@@ -15,8 +15,9 @@
 -- ARGV[8]  the tombstone's lifetime in seconds (0: none)
 -- ARGV[9..12]  counts: fields to delete, field/value pairs to set, guarded fields to delete,
 --          guarded pairs to set
--- ARGV[13] what one write adds to a stamp; then the guarded fields, then the others, in that
---          order.
+-- ARGV[13] what one write adds to a stamp
+-- ARGV[14] the stamp of the merged view (with ARGV[3])
+-- then the guarded fields, then the others, in that order.
 -- Returns {'ok', stamp}, {'gone', ''} (the session ended meanwhile: nothing written) or
 -- {'taken', tombstone} (a claim found another's tombstone: nothing written).
 local hash = KEYS[1]
@@ -50,32 +51,46 @@ if ARGV[2] == 'update' and redis.call('EXISTS', hash) == 0 then
   return {'gone', ''}
 end
 
-local stamp, previous
-if ARGV[5] ~= '' then
-  stamp = ARGV[5]
-  redis.call('HSET', hash, '\0v', stamp)
-else
+local deletes, sets = tonumber(ARGV[9]), tonumber(ARGV[10])
+local guarded_deletes, guarded_sets = tonumber(ARGV[11]), tonumber(ARGV[12])
+local guarded_at = 15
+local at = guarded_at + guarded_deletes + 2 * guarded_sets
+
+-- One more write on the stamp: above the current one, and above the floor.
+local function count_write()
   local write = tonumber(ARGV[13])
-  stamp = redis.call('HINCRBY', hash, '\0v', write)
-  previous = stamp - write
+  local stamp = redis.call('HINCRBY', hash, '\0v', write)
   local floor = tonumber(ARGV[4])
   if stamp <= floor then
     stamp = floor + write
     redis.call('HSET', hash, '\0v', stamp)
   end
+  return stamp
 end
 
-local deletes, sets = tonumber(ARGV[9]), tonumber(ARGV[10])
-local guarded_deletes, guarded_sets = tonumber(ARGV[11]), tonumber(ARGV[12])
-local at = 14
-if ARGV[3] ~= '' and previous == tonumber(ARGV[3]) then
-  if guarded_deletes > 0 then chunked('HDEL', at, guarded_deletes) end
-  if guarded_sets > 0 then chunked('HSET', at + guarded_deletes, 2 * guarded_sets) end
+local stamp
+if ARGV[5] ~= '' then
+  stamp = ARGV[5]
+  redis.call('HSET', hash, '\0v', stamp)
+elseif ARGV[3] ~= '' then
+  -- A cookie's view merged over the hash as it was at ARGV[3]: only if it still is. A save of
+  -- nothing but that view leaves the hash at the view's own stamp (ARGV[14]), so that a newer
+  -- copy of the same cookie (more writes taken in while Redis was down) still wins over it.
+  if tonumber(redis.call('HGET', hash, '\0v') or '0') == tonumber(ARGV[3]) then
+    if guarded_deletes > 0 then chunked('HDEL', guarded_at, guarded_deletes) end
+    if guarded_sets > 0 then chunked('HSET', guarded_at + guarded_deletes, 2 * guarded_sets) end
+    if deletes == 0 and sets == 0 then
+      stamp = ARGV[14]
+      redis.call('HSET', hash, '\0v', stamp)
+    end
+  end
+  stamp = stamp or count_write()
+else
+  stamp = count_write()
 end
-at = at + guarded_deletes + 2 * guarded_sets
+
 if deletes > 0 then chunked('HDEL', at, deletes) end
-at = at + deletes
-if sets > 0 then chunked('HSET', at, 2 * sets) end
+if sets > 0 then chunked('HSET', at + deletes, 2 * sets) end
 
 redis.call('EXPIRE', hash, ARGV[1])
 

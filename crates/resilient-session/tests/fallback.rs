@@ -1,0 +1,210 @@
+//! The cookie standing in for Redis, at its edges: what it does not carry is unknown, not
+//! absent; what does not fit gives way in order, removals last; a cookie of an older key never
+//! stands in on its own. The engine driven directly against a real redis-server.
+
+use resilient_session::{Error, KeyRing, SessionConfig, Source};
+use test_redis::RedisServer;
+
+mod common;
+use common::{SECRET, config, cookie_header, finish, open, session_keys, store_with};
+
+#[tokio::test]
+async fn a_key_the_cookie_does_not_carry_is_unavailable_not_absent() {
+    let mut server = RedisServer::start();
+    let store = store_with(&server, config().mirrored_keys(["user"])).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    login.insert("mfa_pending", true).await.expect("insert");
+    let cookie = cookie_header(&finish(&store, &login).await.expect("cookie"));
+
+    server.kill();
+    let session = open(&store, Some(&cookie));
+    assert_eq!(session.source().await, Source::Cookie);
+    assert_eq!(
+        session
+            .get::<String>("user")
+            .await
+            .expect("mirrored")
+            .as_deref(),
+        Some("ada")
+    );
+    let err = session
+        .get::<bool>("mfa_pending")
+        .await
+        .expect_err("not carried by the cookie: not known");
+    assert!(
+        matches!(&err, Error::ValueUnavailable { key } if key == "mfa_pending"),
+        "{err}"
+    );
+    assert!(err.is_unavailable(), "handlers can answer 503 on it");
+    assert!(
+        !err.to_string().contains(&cookie),
+        "no cookie in the message"
+    );
+    // What the handler writes meanwhile is known again.
+    session.insert("mfa_pending", false).await.expect("insert");
+    assert_eq!(
+        session.get::<bool>("mfa_pending").await.expect("known"),
+        Some(false)
+    );
+    // And a key known to be gone is absent.
+    session.remove("user").await;
+    assert_eq!(session.get::<String>("user").await.expect("known"), None);
+}
+
+#[tokio::test]
+async fn removing_what_the_cookie_carries_during_an_outage_does_not_end_the_session() {
+    let mut server = RedisServer::builder().persistent().start();
+    let store = store_with(&server, config().mirrored_keys(["user"])).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    login.insert("cart", 3).await.expect("insert");
+    let cookie = cookie_header(&finish(&store, &login).await.expect("cookie"));
+
+    server.kill();
+    // The handler empties what it can see: the cookie does not carry `cart`, so the session is
+    // not empty, and must not end (nor lose `cart`).
+    let session = open(&store, Some(&cookie));
+    session.clear().await;
+    let during = cookie_header(&finish(&store, &session).await.expect("a cookie"));
+    assert!(!during.contains("Max-Age=0"), "not a logout");
+    assert_eq!(store.stats().revocations_pending, 0, "no logout queued");
+
+    server.restart();
+    common::until_connected(store.manager()).await;
+    let after = open(&store, Some(&during));
+    assert_eq!(
+        after.get::<String>("user").await.expect("get"),
+        None,
+        "removed"
+    );
+    assert_eq!(
+        after.get::<i64>("cart").await.expect("get"),
+        Some(3),
+        "kept"
+    );
+}
+
+#[tokio::test]
+async fn an_overflowing_outage_cookie_keeps_its_removals() {
+    let mut server = RedisServer::builder().persistent().start();
+    let store = store_with(&server, config().mirrored_keys(["user"])).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    login.insert("admin", true).await.expect("insert");
+    let cookie = cookie_header(&finish(&store, &login).await.expect("cookie"));
+
+    server.kill();
+    // Redis down: a privilege taken away, and a note too big for the cookie.
+    let session = open(&store, Some(&cookie));
+    session.remove("admin").await;
+    session
+        .insert("notes", "n".repeat(5000))
+        .await
+        .expect("insert");
+    let err = session.save().await.expect_err("the note does not fit");
+    assert!(matches!(err, Error::CookieTooLarge { .. }), "{err}");
+    let during = cookie_header(&finish(&store, &session).await.expect("a cookie"));
+    assert!(during.len() <= 4096);
+
+    server.restart();
+    common::until_connected(store.manager()).await;
+    let after = open(&store, Some(&during));
+    assert_eq!(
+        after.get::<String>("user").await.expect("get").as_deref(),
+        Some("ada")
+    );
+    assert_eq!(
+        after.get::<bool>("admin").await.expect("get"),
+        None,
+        "the removal reached Redis: the privilege does not come back"
+    );
+    assert_eq!(after.get::<String>("notes").await.expect("get"), None);
+}
+
+#[tokio::test]
+async fn removals_that_do_not_fit_end_the_session_rather_than_come_back() {
+    let mut server = RedisServer::builder().persistent().start();
+    let store = store_with(&server, config().mirrored_keys(["user"])).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    let keys: Vec<String> = (0..300).map(|n| format!("permission-{n:04}")).collect();
+    for key in &keys {
+        login.insert(key, true).await.expect("insert");
+    }
+    let cookie = cookie_header(&finish(&store, &login).await.expect("cookie"));
+
+    server.kill();
+    let session = open(&store, Some(&cookie));
+    for key in &keys {
+        session.remove(key).await;
+    }
+    let err = session
+        .save()
+        .await
+        .expect_err("3,600 bytes of removals do not fit");
+    assert!(matches!(err, Error::CookieTooLarge { .. }), "{err}");
+    let removal = finish(&store, &session).await.expect("the cookie goes");
+    assert!(removal.contains("Max-Age=0"), "fail closed: {removal}");
+    assert_eq!(
+        store.stats().revocations_pending,
+        1,
+        "and the session is revoked"
+    );
+
+    server.restart();
+    common::until_connected(store.manager()).await;
+    for _ in 0..200 {
+        if store.stats().revocations_replayed == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        session_keys(&server).is_empty(),
+        "its permissions went with it"
+    );
+    let copy = open(&store, Some(&cookie));
+    assert_eq!(
+        copy.get::<bool>("permission-0000").await.expect("get"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_cookie_of_an_older_key_never_stands_in_on_its_own() {
+    let mut server = RedisServer::start();
+    let old = store_with(&server, config().mirrored_keys(["user"])).await;
+    let login = open(&old, None);
+    login.insert("user", "ada").await.expect("insert");
+    let cookie = cookie_header(&finish(&old, &login).await.expect("cookie"));
+
+    // The secret rotates: the old one is still accepted, for finding sessions in Redis.
+    let ring = KeyRing::new(["a-brand-new-secret-of-at-least-32-bytes", SECRET]).expect("ring");
+    let rotated = store_with(&server, SessionConfig::new(ring).mirrored_keys(["user"])).await;
+    let session = open(&rotated, Some(&cookie));
+    assert_eq!(
+        session
+            .get::<String>("user")
+            .await
+            .expect("from Redis")
+            .as_deref(),
+        Some("ada")
+    );
+
+    server.kill();
+    let during = open(&rotated, Some(&cookie));
+    assert_eq!(during.source().await, Source::Unavailable, "no fallback");
+    assert!(during.get::<String>("user").await.is_err());
+
+    server.restart_empty();
+    common::until_connected(rotated.manager()).await;
+    let after = open(&rotated, Some(&cookie));
+    assert_eq!(
+        after.get::<String>("user").await.expect("get"),
+        None,
+        "not re-seeded from a cookie of an older key"
+    );
+    finish(&rotated, &after).await;
+    assert!(session_keys(&server).is_empty());
+}
