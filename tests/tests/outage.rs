@@ -327,6 +327,12 @@ async fn past_fallback_max_age_the_cookie_is_not_honoured_alone(framework: Frame
         me.set_cookies.is_empty(),
         "but not removed: Redis may confirm it again"
     );
+    let counter = client.get("/counter").await;
+    assert_eq!(
+        counter.status, 503,
+        "the counter is not known: not a made-up 0: {}",
+        counter.text
+    );
 
     redis.restart();
     wait_until(Duration::from_secs(5), "logged in again from Redis", || {

@@ -208,3 +208,67 @@ async fn a_cookie_of_an_older_key_never_stands_in_on_its_own() {
     finish(&rotated, &after).await;
     assert!(session_keys(&server).is_empty());
 }
+
+#[tokio::test]
+async fn a_full_logout_queue_fails_the_process_closed_until_it_drains() {
+    let mut server = RedisServer::builder().persistent().start();
+    let store = store_with(
+        &server,
+        config().mirrored_keys(["user"]).max_queued_logouts(2),
+    )
+    .await;
+    let mut cookies = Vec::new();
+    for user in ["ada", "bob", "cy", "dee"] {
+        let login = open(&store, None);
+        login.insert("user", user).await.expect("insert");
+        cookies.push(cookie_header(
+            &finish(&store, &login).await.expect("cookie"),
+        ));
+    }
+
+    server.kill();
+    let served = open(&store, Some(&cookies[3]));
+    assert_eq!(served.source().await, Source::Cookie, "the fallback works");
+    for cookie in &cookies[..3] {
+        let logout = open(&store, Some(cookie));
+        logout.destroy().await;
+        finish(&store, &logout).await;
+    }
+    let stats = store.stats();
+    assert_eq!(stats.revocations_pending, 2);
+    assert_eq!(stats.revocations_failed, 1, "the third logout is lost");
+    assert!(stats.failing_closed);
+    let lost = open(&store, Some(&cookies[2]));
+    assert_eq!(
+        lost.source().await,
+        Source::Unavailable,
+        "the lost logout's cookie is not served from the cookie"
+    );
+    let other = open(&store, Some(&cookies[3]));
+    assert_eq!(
+        other.source().await,
+        Source::Unavailable,
+        "nor anyone's: fail closed"
+    );
+
+    server.restart();
+    common::until_connected(store.manager()).await;
+    for _ in 0..200 {
+        if !store.stats().failing_closed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        !store.stats().failing_closed,
+        "drained: {:?}",
+        store.stats()
+    );
+    server.kill();
+    let again = open(&store, Some(&cookies[3]));
+    assert_eq!(
+        again.source().await,
+        Source::Cookie,
+        "the fallback works again"
+    );
+}

@@ -7,7 +7,7 @@
 //! | `POST /login` `{"user_id","role"}` | cycles the id, stores the user |
 //! | `GET /me` | the user and where the session came from, or 401 |
 //! | `POST /logout` | destroys the session (204) |
-//! | `POST /counter`, `GET /counter` | increments / reads `counter` |
+//! | `POST /counter`, `GET /counter` | increments / reads `counter` (503 when nothing about the session is known) |
 //! | `GET /noop` | never touches the session |
 //! | `GET /api/health/redis` | health, 200 or 503 |
 //! | `GET /metrics` | the process's metrics, Prometheus text format (503 if another recorder was installed) |
@@ -86,18 +86,17 @@ async fn logout(session: Session) -> HttpResponse {
 }
 
 async fn read_counter(session: Session) -> HttpResponse {
-    let counter: i64 = session.get("counter").await.ok().flatten().unwrap_or(0);
+    let Some(counter) = example_common::counter(session.get("counter").await) else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE);
+    };
     counter_response(&session, counter).await
 }
 
 async fn increment_counter(session: Session) -> HttpResponse {
-    let counter = session
-        .get::<i64>("counter")
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(0)
-        + 1;
+    let Some(counter) = example_common::counter(session.get("counter").await) else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE);
+    };
+    let counter = counter + 1;
     if let Err(err) = session.insert("counter", counter).await {
         return error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string());
     }

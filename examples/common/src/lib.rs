@@ -13,6 +13,30 @@ use serde::{Deserialize, Serialize};
 /// The keys that survive a Redis outage: who is logged in, and the counter.
 pub const MIRRORED_KEYS: [&str; 2] = ["user", "counter"];
 
+/// The counter, from what `Session::get("counter")` answered: 0 when unset (or not a number),
+/// `None` when it is not known (Redis is unavailable and the cookie cannot stand in for it): the
+/// apps answer 503 then, rather than a counter that is not the user's.
+///
+/// ```
+/// use resilient_session::Error;
+///
+/// assert_eq!(example_common::counter(Ok(Some(3))), Some(3));
+/// assert_eq!(example_common::counter(Ok(None)), Some(0));
+/// let unknown = Error::ValueUnavailable { key: "counter".into() };
+/// assert_eq!(example_common::counter(Err(unknown)), None);
+/// ```
+pub fn counter(read: resilient_session::Result<Option<i64>>) -> Option<i64> {
+    match read {
+        Ok(counter) => Some(counter.unwrap_or(0)),
+        Err(err) if err.is_unavailable() => None,
+        Err(_) => Some(0),
+    }
+}
+
+/// What the apps answer when the session's data is not known.
+pub const UNAVAILABLE: &str =
+    "the session is unavailable: Redis cannot be reached and the cookie cannot stand in for it";
+
 /// The logged-in user, as stored in the session and sent to `POST /login`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {

@@ -20,61 +20,17 @@
 //! slot), with `SET … GET`: a `moved` tombstone it replaces names a successor, which is revoked
 //! in turn.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bb8_redis::redis::{self, Value as RedisValue};
 
-use super::engine::Stamp;
-use super::engine::answer::{Tombstone, Written};
+use super::engine::answer::Written;
 use super::engine::save::{Predecessor, Write};
 use super::id::{Digest, SessionId};
+use super::scripts::{RETIRE, SAVE, save_arguments, written};
+use super::tombstone::{REVOKED, cycled_value, moved_value, tombstone_of};
 use crate::redis::slot_epoch_key;
 use crate::{RedisManager, Result};
-
-const REVOKED: &str = "revoked";
-const MOVED: &str = "moved";
-const CYCLED: &str = "cycled";
-
-/// What a sealed successor id is bound to (see [`CookieCodec::seal`](crate::cookie::CookieCodec)).
-pub(crate) const SUCCESSOR: &str = "successor";
-
-/// The save script and the second half of a login in a cluster, with their SHA-1s.
-struct Script {
-    text: &'static str,
-    sha1: OnceLock<String>,
-}
-
-impl Script {
-    const fn new(text: &'static str) -> Self {
-        Self {
-            text,
-            sha1: OnceLock::new(),
-        }
-    }
-
-    fn sha1(&self) -> &str {
-        self.sha1
-            .get_or_init(|| redis::Script::new(self.text).get_hash().to_owned())
-    }
-
-    /// `EVALSHA` (or `EVAL` with the text) with `keys`; the arguments follow.
-    fn command(&self, by_sha: bool, keys: &[&str]) -> redis::Cmd {
-        let mut cmd = if by_sha {
-            let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(self.sha1());
-            cmd
-        } else {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(self.text);
-            cmd
-        };
-        cmd.arg(keys.len()).arg(keys);
-        cmd
-    }
-}
-
-static SAVE: Script = Script::new(include_str!("scripts/save.lua"));
-static RETIRE: Script = Script::new(include_str!("scripts/retire.lua"));
 
 #[derive(Debug, Clone)]
 pub(crate) struct Backend {
@@ -86,44 +42,6 @@ pub(crate) struct Backend {
 
 /// A session hash as Redis returned it: field and value bytes.
 pub(crate) type Fields = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// How a tombstone value reads: `revoked`, `cycled:<digest>`, `moved:<digest>:<sealed id>`.
-/// `open` unseals a successor's id.
-pub(crate) fn tombstone_of(
-    value: Option<&str>,
-    open: impl Fn(&str) -> Option<SessionId>,
-) -> Tombstone {
-    let Some(value) = value else {
-        return Tombstone::None;
-    };
-    if value == REVOKED {
-        return Tombstone::Revoked;
-    }
-    let mut parts = value.splitn(3, ':');
-    match (
-        parts.next(),
-        parts.next().and_then(Digest::parse),
-        parts.next(),
-    ) {
-        (Some(MOVED), Some(digest), sealed) => {
-            let id = sealed.and_then(&open).filter(|id| *id.digest() == digest);
-            Tombstone::Moved { digest, id }
-        }
-        // Anything else, older formats included, ends the session without naming a successor.
-        _ => Tombstone::Cycled,
-    }
-}
-
-/// The tombstone a login leaves on the old id: `cycled:<new digest>` (the digest lets a
-/// retried attempt recognise its own).
-pub(crate) fn cycled_value(successor: &SessionId) -> String {
-    format!("{CYCLED}:{}", successor.digest().to_text())
-}
-
-/// The tombstone a move leaves on the old id: `moved:<new digest>:<new id, sealed>`.
-pub(crate) fn moved_value(successor: &SessionId, sealed: &str) -> String {
-    format!("{MOVED}:{}:{sealed}", successor.digest().to_text())
-}
 
 impl Backend {
     pub(crate) fn new(manager: RedisManager, namespace: String) -> Self {
@@ -392,151 +310,5 @@ impl Backend {
     /// The data epoch of `id`'s session if it is known without asking.
     pub(crate) fn cached_epoch(&self, digest: &Digest) -> Option<Arc<str>> {
         self.manager.cached_epoch(&self.epoch_key(digest))
-    }
-}
-
-/// The script's arguments after the keys (see `scripts/save.lua`).
-fn save_arguments(cmd: &mut redis::Cmd, write: &Write, kind: &str, tombstone: &str, secs: u64) {
-    let (guarded_set, guarded_delete): (&[(String, String)], &[String]) = match &write.guarded {
-        Some(guarded) => (&guarded.set, &guarded.delete),
-        None => (&[], &[]),
-    };
-    cmd.arg(write.ttl)
-        .arg(if write.create { "create" } else { "update" })
-        .arg(
-            write
-                .guarded
-                .as_ref()
-                .map(|g| g.expected.to_string())
-                .unwrap_or_default(),
-        )
-        .arg(write.floor.bits())
-        .arg(write.stamp.map(|s| s.to_string()).unwrap_or_default())
-        .arg(kind)
-        .arg(tombstone)
-        .arg(secs)
-        .arg(write.delete.len())
-        .arg(write.set.len())
-        .arg(guarded_delete.len())
-        .arg(guarded_set.len())
-        .arg(Stamp::WRITE)
-        .arg(
-            write
-                .guarded
-                .as_ref()
-                .map(|g| g.view.bits())
-                .unwrap_or_default(),
-        );
-    cmd.arg(guarded_delete);
-    for (field, value) in guarded_set {
-        cmd.arg(field).arg(value);
-    }
-    cmd.arg(&write.delete);
-    for (field, value) in &write.set {
-        cmd.arg(field).arg(value);
-    }
-}
-
-/// The save script's answer.
-fn written(answer: &RedisValue) -> Written {
-    let RedisValue::Array(parts) = answer else {
-        return Written::Failed;
-    };
-    let text = |value: &RedisValue| match value {
-        RedisValue::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-        RedisValue::SimpleString(text) => Some(text.clone()),
-        RedisValue::Int(n) => Some(n.to_string()),
-        _ => None,
-    };
-    let (Some(status), Some(value)) = (parts.first().and_then(text), parts.get(1).and_then(text))
-    else {
-        return Written::Failed;
-    };
-    match status.as_str() {
-        "ok" => Stamp::parse(value.as_bytes()).map_or(Written::Failed, Written::Yes),
-        "gone" => Written::Gone,
-        "taken" => Written::Taken(tombstone_of(Some(&value), |_| None)),
-        _ => Written::Failed,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tombstones_read_as_written() {
-        let successor = SessionId::generate().expect("random");
-        let open = |sealed: &str| (sealed == "sealed").then(|| successor.clone());
-        assert_eq!(tombstone_of(None, open), Tombstone::None);
-        assert_eq!(tombstone_of(Some("revoked"), open), Tombstone::Revoked);
-        assert_eq!(
-            tombstone_of(Some(&cycled_value(&successor)), open),
-            Tombstone::Cycled
-        );
-        assert_eq!(
-            tombstone_of(Some(&moved_value(&successor, "sealed")), open),
-            Tombstone::Moved {
-                digest: *successor.digest(),
-                id: Some(successor.clone()),
-            }
-        );
-        // A sealed id that does not open, or names another session, is not followed.
-        assert_eq!(
-            tombstone_of(Some(&moved_value(&successor, "other")), open),
-            Tombstone::Moved {
-                digest: *successor.digest(),
-                id: None,
-            }
-        );
-        let elsewhere = SessionId::generate().expect("random");
-        let wrong = format!("moved:{}:sealed", elsewhere.digest().to_text());
-        assert_eq!(
-            tombstone_of(Some(&wrong), open),
-            Tombstone::Moved {
-                digest: *elsewhere.digest(),
-                id: None,
-            }
-        );
-        for other in ["moved", "moved:short", "moved:abc123", "anything"] {
-            assert_eq!(
-                tombstone_of(Some(other), open),
-                Tombstone::Cycled,
-                "{other}"
-            );
-        }
-    }
-
-    #[test]
-    fn script_answers() {
-        let bulk = |s: &str| RedisValue::BulkString(s.as_bytes().to_vec());
-        let stamp = Stamp::new(7, 2);
-        assert_eq!(
-            written(&RedisValue::Array(vec![
-                bulk("ok"),
-                bulk(&stamp.to_string())
-            ])),
-            Written::Yes(stamp)
-        );
-        assert_eq!(
-            written(&RedisValue::Array(vec![
-                bulk("ok"),
-                RedisValue::Int(stamp.bits() as i64)
-            ])),
-            Written::Yes(stamp)
-        );
-        assert_eq!(
-            written(&RedisValue::Array(vec![bulk("gone"), bulk("")])),
-            Written::Gone
-        );
-        assert_eq!(
-            written(&RedisValue::Array(vec![bulk("taken"), bulk("revoked")])),
-            Written::Taken(Tombstone::Revoked)
-        );
-        assert_eq!(written(&RedisValue::Int(1)), Written::Failed);
-        assert_eq!(
-            written(&RedisValue::Array(vec![bulk("ok"), bulk("x")])),
-            Written::Failed
-        );
     }
 }

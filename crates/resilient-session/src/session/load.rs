@@ -3,12 +3,13 @@
 use serde_json::{Map, Value};
 
 use super::SessionStore;
-use super::backend::{Fields, tombstone_of};
+use super::backend::Fields;
 use super::engine::answer::{GoneAnswer, Hash, HashAnswer, LegacyAnswer, Unavailable};
 use super::engine::load::{Answer, Loaded, Loader, Query, Step};
 use super::engine::state::{ClientCookie, Legacy, Outgoing};
 use super::engine::{STAMP_FIELD, Stamp, State};
 use super::store::now;
+use super::tombstone::tombstone_of;
 use crate::Error;
 use crate::stats::Counters;
 

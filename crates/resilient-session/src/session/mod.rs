@@ -19,12 +19,16 @@ mod engine;
 mod handle;
 mod id;
 mod import;
+mod issue;
 mod load;
+mod logout;
 mod replay;
 mod response;
 mod revocations;
 mod save;
+mod scripts;
 mod store;
+mod tombstone;
 
 pub(crate) use engine::Stamp;
 pub use handle::{Session, Source};

@@ -2,19 +2,16 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::backend::{Backend, SUCCESSOR};
-use super::engine::fit::cut;
+use super::backend::Backend;
 use super::engine::load::LoadInput;
 use super::engine::save::Ctx;
-use super::engine::state::Legacy;
+use super::engine::state::{Legacy, Outgoing};
 use super::engine::{ClientCookie, Cookie, Policy, State};
-use super::id::Digest;
-use super::response::ResponseHeaders;
-use super::revocations::{Queued, Revocations, Target};
+use super::revocations::Revocations;
+use super::tombstone::SUCCESSOR;
 use super::{Import, Session, SessionId};
-use crate::cookie::{CookieCodec, Payload};
+use crate::cookie::CookieCodec;
 use crate::health::{FallbackReport, HealthReport};
 use crate::stats::{Counters, SessionStats};
 use crate::{Error, RedisManager, Result, SessionConfig};
@@ -161,7 +158,7 @@ impl SessionStore {
             }
             Some(_expired) => {
                 Counters::bump(&counters.cookies_expired);
-                state.outgoing = super::engine::state::Outgoing::Remove;
+                state.outgoing = Outgoing::Remove;
                 ClientCookie::None
             }
             None => {
@@ -170,7 +167,7 @@ impl SessionStore {
                 } else {
                     &counters.cookies_rejected
                 });
-                state.outgoing = super::engine::state::Outgoing::Remove;
+                state.outgoing = Outgoing::Remove;
                 ClientCookie::None
             }
         };
@@ -201,6 +198,10 @@ impl SessionStore {
 
     pub(crate) fn policy(&self) -> Policy {
         self.inner.policy
+    }
+
+    pub(crate) fn codec(&self) -> &CookieCodec {
+        &self.inner.codec
     }
 
     pub(crate) fn ctx(&self, now: i64) -> Ctx<'_> {
@@ -243,71 +244,6 @@ impl SessionStore {
                 .is_some_and(|id| revocations.contains(id.digest()))
     }
 
-    /// Queues the logout of `target` for replay, which matters until `until`.
-    pub(crate) fn revoke_later(&self, target: Target, until: i64, now: i64) {
-        let counters = &self.inner.counters;
-        match self.inner.revocations.push(target, until, now) {
-            Queued::Yes | Queued::Already => Counters::bump(&counters.revocations_queued),
-            Queued::Lost => {
-                Counters::bump(&counters.revocations_failed);
-                tracing::error!(
-                    "the queue of logouts waiting for Redis is full: this one is lost, and until the queue has drained no cookie stands in for Redis on its own (fail closed)"
-                );
-            }
-        }
-    }
-
-    /// Queues the logout of a session whose cookie is `payload` (or, without one, as long as
-    /// any session could matter).
-    pub(crate) fn revoke_id_later(&self, id: &SessionId, payload: Option<&Payload>, now: i64) {
-        let policy = &self.inner.policy;
-        let until = match payload {
-            Some(p) => {
-                policy.revocation_matters_until(p.created, p.touched, p.id.as_ref() == Some(id))
-            }
-            None => policy.revocation_matters_until(now, now, true),
-        };
-        self.revoke_later(Target::Session(*id.digest()), until, now);
-    }
-
-    /// A logout, now: `DEL` and a "revoked" tombstone for `digest`, then for every successor a
-    /// "moved" tombstone names.
-    ///
-    /// # Errors
-    ///
-    /// The link of the chain Redis could not take, and why: the caller queues it.
-    pub(crate) async fn revoke_chain(&self, digest: Digest) -> Result<(), (Digest, Error)> {
-        let secs = self.inner.policy.tombstone_secs();
-        let mut next = Some(digest);
-        let mut steps = 0;
-        while let Some(digest) = next {
-            let previous = self
-                .backend()
-                .revoke(&digest, secs)
-                .await
-                .map_err(|err| (digest, err))?;
-            steps += 1;
-            next = match super::backend::tombstone_of(previous.as_deref(), |_| None) {
-                super::engine::answer::Tombstone::Moved { digest, .. }
-                    if steps < super::engine::load::MAX_FOLLOW =>
-                {
-                    Some(digest)
-                }
-                _ => None,
-            };
-        }
-        Ok(())
-    }
-
-    /// [`revoke_chain`](Self::revoke_chain), queueing what Redis cannot take now.
-    pub(crate) async fn revoke_now_or_later(&self, digest: Digest, now: i64) {
-        if let Err((left, err)) = self.revoke_chain(digest).await {
-            tracing::debug!(error = %err, "logout queued until Redis is available");
-            let until = self.inner.policy.revocation_matters_until(now, now, true);
-            self.revoke_later(Target::Session(left), until, now);
-        }
-    }
-
     /// Seals a successor's id for its tombstone.
     pub(crate) fn seal(&self, id: &str) -> String {
         self.inner.codec.seal(SUCCESSOR, id)
@@ -316,87 +252,6 @@ impl SessionStore {
     /// Opens a successor's id from its tombstone.
     pub(crate) fn unseal(&self, sealed: &str) -> Option<SessionId> {
         SessionId::parse(&self.inner.codec.unseal(SUCCESSOR, sealed)?)
-    }
-
-    /// Sends `payload` as the session cookie: the response will set it, and the rest of the
-    /// request continues from it. When it does not fit in 4096 bytes, what gives way is cut
-    /// (see [`cut`]); each cut is logged and counted. Should even the removals made while Redis
-    /// was down not fit, the session fails closed: it ends here (its logout queued) rather than
-    /// let a removed value come back.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::CookieTooLarge`] when a cut lost writes made while Redis was down.
-    pub(crate) fn send(&self, state: &mut State, payload: Payload, now: i64) -> Result<()> {
-        let max_age = Duration::from_secs(self.inner.policy.ttl_secs(payload.created, now));
-        let mut payload = payload;
-        let mut lost_writes = None;
-        loop {
-            let too_large = match self.inner.codec.encode(&payload, max_age) {
-                Ok(header) => {
-                    state.issue(header, payload);
-                    return match lost_writes {
-                        Some(bytes) => Err(Error::CookieTooLarge { bytes }),
-                        None => Ok(()),
-                    };
-                }
-                Err(too_large) => too_large.bytes,
-            };
-            Counters::bump(&self.inner.counters.oversized_cookies);
-            match cut(&mut payload) {
-                Some(lost) => {
-                    if lost.loses_writes() {
-                        tracing::warn!(
-                            bytes = too_large,
-                            "session cookie would exceed 4096 bytes: changes made while Redis is down are dropped ({lost:?})"
-                        );
-                        lost_writes = Some(too_large);
-                    } else {
-                        tracing::warn!(
-                            bytes = too_large,
-                            "session cookie would exceed 4096 bytes: the mirrored keys are left out"
-                        );
-                    }
-                }
-                None if !payload.unsaved => {
-                    // Only the identity is left, and Redis has everything: nothing is lost.
-                    tracing::error!(
-                        bytes = too_large,
-                        "session cookie cannot fit in 4096 bytes; not sent"
-                    );
-                    return Err(Error::CookieTooLarge { bytes: too_large });
-                }
-                None => {
-                    tracing::error!(
-                        bytes = too_large,
-                        "session cookie cannot fit in 4096 bytes; the session ends rather than lose what was removed"
-                    );
-                    if let Some(id) = payload.revocable_id() {
-                        self.revoke_id_later(id, Some(&payload), now);
-                    }
-                    state.end(super::engine::Phase::Ended);
-                    return Err(Error::CookieTooLarge { bytes: too_large });
-                }
-            }
-        }
-    }
-
-    /// What the response gets: the cookies, and whether it is about a session.
-    pub(crate) fn headers(&self, state: &State) -> ResponseHeaders {
-        use super::engine::state::Outgoing;
-        let cookie = match &state.outgoing {
-            Outgoing::Keep => None,
-            Outgoing::Set(header) => Some(header.clone()),
-            Outgoing::Remove => Some(self.inner.codec.removal()),
-        };
-        let legacy = (state.legacy == Legacy::Remove)
-            .then(|| {
-                let config = self.config();
-                config.import.as_ref().map(|i| i.removal(config.secure))
-            })
-            .flatten();
-        let read = state.phase != super::engine::Phase::Unloaded;
-        ResponseHeaders::new(cookie, legacy, read)
     }
 }
 

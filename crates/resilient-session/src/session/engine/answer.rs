@@ -27,6 +27,16 @@ pub(crate) enum Tombstone {
     Cycled,
 }
 
+impl Tombstone {
+    /// The session a logout of this one also ends: the one it moved to.
+    pub(crate) fn successor(&self) -> Option<Digest> {
+        match self {
+            Tombstone::Moved { digest, .. } => Some(*digest),
+            _ => None,
+        }
+    }
+}
+
 /// A session's hash, loaded and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Hash {
