@@ -56,6 +56,16 @@ fn clear_text_hints_from_the_far_past_or_future_are_refused_not_a_panic() {
     });
 }
 
+fn hint() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        Just(i64::MIN.to_string()),
+        Just(i64::MAX.to_string()),
+        (-1_000i64..1_000).prop_map(|n| n.to_string()),
+        "[+0-9-]{1,25}",
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -63,6 +73,15 @@ proptest! {
     fn random_cookie_values(value in "[ -~]{0,300}", read in any::<bool>()) {
         runtime().block_on(async {
             refused(&store(), &value, read).await;
+        });
+    }
+
+    /// Values shaped like ours, `{touched}.{anything}`, with the clear-text time at the edges of
+    /// what a number can be as often as anywhere else.
+    #[test]
+    fn random_hints(hint in hint(), rest in "[ -~]{0,80}", read in any::<bool>()) {
+        runtime().block_on(async {
+            refused(&store(), &format!("{hint}.{rest}"), read).await;
         });
     }
 
