@@ -168,17 +168,19 @@ async fn carried_over(ours: &str, redis: &RedisServer, browser: &mut Browser, ol
         json!({"user_id": "ada", "role": "admin", "source": "redis"})
     );
     // Two round trips: `GET` of the old session with its remaining life (`PTTL`: the import
-    // keeps its deadline), the extra one; and the save script, which writes the new session and
-    // only then deletes the old key (Redis counts the commands the script runs too).
+    // keeps its deadline), the extra one; and the save script, which checks the new session has
+    // no tombstone, writes it (its fields, and when it was created) and only then deletes the
+    // old key (Redis counts the commands the script runs too).
     assert_eq!(
         redis.commandstats(),
         BTreeMap::from([
             ("del".to_owned(), 1),
             ("evalsha".to_owned(), 1),
+            ("exists".to_owned(), 1),
             ("expire".to_owned(), 1),
             ("get".to_owned(), 1),
             ("hincrby".to_owned(), 1),
-            ("hset".to_owned(), 1),
+            ("hset".to_owned(), 2),
             ("pttl".to_owned(), 1),
         ]),
     );

@@ -127,6 +127,12 @@ pub enum Error {
         key: String,
     },
 
+    /// The request's session cookie predates a login made in another request (a request racing
+    /// the login, a stale tab): its session went on under another id, and this request's
+    /// changes are not kept. The browser has the login's cookie.
+    #[error("the session cookie was superseded by a login in another request: changes not kept")]
+    SessionSuperseded,
+
     /// Session keys starting with a NUL character are reserved for the library.
     #[error("session key {key:?} is reserved (keys may not start with a NUL character)")]
     ReservedKey {

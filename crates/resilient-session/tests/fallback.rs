@@ -2,7 +2,9 @@
 //! absent; what does not fit gives way in order, removals last; a cookie of an older key never
 //! stands in on its own. The engine driven directly against a real redis-server.
 
-use resilient_session::{Error, KeyRing, SessionConfig, Source};
+use std::time::Duration;
+
+use resilient_session::{Error, KeyRing, SessionConfig, SessionStore, Source};
 use test_redis::RedisServer;
 
 mod common;
@@ -159,7 +161,7 @@ async fn removals_that_do_not_fit_end_the_session_rather_than_come_back() {
         if store.stats().revocations_replayed == 1 {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(
         session_keys(&server).is_empty(),
@@ -258,7 +260,7 @@ async fn a_full_logout_queue_fails_the_process_closed_until_it_drains() {
         if !store.stats().failing_closed {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(
         !store.stats().failing_closed,
@@ -271,5 +273,180 @@ async fn a_full_logout_queue_fails_the_process_closed_until_it_drains() {
         again.source().await,
         Source::Cookie,
         "the fallback works again"
+    );
+}
+
+/// A store whose ring has a new key first, the test secret second (what an old deployment
+/// used): cookies the old store made are of an older key here.
+async fn rotated(
+    server: &RedisServer,
+    tweak: impl FnOnce(SessionConfig) -> SessionConfig,
+) -> SessionStore {
+    let ring = KeyRing::new(["a-brand-new-secret-of-at-least-32-bytes", SECRET]).expect("ring");
+    store_with(
+        server,
+        tweak(SessionConfig::new(ring).mirrored_keys(["role"])),
+    )
+    .await
+}
+
+/// A cookie of the old key whose content Redis never vouched for (`role` = admin, written
+/// while Redis did not answer), the session in Redis saying `role` = user.
+async fn an_unvouched_cookie(server: &RedisServer) -> String {
+    let old = store_with(server, config().mirrored_keys(["role"])).await;
+    let login = open(&old, None);
+    login.insert("role", "user").await.expect("insert");
+    let cookie = cookie_header(&finish(&old, &login).await.expect("cookie"));
+    server.pause();
+    let escalate = open(&old, Some(&cookie));
+    escalate.insert("role", "admin").await.expect("insert");
+    let unvouched = cookie_header(&finish(&old, &escalate).await.expect("into the cookie"));
+    server.resume();
+    common::until_connected(old.manager()).await;
+    unvouched
+}
+
+#[tokio::test]
+async fn a_touch_does_not_re_issue_an_older_keys_content_under_the_newest_key() {
+    let server = RedisServer::start();
+    let unvouched = an_unvouched_cookie(&server).await;
+    let new = rotated(&server, |c| c.touch_interval(Duration::ZERO)).await;
+    let unused = open(&new, Some(&unvouched));
+    let reissued = finish(&new, &unused).await;
+    assert_eq!(reissued, None, "touched, but its content is not re-issued");
+    let next = open(&new, Some(&unvouched));
+    assert_eq!(
+        next.get::<String>("role").await.expect("get").as_deref(),
+        Some("user")
+    );
+    let fresh = cookie_header(&finish(&new, &next).await.expect("re-issued from Redis"));
+    let after = open(&new, Some(&fresh));
+    assert_eq!(
+        after.get::<String>("role").await.expect("get").as_deref(),
+        Some("user"),
+        "what Redis had, under the newest key"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_save_does_not_re_issue_an_older_keys_content_under_the_newest_key() {
+    let server = RedisServer::start();
+    let unvouched = an_unvouched_cookie(&server).await;
+    let new = rotated(&server, |c| c).await;
+    let request = open(&new, Some(&unvouched));
+    assert_eq!(
+        request.get::<String>("role").await.expect("get").as_deref(),
+        Some("user")
+    );
+    request.insert("counter", 1).await.expect("insert");
+    server.pause(); // Redis stops answering between the load and the save
+    let into_cookie = cookie_header(&finish(&new, &request).await.expect("into the cookie"));
+    server.resume();
+    common::until_connected(new.manager()).await;
+    let next = open(&new, Some(&into_cookie));
+    assert_eq!(
+        next.get::<String>("role").await.expect("get").as_deref(),
+        Some("user"),
+        "not the older key's role"
+    );
+    assert_eq!(
+        next.get::<i64>("counter").await.expect("get"),
+        Some(1),
+        "the write is kept"
+    );
+}
+
+#[tokio::test]
+async fn what_did_not_fit_in_a_cookie_only_session_is_unknown_not_absent() {
+    let mut server = RedisServer::start();
+    let store = store_with(&server, config().mirrored_keys(["user"])).await;
+    server.kill();
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    login.insert("mfa_pending", true).await.expect("insert");
+    login
+        .insert("draft", "x".repeat(3500))
+        .await
+        .expect("insert");
+    let err = login.save().await.expect_err("the draft does not fit");
+    assert!(matches!(err, Error::CookieTooLarge { .. }), "{err}");
+    let cookie = cookie_header(&finish(&store, &login).await.expect("a cookie"));
+    let next = open(&store, Some(&cookie));
+    assert_eq!(
+        next.get::<String>("user")
+            .await
+            .expect("mirrored")
+            .as_deref(),
+        Some("ada")
+    );
+    let pending = next.get::<bool>("mfa_pending").await;
+    assert!(
+        matches!(pending, Err(Error::ValueUnavailable { .. })),
+        "{pending:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_mirrored_since_a_cookie_was_made_is_unknown_in_it() {
+    let server = RedisServer::start();
+    let before = store_with(&server, config().mirrored_keys(["user"])).await;
+    let login = open(&before, None);
+    login.insert("user", "ada").await.expect("insert");
+    login.insert("mfa_pending", true).await.expect("insert");
+    let cookie = cookie_header(&finish(&before, &login).await.expect("cookie"));
+
+    // A new deployment mirrors `mfa_pending` too; the old cookie does not carry it.
+    let after = store_with(&server, config().mirrored_keys(["user", "mfa_pending"])).await;
+    server.pause();
+    let during = open(&after, Some(&cookie));
+    assert_eq!(during.source().await, Source::Cookie);
+    let pending = during.get::<bool>("mfa_pending").await;
+    server.resume();
+    assert!(
+        matches!(pending, Err(Error::ValueUnavailable { .. })),
+        "Redis has true; the cookie says nothing: {pending:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_login_during_an_outage_keeps_unknown_what_was_unknown_and_its_window() {
+    let mut server = RedisServer::start();
+    let store = store_with(
+        &server,
+        config()
+            .mirrored_keys(["user"])
+            .fallback_max_age(Duration::from_secs(3)),
+    )
+    .await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    login.insert("mfa_pending", true).await.expect("insert");
+    let cookie = cookie_header(&finish(&store, &login).await.expect("cookie"));
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+
+    let privilege = open(&store, Some(&cookie));
+    assert!(
+        privilege.get::<bool>("mfa_pending").await.is_err(),
+        "unknown"
+    );
+    privilege.cycle_id().await;
+    let cycled = cookie_header(&finish(&store, &privilege).await.expect("a new identity"));
+    let next = open(&store, Some(&cycled));
+    let pending = next.get::<bool>("mfa_pending").await;
+    assert!(
+        matches!(pending, Err(Error::ValueUnavailable { .. })),
+        "still unknown under the new identity, not absent: {pending:?}"
+    );
+
+    // The new identity stands in no longer than the old cookie could have (times are whole
+    // seconds: more than four after the login is past a window of three).
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let late = open(&store, Some(&cycled));
+    let user = late.get::<String>("user").await;
+    assert!(
+        !matches!(user, Ok(Some(_))),
+        "past the window of what Redis last confirmed: {user:?} ({})",
+        late.source().await
     );
 }

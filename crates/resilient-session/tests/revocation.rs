@@ -393,3 +393,24 @@ async fn tombstones_outlive_the_fallback_window_and_clock_skew() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_logout_whose_answer_was_lost_still_ends_the_successor() {
+    let (server, store, before) = logged_in_then_redis_lost_its_data().await;
+    let reseed = open(&store, Some(&before));
+    assert_eq!(user(&reseed).await.as_deref(), Some("ada"), "re-seeded");
+    let after = cookie_header(&finish(&store, &reseed).await.expect("moved"));
+
+    // Redis stops answering while the logout (with the copy from before the re-seed) is sent:
+    // the command runs when Redis resumes, its answer is lost, the logout is queued and
+    // replayed; the replay must still learn the successor.
+    server.pause();
+    log_out(&store, &before).await;
+    server.resume();
+    back(&store).await;
+    replayed(&store, 1).await;
+
+    let successor = open(&store, Some(&after));
+    assert_eq!(user(&successor).await, None, "the successor went with it");
+    assert!(session_keys(&server).is_empty());
+}

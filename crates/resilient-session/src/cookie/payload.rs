@@ -10,7 +10,8 @@
 //! | `e` | the Redis data epoch seen at that confirmation |
 //! | `n` | the stamp of the state the cookie holds: the writes Redis made that it last saw, and the writes it took in since while Redis was down |
 //! | `m` | mirror: the values of the mirrored keys |
-//! | `u` | the mirror did not fit and is incomplete: a mirrored key missing from `m` is unknown |
+//! | `k` | which keys were mirrored when `m` was made (a fingerprint of their names): if they are not the ones mirrored now, a mirrored key missing from `m` is unknown |
+//! | `u` | something did not fit and was left out: a key missing from `m` and `d` is unknown |
 //! | `w` | the cookie holds writes Redis does not have (in `m`, `d`, `x`) |
 //! | `d` | values of other keys written while Redis was down, until Redis has them |
 //! | `x` | keys removed while Redis was down, until Redis has it |
@@ -41,8 +42,10 @@ pub(crate) struct Payload {
     stamp: u64,
     #[serde(rename = "m", default, skip_serializing_if = "Map::is_empty")]
     pub(crate) mirror: Map<String, Value>,
+    #[serde(rename = "k", default, skip_serializing_if = "is_zero_u32")]
+    pub(crate) mirrored: u32,
     #[serde(rename = "u", default, skip_serializing_if = "std::ops::Not::not")]
-    pub(crate) mirror_cut: bool,
+    pub(crate) incomplete: bool,
     #[serde(rename = "w", default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) unsaved: bool,
     #[serde(rename = "d", default, skip_serializing_if = "Map::is_empty")]
@@ -52,6 +55,10 @@ pub(crate) struct Payload {
 }
 
 fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
@@ -66,7 +73,8 @@ impl Payload {
             epoch: None,
             stamp: 0,
             mirror: Map::new(),
-            mirror_cut: false,
+            mirrored: 0,
+            incomplete: false,
             unsaved: false,
             data: Map::new(),
             removed: Vec::new(),
@@ -80,6 +88,19 @@ impl Payload {
 
     pub(crate) fn set_stamp(&mut self, stamp: Stamp) {
         self.stamp = stamp.bits();
+    }
+
+    /// The fingerprint of a set of mirrored keys, as `k` holds it: 32 bits of SHA-256 of their
+    /// names. Never 0 (which is "not known").
+    pub(crate) fn fingerprint(mirrored: &std::collections::BTreeSet<String>) -> u32 {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for key in mirrored {
+            hasher.update(key.as_bytes());
+            hasher.update([0]);
+        }
+        let digest = hasher.finalize();
+        u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]).max(1)
     }
 
     /// Whether the cookie carries writes Redis does not have.
@@ -143,7 +164,7 @@ mod tests {
         }
         assert_eq!(Payload::from_json(json.as_bytes()), Some(payload.clone()));
         payload.set_stamp(Stamp::new(7, 2));
-        payload.mirror_cut = true;
+        payload.incomplete = true;
         let json = payload.to_json();
         assert!(
             json.contains(&format!(r#""n":{}"#, Stamp::new(7, 2).bits()))
@@ -169,6 +190,19 @@ mod tests {
             assert_eq!(Payload::from_json(json.as_bytes()), None, "{json}");
         }
         assert!(Payload::from_json(br#"{"v":2,"c":1,"t":1}"#).is_some());
+    }
+
+    #[test]
+    fn fingerprints_tell_mirror_sets_apart() {
+        let set = |keys: &[&str]| keys.iter().map(|k| (*k).to_owned()).collect();
+        let user = Payload::fingerprint(&set(&["user"]));
+        assert_eq!(user, Payload::fingerprint(&set(&["user"])));
+        assert_ne!(user, Payload::fingerprint(&set(&["user", "mfa_pending"])));
+        assert_ne!(
+            Payload::fingerprint(&set(&["ab", "c"])),
+            Payload::fingerprint(&set(&["a", "bc"]))
+        );
+        assert_ne!(Payload::fingerprint(&set(&[])), 0);
     }
 
     #[test]

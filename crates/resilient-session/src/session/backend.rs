@@ -17,9 +17,10 @@
 //! anything before our copy exists.
 //!
 //! A logout is `DEL` plus a `revoked` tombstone at `<namespace>:revoked:{<sha256(id)>}` (same
-//! slot), with `SET … GET`: a `moved` tombstone it replaces names a successor, which is revoked
-//! in turn.
+//! slot), in one script: a `moved` tombstone it replaces names a successor, which is revoked in
+//! turn.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bb8_redis::redis::{self, Value as RedisValue};
@@ -27,8 +28,8 @@ use bb8_redis::redis::{self, Value as RedisValue};
 use super::engine::answer::Written;
 use super::engine::save::{Predecessor, Write};
 use super::id::{Digest, SessionId};
-use super::scripts::{RETIRE, SAVE, save_arguments, written};
-use super::tombstone::{REVOKED, cycled_value, moved_value, tombstone_of};
+use super::scripts::{RETIRE, REVOKE, SAVE, save_arguments, written};
+use super::tombstone::{cycled_value, moved_value, tombstone_of};
 use crate::redis::slot_epoch_key;
 use crate::{RedisManager, Result};
 
@@ -93,52 +94,51 @@ impl Backend {
         Ok((!fields.is_empty()).then_some(fields))
     }
 
-    /// Runs a save; `seal` seals a successor's id for a `moved` tombstone.
+    /// Runs a save; `seal` seals a successor's id for a `moved` tombstone; `mirrored` are the
+    /// mirrored keys (an update answers their values when it finds writes it had not seen).
     pub(crate) async fn write(
         &self,
         write: &Write,
+        mirrored: &BTreeSet<String>,
         seal: impl Fn(&str) -> String,
     ) -> Result<Written> {
         let tombstone = match &write.predecessor {
             Some(Predecessor::Claim {
                 followable: true, ..
-            }) => Some(moved_value(&write.id, &seal(write.id.as_str()))),
-            Some(Predecessor::Claim { .. } | Predecessor::Cycle { .. }) => {
-                Some(cycled_value(&write.id))
-            }
-            _ => None,
+            }) => moved_value(&write.id, &seal(write.id.as_str())),
+            Some(Predecessor::Claim { .. } | Predecessor::Cycle { .. }) => cycled_value(&write.id),
+            _ => String::new(),
         };
         if self.manager.is_cluster() {
-            return self.write_in_cluster(write, tombstone.as_deref()).await;
+            return self.write_in_cluster(write, &tombstone, mirrored).await;
         }
-        let key = write.id.redis_key(&self.namespace);
-        let (kind, old_hash, old_tombstone, secs) = match &write.predecessor {
-            None => ("", None, None, 0),
+        let ns = &self.namespace;
+        let mut keys = vec![write.id.redis_key(ns), write.id.tombstone_key(ns)];
+        let predecessor = match &write.predecessor {
+            None => ("", 0),
             Some(Predecessor::Cycle {
                 old,
                 tombstone_secs,
-            }) => (
-                "cycle",
-                Some(old.redis_key(&self.namespace)),
-                Some(old.tombstone_key(&self.namespace)),
-                tombstone_secs.unwrap_or(0),
-            ),
+            }) => {
+                keys.extend([old.redis_key(ns), old.tombstone_key(ns)]);
+                ("cycle", *tombstone_secs)
+            }
             Some(Predecessor::Claim {
                 old,
                 tombstone_secs,
                 ..
-            }) => (
-                "claim",
-                Some(old.redis_key(&self.namespace)),
-                Some(old.tombstone_key(&self.namespace)),
-                *tombstone_secs,
-            ),
-            Some(Predecessor::Retire { key }) => ("retire", Some(key.clone()), None, 0),
+            }) => {
+                keys.extend([old.redis_key(ns), old.tombstone_key(ns)]);
+                ("claim", *tombstone_secs)
+            }
+            Some(Predecessor::Retire { key }) => {
+                keys.push(key.clone());
+                ("retire", 0)
+            }
         };
-        let mut keys = vec![key.as_str()];
-        keys.extend(old_hash.as_deref());
-        keys.extend(old_tombstone.as_deref());
-        self.save(write, &keys, kind, tombstone.as_deref().unwrap_or(""), secs)
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let (kind, secs) = predecessor;
+        self.save(write, &keys, (kind, &tombstone, secs), mirrored)
             .await
     }
 
@@ -147,73 +147,79 @@ impl Backend {
         &self,
         write: &Write,
         keys: &[&str],
-        kind: &str,
-        tombstone: &str,
-        secs: u64,
+        predecessor: (&str, &str, u64),
+        mirrored: &BTreeSet<String>,
     ) -> Result<Written> {
         let command = |by_sha| {
             let mut cmd = SAVE.command(by_sha, keys);
-            save_arguments(&mut cmd, write, kind, tombstone, secs);
+            save_arguments(&mut cmd, write, predecessor, mirrored);
             cmd
         };
-        let answer: RedisValue = match self.manager.query("session save", &command(true)).await {
-            Err(err) if err.is_no_script() => {
-                self.manager.query("session save", &command(false)).await?
-            }
-            answer => answer?,
-        };
-        Ok(written(&answer))
+        let answer: RedisValue = self.by_sha("session save", command).await?;
+        Ok(written(&answer, mirrored))
+    }
+
+    /// A script command by SHA-1, then by text after `NOSCRIPT` (a restarted Redis).
+    async fn by_sha<T: redis::FromRedisValue + Send>(
+        &self,
+        operation: &'static str,
+        command: impl Fn(bool) -> redis::Cmd,
+    ) -> Result<T> {
+        match self.manager.query(operation, &command(true)).await {
+            Err(err) if err.is_no_script() => self.manager.query(operation, &command(false)).await,
+            answer => answer,
+        }
     }
 
     /// A save in a Redis Cluster: the old id is claimed first (its slot), then our hash
     /// written (another slot), then what it replaces retired: nothing is deleted before our copy
     /// exists, and a failure in between leaves at worst a tombstone naming a session that is
     /// not there (its followers re-seed it).
-    async fn write_in_cluster(&self, write: &Write, tombstone: Option<&str>) -> Result<Written> {
-        let key = write.id.redis_key(&self.namespace);
+    async fn write_in_cluster(
+        &self,
+        write: &Write,
+        tombstone: &str,
+        mirrored: &BTreeSet<String>,
+    ) -> Result<Written> {
+        let ns = &self.namespace;
+        let (key, own) = (write.id.redis_key(ns), write.id.tombstone_key(ns));
+        let own_keys = [key.as_str(), own.as_str()];
+        let alone = ("", "", 0);
         match &write.predecessor {
             Some(Predecessor::Claim {
                 old,
                 tombstone_secs,
                 ..
             }) => {
-                let value = tombstone.unwrap_or_default();
                 let mut claim = redis::cmd("SET");
                 claim
-                    .arg(old.tombstone_key(&self.namespace))
-                    .arg(value)
+                    .arg(old.tombstone_key(ns))
+                    .arg(tombstone)
                     .arg("NX")
                     .arg("GET")
                     .arg("EX")
                     .arg(*tombstone_secs);
                 let previous: Option<String> = self.manager.query("session claim", &claim).await?;
-                if let Some(previous) = previous.filter(|p| p != value) {
+                if let Some(previous) = previous.filter(|p| p != tombstone) {
                     return Ok(Written::Taken(tombstone_of(Some(&previous), |_| None)));
                 }
-                self.save(write, &[&key], "", "", 0).await
+                self.save(write, &own_keys, alone, mirrored).await
             }
             Some(Predecessor::Cycle {
                 old,
                 tombstone_secs,
             }) => {
-                let written = self.save(write, &[&key], "", "", 0).await?;
+                let written = self.save(write, &own_keys, alone, mirrored).await?;
                 if !matches!(written, Written::Yes(_)) {
                     return Ok(written);
                 }
-                let old_hash = old.redis_key(&self.namespace);
-                let old_tombstone = old.tombstone_key(&self.namespace);
+                let (old_hash, old_tombstone) = (old.redis_key(ns), old.tombstone_key(ns));
                 let command = |by_sha| {
                     let mut cmd = RETIRE.command(by_sha, &[&old_hash, &old_tombstone]);
-                    cmd.arg(tombstone.unwrap_or_default())
-                        .arg(tombstone_secs.unwrap_or(0));
+                    cmd.arg(tombstone).arg(*tombstone_secs);
                     cmd
                 };
-                let retired: i64 = match self.manager.query("session save", &command(true)).await {
-                    Err(err) if err.is_no_script() => {
-                        self.manager.query("session save", &command(false)).await?
-                    }
-                    retired => retired?,
-                };
+                let retired: i64 = self.by_sha("session save", command).await?;
                 if retired == 0 {
                     // A logout took the old session while this login ran: the new one goes too.
                     self.delete(&key).await?;
@@ -222,13 +228,13 @@ impl Backend {
                 Ok(written)
             }
             Some(Predecessor::Retire { key: old }) => {
-                let written = self.save(write, &[&key], "", "", 0).await?;
+                let written = self.save(write, &own_keys, alone, mirrored).await?;
                 if matches!(written, Written::Yes(_)) {
                     self.delete(old).await?;
                 }
                 Ok(written)
             }
-            None => self.save(write, &[&key], "", "", 0).await,
+            None => self.save(write, &own_keys, alone, mirrored).await,
         }
     }
 
@@ -261,36 +267,24 @@ impl Backend {
 
     /// A logout: `DEL` the hash and leave a "revoked" tombstone for `tombstone_secs` (when
     /// given), so that no copy of the cookie re-seeds the session, even from a Redis that lost
-    /// its data. Returns the tombstone it replaced, as text.
+    /// its data; one script (`revoke.lua`), whose new tombstone names the successor the old one
+    /// named, so that an attempt whose answer was lost does not end the chain. Returns the
+    /// tombstone it replaced, as text.
     pub(crate) async fn revoke(
         &self,
         digest: &Digest,
         tombstone_secs: Option<u64>,
     ) -> Result<Option<String>> {
-        let mut pipeline = redis::pipe();
-        pipeline
-            .cmd("DEL")
-            .arg(digest.redis_key(&self.namespace))
-            .ignore();
-        let Some(secs) = tombstone_secs else {
-            let () = self
-                .manager
-                .query_pipeline("session revoke", &pipeline)
-                .await?;
-            return Ok(None);
+        let (hash, tombstone) = (
+            digest.redis_key(&self.namespace),
+            digest.tombstone_key(&self.namespace),
+        );
+        let command = |by_sha| {
+            let mut cmd = REVOKE.command(by_sha, &[&hash, &tombstone]);
+            cmd.arg(tombstone_secs.unwrap_or(0));
+            cmd
         };
-        pipeline
-            .cmd("SET")
-            .arg(digest.tombstone_key(&self.namespace))
-            .arg(REVOKED)
-            .arg("GET")
-            .arg("EX")
-            .arg(secs);
-        let (previous,): (Option<String>,) = self
-            .manager
-            .query_pipeline("session revoke", &pipeline)
-            .await?;
-        Ok(previous)
+        self.by_sha("session revoke", command).await
     }
 
     /// The tombstone of `id`, as text (`GET`: it reads under `OOM` too).

@@ -2,14 +2,14 @@
 
 use serde_json::{Map, Value};
 
-use super::SessionStore;
 use super::backend::Fields;
 use super::engine::answer::{GoneAnswer, Hash, HashAnswer, LegacyAnswer, Unavailable};
 use super::engine::load::{Answer, Loaded, Loader, Query, Step};
 use super::engine::state::{ClientCookie, Legacy, Outgoing};
-use super::engine::{STAMP_FIELD, Stamp, State};
+use super::engine::{CREATED_FIELD, STAMP_FIELD, Stamp, State};
 use super::store::now;
 use super::tombstone::tombstone_of;
+use super::{SessionId, SessionStore};
 use crate::Error;
 use crate::stats::Counters;
 
@@ -49,20 +49,7 @@ impl SessionStore {
                     HashAnswer::Unavailable
                 }
             }),
-            Query::Gone { id } => {
-                let tombstone = backend.tombstone(&id).await;
-                let epoch = backend.epoch(id.digest(), true).await;
-                Answer::Gone(match (tombstone, epoch) {
-                    (Ok(tombstone), Ok(epoch)) => GoneAnswer::Known {
-                        tombstone: tombstone_of(tombstone.as_deref(), |s| self.unseal(s)),
-                        epoch: epoch.to_string(),
-                    },
-                    (Err(err), _) | (_, Err(err)) => {
-                        unavailable(&err);
-                        GoneAnswer::Unavailable
-                    }
-                })
-            }
+            Query::Gone { id } => Answer::Gone(self.gone(&id).await),
             Query::Tombstone { id } => Answer::Tombstone(match backend.tombstone(&id).await {
                 Ok(value) => Ok(tombstone_of(value.as_deref(), |s| self.unseal(s))),
                 Err(err) => {
@@ -80,6 +67,23 @@ impl SessionStore {
                 // With a tombstone, so that no copy of the cookie re-seeds it after a restart.
                 self.revoke_now_or_later(*id.digest(), now).await;
                 Answer::Discarded
+            }
+        }
+    }
+
+    /// Why is `id`'s hash gone: its tombstone, and the data epoch of its slot now (read fresh).
+    pub(crate) async fn gone(&self, id: &SessionId) -> GoneAnswer {
+        let backend = self.backend();
+        let tombstone = backend.tombstone(id).await;
+        let epoch = backend.epoch(id.digest(), true).await;
+        match (tombstone, epoch) {
+            (Ok(tombstone), Ok(epoch)) => GoneAnswer::Known {
+                tombstone: tombstone_of(tombstone.as_deref(), |s| self.unseal(s)),
+                epoch: epoch.to_string(),
+            },
+            (Err(err), _) | (_, Err(err)) => {
+                unavailable(&err);
+                GoneAnswer::Unavailable
             }
         }
     }
@@ -186,10 +190,16 @@ impl SessionStore {
         self.within_size_limit(fields.iter().map(|(k, v)| k.len() + v.len()).sum())?;
         let mut values = Map::new();
         let mut stamp = Stamp::default();
+        let mut created = None;
         for (field, raw) in fields {
             if field == STAMP_FIELD.as_bytes() {
                 stamp = Stamp::parse(&raw)
                     .ok_or_else(|| "the stamp field is not a stamp".to_owned())?;
+                continue;
+            }
+            if field == CREATED_FIELD.as_bytes() {
+                let time = std::str::from_utf8(&raw).ok().and_then(|t| t.parse().ok());
+                created = Some(time.ok_or_else(|| "the created field is not a time".to_owned())?);
                 continue;
             }
             if field.first() == Some(&0) {
@@ -202,7 +212,11 @@ impl SessionStore {
             values.insert(field, value);
         }
         self.validated(&values)?;
-        Ok(Hash { values, stamp })
+        Ok(Hash {
+            values,
+            stamp,
+            created,
+        })
     }
 }
 

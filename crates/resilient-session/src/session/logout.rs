@@ -56,7 +56,7 @@ impl SessionStore {
             steps += 1;
             next = tombstone_of(previous.as_deref(), |_| None)
                 .successor()
-                .filter(|_| steps < MAX_FOLLOW);
+                .filter(|_| steps <= MAX_FOLLOW);
         }
         Ok(())
     }

@@ -56,6 +56,9 @@ pub(crate) struct Revocations {
 struct Queue {
     order: VecDeque<Target>,
     entries: HashMap<Target, Entry>,
+    /// When a full queue was last swept of what no longer matters: at most once a second, so
+    /// that a flood into a full queue does not scan it, under the lock, on every push.
+    swept: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +103,8 @@ impl Revocations {
             entry.until = entry.until.max(until);
             return Queued::Already;
         }
-        if queue.order.len() >= self.capacity {
+        if queue.order.len() >= self.capacity && queue.swept < now {
+            queue.swept = now;
             queue.drop_expired(now);
         }
         if queue.order.len() >= self.capacity {

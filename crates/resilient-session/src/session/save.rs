@@ -9,7 +9,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::engine::State;
 use super::engine::answer::Written;
-use super::engine::save::{self, End, Local, Plan, Problem};
+use super::engine::save::{self, After, End, Local, Plan, Problem};
 use super::response::ResponseHeaders;
 use super::revocations::Target;
 use super::store::now;
@@ -107,39 +107,42 @@ impl SessionStore {
     async fn run(&self, state: &mut State, plan: Plan) -> Result<()> {
         let now = now();
         let ctx = self.ctx(now);
-        let local = match plan {
-            Plan::Local(local) => local,
-            Plan::Touch { id, ttl } => {
-                let touched = self.backend().touch(&id, ttl).await;
-                if let Ok(true) = touched {
-                    Counters::bump(&self.counters().touches);
-                }
-                // Gone, or Redis unavailable: the next request that reads the session decides.
-                save::after_touch(state, touched.unwrap_or(false), ctx)
-            }
-            Plan::Write(write) => {
-                let written = match self.backend().write(&write, |id| self.seal(id)).await {
-                    Ok(written) => written,
-                    Err(err) => {
-                        if err.is_unavailable() {
-                            tracing::debug!(error = %err, "Redis unavailable: session changes go into the cookie");
-                        } else {
-                            // Not an outage (a refused command, a bug): still, nothing is lost.
-                            tracing::error!(error = %err, "could not save the session to Redis; it goes into the cookie");
-                        }
-                        Written::Failed
+        let mut plan = plan;
+        // A save that found its session gone asks why, and may move it: at most twice.
+        let mut writes = 0;
+        let local = loop {
+            match plan {
+                Plan::Local(local) => break local,
+                Plan::Touch { id, ttl } => {
+                    let touched = self.backend().touch(&id, ttl).await;
+                    if let Ok(true) = touched {
+                        Counters::bump(&self.counters().touches);
                     }
-                };
-                if written == Written::Gone {
-                    tracing::debug!("session ended during the request; its changes are dropped");
+                    // Gone, or Redis unavailable: the next request that reads the session decides.
+                    break save::after_touch(state, touched.unwrap_or(false), ctx);
                 }
-                let mut ids = Ids::default();
-                let local = save::after_write(state, &write, written, ctx, &mut || ids.next());
-                ids.checked_local(local)
-            }
-            Plan::End(end) => {
-                self.end(state, end, now).await;
-                return Ok(());
+                Plan::End(end) => {
+                    self.end(state, end, now).await;
+                    return Ok(());
+                }
+                Plan::Write(write) => {
+                    writes += 1;
+                    let written = self.write(&write).await;
+                    let mut ids = Ids::default();
+                    let after = save::after_write(state, &write, written, ctx, &mut || ids.next());
+                    plan = match after {
+                        After::Local(local) => Plan::Local(local),
+                        After::Recheck(gone) if writes < 2 => {
+                            let answer = self.gone(&gone).await;
+                            save::after_recheck(state, &gone, answer, ctx, &mut || ids.next())
+                        }
+                        After::Recheck(_) => {
+                            save::ended(state);
+                            Plan::Local(Local::default())
+                        }
+                    };
+                    plan = ids.checked(plan);
+                }
             }
         };
         let mut local = local;
@@ -152,6 +155,31 @@ impl SessionStore {
         self.apply(state, local, now)
     }
 
+    /// Runs a save script; what it did.
+    async fn write(&self, write: &save::Write) -> Written {
+        let mirrored = &self.config().mirrored_keys;
+        match self
+            .backend()
+            .write(write, mirrored, |id| self.seal(id))
+            .await
+        {
+            Ok(Written::Gone) => {
+                tracing::debug!("session gone when its save came: asking why");
+                Written::Gone
+            }
+            Ok(written) => written,
+            Err(err) => {
+                if err.is_unavailable() {
+                    tracing::debug!(error = %err, "Redis unavailable: session changes go into the cookie");
+                } else {
+                    // Not an outage (a refused command, a bug): still, nothing is lost.
+                    tracing::error!(error = %err, "could not save the session to Redis; it goes into the cookie");
+                }
+                Written::Failed
+            }
+        }
+    }
+
     /// What is left without Redis: the cookie, a revocation to queue, the handler's problem.
     fn apply(&self, state: &mut State, local: Local, now: i64) -> Result<()> {
         let Local {
@@ -160,7 +188,11 @@ impl SessionStore {
             problem,
             fallback_write,
             retire,
+            stale,
         } = local;
+        if stale {
+            Counters::bump(&self.counters().stale_changes_dropped);
+        }
         if let Some(id) = revoke {
             let payload = state.valid_cookie().map(|c| Arc::clone(&c.payload));
             self.revoke_id_later(&id, payload.as_deref(), now);
@@ -186,6 +218,7 @@ impl SessionStore {
         }
         match problem {
             Some(Problem::FallbackExpired) => Err(Error::FallbackExpired),
+            Some(Problem::Superseded) => Err(Error::SessionSuperseded),
             Some(Problem::NoRandomness) => Err(Error::Config(
                 "the OS random number generator failed: nothing was saved".into(),
             )),

@@ -11,7 +11,7 @@ use super::engine::{ClientCookie, Cookie, Policy, State};
 use super::revocations::Revocations;
 use super::tombstone::SUCCESSOR;
 use super::{Import, Session, SessionId};
-use crate::cookie::CookieCodec;
+use crate::cookie::{CookieCodec, Payload};
 use crate::health::{FallbackReport, HealthReport};
 use crate::stats::{Counters, SessionStats};
 use crate::{Error, RedisManager, Result, SessionConfig};
@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     backend: Backend,
     config: SessionConfig,
     policy: Policy,
+    /// The fingerprint of the mirrored keys, as cookies carry it.
+    fingerprint: u32,
     codec: CookieCodec,
     counters: Counters,
     revocations: Revocations,
@@ -78,6 +80,7 @@ impl SessionStore {
                 backend: Backend::new(manager, config.namespace.clone()),
                 codec: CookieCodec::new(&config),
                 policy: Policy::new(&config),
+                fingerprint: Payload::fingerprint(&config.mirrored_keys),
                 revocations: Revocations::new(config.max_queued_logouts),
                 config,
                 counters: Counters::default(),
@@ -208,6 +211,7 @@ impl SessionStore {
         Ctx {
             policy: self.inner.policy,
             mirrored: &self.inner.config.mirrored_keys,
+            fingerprint: self.inner.fingerprint,
             now,
         }
     }
@@ -220,6 +224,7 @@ impl SessionStore {
             revoked_here: self.revoked_here(state),
             fail_closed: self.inner.revocations.failing_closed(),
             mirrored: &self.inner.config.mirrored_keys,
+            fingerprint: self.inner.fingerprint,
             policy: self.inner.policy,
             now,
         }

@@ -1,6 +1,7 @@
 //! Tombstones: what a logout, a login or a move leaves on an old id, as the text Redis holds.
 //!
-//! `revoked` (a logout), `cycled:<new digest>` (a login: no copy of the old cookie follows it;
+//! `revoked` (a logout; `revoked:<digest>` when the session had moved to that one, which the
+//! logout revokes too), `cycled:<new digest>` (a login: no copy of the old cookie follows it;
 //! the digest lets a retried attempt recognise its own), `moved:<new digest>:<new id, sealed>` (a
 //! re-seed or promotion: copies follow it to the new id, logouts follow it to end the new
 //! session too; the id is sealed with the cookie keys, so whoever reads Redis learns no id).
@@ -16,8 +17,8 @@ const CYCLED: &str = "cycled";
 /// What a sealed successor id is bound to (see [`CookieCodec::seal`](crate::cookie::CookieCodec)).
 pub(crate) const SUCCESSOR: &str = "successor";
 
-/// How a tombstone value reads: `revoked`, `cycled:<digest>`, `moved:<digest>:<sealed id>`.
-/// `open` unseals a successor's id.
+/// How a tombstone value reads: `revoked`, `revoked:<digest>`, `cycled:<digest>`,
+/// `moved:<digest>:<sealed id>`. `open` unseals a successor's id.
 pub(crate) fn tombstone_of(
     value: Option<&str>,
     open: impl Fn(&str) -> Option<SessionId>,
@@ -26,7 +27,7 @@ pub(crate) fn tombstone_of(
         return Tombstone::None;
     };
     if value == REVOKED {
-        return Tombstone::Revoked;
+        return Tombstone::Revoked { successor: None };
     }
     let mut parts = value.splitn(3, ':');
     match (
@@ -34,6 +35,9 @@ pub(crate) fn tombstone_of(
         parts.next().and_then(Digest::parse),
         parts.next(),
     ) {
+        (Some(REVOKED), Some(digest), None) => Tombstone::Revoked {
+            successor: Some(digest),
+        },
         (Some(MOVED), Some(digest), sealed) => {
             let id = sealed.and_then(&open).filter(|id| *id.digest() == digest);
             Tombstone::Moved { digest, id }
@@ -63,7 +67,19 @@ mod tests {
         let successor = SessionId::generate().expect("random");
         let open = |sealed: &str| (sealed == "sealed").then(|| successor.clone());
         assert_eq!(tombstone_of(None, open), Tombstone::None);
-        assert_eq!(tombstone_of(Some("revoked"), open), Tombstone::Revoked);
+        assert_eq!(
+            tombstone_of(Some("revoked"), open),
+            Tombstone::Revoked { successor: None }
+        );
+        assert_eq!(
+            tombstone_of(
+                Some(&format!("revoked:{}", successor.digest().to_text())),
+                open
+            ),
+            Tombstone::Revoked {
+                successor: Some(*successor.digest())
+            }
+        );
         assert_eq!(
             tombstone_of(Some(&cycled_value(&successor)), open),
             Tombstone::Cycled

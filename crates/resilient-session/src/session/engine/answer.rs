@@ -14,8 +14,9 @@ pub(crate) struct Unavailable;
 pub(crate) enum Tombstone {
     /// No tombstone.
     None,
-    /// Logged out.
-    Revoked,
+    /// Logged out. `successor`: the session it had moved to, revoked too (named again by every
+    /// attempt of the logout, so that one whose answer was lost is not the end of the chain).
+    Revoked { successor: Option<Digest> },
     /// Re-seeded or promoted from its cookie into the session whose key is `digest`. `id`: the
     /// successor's id, when a key of the ring opens it (copies of the cookie follow it there).
     Moved {
@@ -32,6 +33,7 @@ impl Tombstone {
     pub(crate) fn successor(&self) -> Option<Digest> {
         match self {
             Tombstone::Moved { digest, .. } => Some(*digest),
+            Tombstone::Revoked { successor } => *successor,
             _ => None,
         }
     }
@@ -42,6 +44,8 @@ impl Tombstone {
 pub(crate) struct Hash {
     pub(crate) values: Map<String, Value>,
     pub(crate) stamp: Stamp,
+    /// When the session was created, if the hash says (reserved field `\0c`).
+    pub(crate) created: Option<i64>,
 }
 
 /// The answer to loading a session's hash.
@@ -85,6 +89,13 @@ pub(crate) enum LegacyAnswer {
 pub(crate) enum Written {
     /// Written; the hash is now at this stamp.
     Yes(Stamp),
+    /// Written, over writes this request had not seen (another request wrote in between): the
+    /// mirrored keys as Redis has them now (`None`: absent), so that the cookie does not claim
+    /// the new stamp with an older mirror.
+    MovedOn {
+        stamp: Stamp,
+        mirror: Vec<(String, Option<Value>)>,
+    },
     /// The session ended meanwhile (a logout racing this request): nothing was written.
     Gone,
     /// A move found the old id's tombstone already there: nothing was written.

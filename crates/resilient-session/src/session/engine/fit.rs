@@ -17,14 +17,18 @@ pub(crate) enum Lost {
 /// then the mirror. The removals made meanwhile are never cut: dropping one would bring the
 /// removed value back when Redis returns. `None` when nothing is left to cut but the identity
 /// and those removals: then the caller fails closed.
+///
+/// Either way the payload is marked incomplete: a key it no longer carries is then unknown
+/// while it stands in for Redis, not absent.
 pub(crate) fn cut(payload: &mut Payload) -> Option<Lost> {
     if !payload.data.is_empty() {
         payload.data.clear();
+        payload.incomplete = true;
         return Some(Lost::OutageWrites);
     }
     if !payload.mirror.is_empty() {
         payload.mirror.clear();
-        payload.mirror_cut = true;
+        payload.incomplete = true;
         let with_outage_writes = payload.unsaved;
         return Some(Lost::Mirror { with_outage_writes });
     }
@@ -60,6 +64,7 @@ mod tests {
         assert_eq!(lost, Lost::OutageWrites);
         assert!(lost.loses_writes());
         assert!(payload.data.is_empty() && !payload.mirror.is_empty());
+        assert!(payload.incomplete, "what was cut is unknown, not absent");
 
         let lost = cut(&mut payload).expect("then the mirror");
         assert_eq!(
@@ -68,7 +73,7 @@ mod tests {
                 with_outage_writes: true
             }
         );
-        assert!(payload.mirror.is_empty() && payload.mirror_cut);
+        assert!(payload.mirror.is_empty() && payload.incomplete);
         assert_eq!(payload.removed, ["admin"], "removals are kept");
 
         assert_eq!(cut(&mut payload), None);

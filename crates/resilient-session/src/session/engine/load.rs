@@ -13,8 +13,9 @@
 //!    - Unavailable: the cookie stands in, if it may on its own (Redis confirmed it within
 //!      `fallback_max_age`, the newest key protected it, the process is not failing closed);
 //!      else nothing is known (detached), and the cookie is kept.
-//!    - Missing: why? The tombstone and the data epoch say. A logout or a login (revoked,
-//!      cycled): over. Moved: follow it to the successor. None, same epoch: it ended (expired,
+//!    - Missing: why? The tombstone and the data epoch say. A logout (revoked): over. A login
+//!      this cookie predates (cycled): superseded, the cookie left alone (the browser has the
+//!      login's). Moved: follow it to the successor. None, same epoch: it ended (expired,
 //!      deleted). None, a new epoch (Redis lost its data): re-seeded from the cookie under a
 //!      new id, if the cookie may stand in on its own. Redis unavailable for the question:
 //!      Redis said "gone", so the cookie is not served (detached).
@@ -48,6 +49,8 @@ pub(crate) struct LoadInput<'a> {
     /// This process lost a logout it could not queue: no cookie stands in on its own.
     pub(crate) fail_closed: bool,
     pub(crate) mirrored: &'a BTreeSet<String>,
+    /// The fingerprint of `mirrored`, as cookies carry it.
+    pub(crate) fingerprint: u32,
     pub(crate) policy: Policy,
     pub(crate) now: i64,
 }
@@ -232,8 +235,10 @@ impl<'a> Loader<'a> {
                     if apply_view(&mut data, payload) {
                         merged = Some(hash.stamp);
                     }
-                } else if payload.stamp() < hash.stamp && payload.has_pending() {
-                    stale_view = true;
+                } else if payload.has_pending() {
+                    // Not newer: what the cookie took in while Redis was down is dropped. Count
+                    // it when it is not what Redis has anyway (a copy that diverged).
+                    stale_view = apply_view(&mut data.clone(), payload);
                 }
                 let confirmed = if self.touched {
                     self.input.now
@@ -244,6 +249,7 @@ impl<'a> Loader<'a> {
                     Phase::Stored {
                         id,
                         stamp: hash.stamp,
+                        created: hash.created.unwrap_or(payload.created),
                         confirmed,
                         merged,
                     },
@@ -267,9 +273,10 @@ impl<'a> Loader<'a> {
             return Step::Done(Loaded::detached());
         };
         match tombstone {
-            Tombstone::Revoked | Tombstone::Cycled | Tombstone::Moved { id: None, .. } => {
+            Tombstone::Revoked { .. } | Tombstone::Moved { id: None, .. } => {
                 Step::Done(Loaded::over())
             }
+            Tombstone::Cycled => Step::Done(Loaded::superseded()),
             Tombstone::Moved { id: Some(next), .. } => self.follow(next),
             Tombstone::None => {
                 // A successor is only ever gone without a tombstone if Redis lost it.
@@ -293,9 +300,10 @@ impl<'a> Loader<'a> {
                 None => Step::Done(Loaded::over()),
             },
             Tombstone::Moved { id: Some(next), .. } => self.follow(next),
-            Tombstone::Moved { id: None, .. } | Tombstone::Revoked | Tombstone::Cycled => {
+            Tombstone::Moved { id: None, .. } | Tombstone::Revoked { .. } => {
                 Step::Done(Loaded::over())
             }
+            Tombstone::Cycled => Step::Done(Loaded::superseded()),
         }
     }
 
@@ -318,7 +326,15 @@ impl<'a> Loader<'a> {
             ..Data::default()
         };
         let stamp = cookie.payload.stamp();
-        self.done(Loaded::new(Phase::Moving { from, stamp }, data))
+        let created = cookie.payload.created;
+        self.done(Loaded::new(
+            Phase::Moving {
+                from,
+                stamp,
+                created,
+            },
+            data,
+        ))
     }
 
     /// Redis is unavailable: the cookie stands in if it may, else nothing is known.
@@ -326,16 +342,18 @@ impl<'a> Loader<'a> {
         match self.cookie() {
             Some(cookie) if self.trusted() => {
                 let payload = &cookie.payload;
-                let known = if payload.id.is_none() {
-                    // A cookie-only session is all in its cookie.
+                let known = if payload.id.is_none() && !payload.incomplete {
+                    // A cookie-only session is all in its cookie, unless some did not fit.
                     Known::All
                 } else {
-                    let mirrored = if payload.mirror_cut {
-                        payload.mirror.keys().cloned().collect()
-                    } else {
-                        self.input.mirrored.clone()
-                    };
-                    let mut keys: BTreeSet<String> = mirrored;
+                    // The mirrored keys are all there, or known absent, when nothing was cut and
+                    // the cookie mirrors what is mirrored now; otherwise only what it carries is.
+                    let mut keys: BTreeSet<String> =
+                        if payload.incomplete || payload.mirrored != self.input.fingerprint {
+                            payload.mirror.keys().cloned().collect()
+                        } else {
+                            self.input.mirrored.clone()
+                        };
                     keys.extend(payload.data.keys().cloned());
                     keys.extend(payload.removed.iter().cloned());
                     Known::Only(keys)
@@ -424,6 +442,11 @@ impl Loaded {
         let mut loaded = Self::new(Phase::New, Data::default());
         loaded.over = true;
         loaded
+    }
+
+    /// The cookie predates a login: nothing served, the cookie left alone.
+    fn superseded() -> Self {
+        Self::new(Phase::Superseded, Data::default())
     }
 
     /// Nothing can be known now; the cookie stays for when Redis is back.

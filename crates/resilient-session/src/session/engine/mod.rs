@@ -29,5 +29,5 @@ pub(crate) mod state;
 mod who_wins;
 
 pub(crate) use policy::Policy;
-pub(crate) use stamp::{STAMP_FIELD, Stamp};
+pub(crate) use stamp::{CREATED_FIELD, STAMP_FIELD, Stamp};
 pub(crate) use state::{ClientCookie, Cookie, Phase, State};

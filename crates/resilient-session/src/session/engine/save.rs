@@ -1,34 +1,42 @@
 //! What the end of a request (or [`Session::save`](crate::Session::save)) does: [`plan`] it,
-//! then, after the executor ran the Redis part, [`after_write`] / [`after_touch`] / [`ended`].
+//! then, after the executor ran the Redis part, [`after_write`] / [`after_recheck`] /
+//! [`after_touch`] / [`ended`].
 //!
 //! | the session | Redis | then |
 //! | --- | --- | --- |
 //! | logged out (`destroy`), or emptied | any | revoke its id (and an imported app's key); queued if Redis is down |
-//! | not used | - | touch it when due (`EXPIRE`), re-issue the cookie |
-//! | read, not changed | - | re-issue the cookie if what it should hold changed (touched, stamp, mirror, an outage view dropped) |
-//! | changed, stored | up | the changed fields (and the merged view, guarded by its stamp), one script |
+//! | not used | - | touch it when due (`EXPIRE`), re-issue the cookie (not one of an older key: its content is not Redis's) |
+//! | read, not changed | - | re-issue the cookie if what it should hold changed (touched, stamp, mirror, an outage view dropped, an older key) |
+//! | changed, stored | up | the changed fields (and the merged view, guarded by its stamp), one script; writes it had not seen come back with the mirror |
 //! | login (`cycle_id`) | up | everything under a new id; the old one goes, its tombstone says "cycled" |
 //! | moving (re-seeded, promoted) | up | everything under a new id, claiming the old one ("moved", naming the successor) |
 //! | imported | up | a new session; the old app's key goes in the same script |
+//! | gone while the request ran | up | why? Logged out: over. A login: superseded. Redis lost it: moved, from what this request has |
 //! | changed | down (at load, or at the write) | into the cookie: mirror, `d`, `x`, one more outage write on the stamp |
-//! | login | down | into the cookie under a new identity of its own; the old one is revoked |
-//! | detached (nothing known) | down | changes are not kept ([`Problem::FallbackExpired`]) unless it is a login |
+//! | login | down | into the cookie under a new identity of its own (its fallback window the old one's); the old one is revoked |
+//! | detached (nothing known), superseded | any | changes are not kept ([`Problem`]) unless it is a login |
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use super::answer::{Tombstone, Written};
-use super::state::{ClientCookie, Data, Intent, Legacy, Phase, State};
+use super::answer::{GoneAnswer, Tombstone, Written};
+use super::state::{ClientCookie, Data, Intent, Known, Legacy, Phase, State};
 use super::{Policy, Stamp};
 use crate::cookie::Payload;
 use crate::session::SessionId;
+
+/// How long a "cycled" tombstone lives when tombstones are otherwise off (`fallback_max_age`
+/// zero): long enough for a retried login to recognise its own.
+const RETRY_MARK_SECS: u64 = 60;
 
 /// What the planners need besides the state.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ctx<'a> {
     pub(crate) policy: Policy,
     pub(crate) mirrored: &'a BTreeSet<String>,
+    /// The fingerprint of `mirrored`, as cookies carry it.
+    pub(crate) fingerprint: u32,
     pub(crate) now: i64,
 }
 
@@ -59,6 +67,8 @@ pub(crate) struct Local {
     pub(crate) fallback_write: bool,
     /// An imported app's key to delete once Redis is available.
     pub(crate) retire: Option<String>,
+    /// A cookie's outage writes were found older than Redis's state, and dropped.
+    pub(crate) stale: bool,
 }
 
 impl Local {
@@ -69,6 +79,13 @@ impl Local {
             ..Self::default()
         }
     }
+
+    fn problem(problem: Problem) -> Self {
+        Self {
+            problem: Some(problem),
+            ..Self::default()
+        }
+    }
 }
 
 /// What a handler that asks ([`Session::save`](crate::Session::save)) is told.
@@ -76,6 +93,8 @@ impl Local {
 pub(crate) enum Problem {
     /// Redis is unavailable and the cookie could not stand in: the changes are not kept.
     FallbackExpired,
+    /// The cookie predates a login made in another request: the changes are not kept.
+    Superseded,
     /// The OS random number generator failed: nothing was done.
     NoRandomness,
 }
@@ -95,6 +114,9 @@ pub(crate) struct Write {
     pub(crate) floor: Stamp,
     /// The exact stamp of a session that moves from its cookie.
     pub(crate) stamp: Option<Stamp>,
+    /// The stamp the request loaded (an update): the script says when it finds another, and
+    /// answers the mirrored keys as they are then.
+    pub(crate) loaded: Option<Stamp>,
     pub(crate) ttl: u64,
     pub(crate) created: i64,
     pub(crate) predecessor: Option<Predecessor>,
@@ -119,10 +141,7 @@ pub(crate) struct Guarded {
 pub(crate) enum Predecessor {
     /// A login: the old hash goes, its tombstone says "cycled"; if a logout took it meanwhile,
     /// nothing is written.
-    Cycle {
-        old: SessionId,
-        tombstone_secs: Option<u64>,
-    },
+    Cycle { old: SessionId, tombstone_secs: u64 },
     /// A move: the old id is claimed with a tombstone (followable: "moved", naming the new id;
     /// or, on a login, "cycled"), unless another request claimed it first.
     Claim {
@@ -143,6 +162,17 @@ pub(crate) struct End {
     pub(crate) retire: Option<String>,
 }
 
+/// What follows a save script.
+// Returned once per save and matched at once: boxing the common variant would cost an
+// allocation per write for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum After {
+    Local(Local),
+    /// The session was gone when the save came: ask why ([`after_recheck`]).
+    Recheck(SessionId),
+}
+
 /// Plans the end of a request for `state`. `revoked_here`: the cookie's session waits in this
 /// process's logout queue (then it is not touched). `legacy_key`: the imported app's key the
 /// request's old cookie stands for. `new_id` makes ids (random in the executor).
@@ -156,27 +186,28 @@ pub(crate) fn plan(
     if state.intent == Intent::Destroy {
         return plan_end(state, legacy_key);
     }
-    match &state.phase {
+    let unkept = match &state.phase {
         Phase::Ended => return Plan::Local(Local::default()),
         Phase::Unloaded => return plan_unread(state, ctx, revoked_here),
-        Phase::Detached if state.intent != Intent::Cycle => {
-            if state.data.is_dirty() {
-                state.data.changed.clear();
-                return Plan::Local(Local {
-                    problem: Some(Problem::FallbackExpired),
-                    ..Local::default()
-                });
-            }
-            return Plan::Local(Local::default());
+        Phase::Detached => Some(Problem::FallbackExpired),
+        Phase::Superseded => Some(Problem::Superseded),
+        _ => None,
+    };
+    if let Some(problem) = unkept
+        && state.intent != Intent::Cycle
+    {
+        if state.data.is_dirty() {
+            state.data.changed.clear();
+            return Plan::Local(Local::problem(problem));
         }
-        _ => {}
+        return Plan::Local(Local::default());
     }
     let must_move = matches!(state.phase, Phase::Moving { .. } | Phase::Imported { .. });
     let dirty = state.data.is_dirty() || state.intent == Intent::Cycle || must_move;
     if state.data.is_known_empty() && dirty {
         // An empty session is no session.
         return match state.phase {
-            Phase::New => Plan::Local(Local::default()),
+            Phase::New | Phase::Superseded => Plan::Local(Local::default()),
             _ => plan_end(state, legacy_key),
         };
     }
@@ -237,20 +268,26 @@ fn plan_unread(state: &State, ctx: Ctx<'_>, revoked_here: bool) -> Plan {
     Plan::Local(Local::default())
 }
 
-/// After a touch of an unused session: `true` if the hash was there.
+/// After a touch of an unused session: `true` if the hash was there. The cookie is re-issued
+/// with the new time, unless it is one of an older key: its content (mirror, outage writes)
+/// was never vouched for by Redis, and is not re-issued under the newest key; the next request
+/// that reads the session re-issues it from what Redis has.
 pub(crate) fn after_touch(state: &State, touched: bool, ctx: Ctx<'_>) -> Local {
-    let issue = state.valid_cookie().filter(|_| touched).map(|cookie| {
-        let mut payload = Payload::clone(&cookie.payload);
-        payload.touched = ctx.now;
-        payload
-    });
+    let issue = state
+        .valid_cookie()
+        .filter(|cookie| touched && cookie.newest_key)
+        .map(|cookie| {
+            let mut payload = Payload::clone(&cookie.payload);
+            payload.touched = ctx.now;
+            payload
+        });
     Local {
         issue,
         ..Local::default()
     }
 }
 
-/// The cookie a stored session's client should hold now.
+/// The cookie a stored session's client should hold now: nothing but what Redis has.
 fn stored_payload(
     id: &SessionId,
     created: i64,
@@ -263,39 +300,47 @@ fn stored_payload(
     payload.created = created;
     payload.set_stamp(stamp);
     payload.mirror = mirror_of(&data.values, ctx.mirrored);
+    payload.mirrored = ctx.fingerprint;
     payload
 }
 
 /// Read and not changed: the cookie again when what it should hold changed (a touch at load,
-/// another stamp, another mirror, a followed successor, an outage view dropped).
+/// another stamp, another mirror, a followed successor, an outage view dropped, an older key).
 fn refreshed(state: &State, ctx: Ctx<'_>) -> Option<Payload> {
     let Phase::Stored {
         id,
         stamp,
+        created,
         confirmed,
         ..
     } = &state.phase
     else {
         return None;
     };
-    let current = &state.valid_cookie()?.payload;
-    let desired = stored_payload(id, current.created, *confirmed, *stamp, &state.data, ctx);
-    let same = current.id == desired.id
+    let cookie = state.valid_cookie()?;
+    let current = &cookie.payload;
+    let desired = stored_payload(id, *created, *confirmed, *stamp, &state.data, ctx);
+    let same = cookie.newest_key
+        && current.id == desired.id
         && current.touched == desired.touched
+        && current.created == desired.created
         && current.stamp() == desired.stamp()
         && current.provisional.is_none()
         && !current.has_pending()
         // A mirror that did not fit stays out until the next write.
-        && (current.mirror_cut || current.mirror == desired.mirror);
+        && (current.incomplete
+            || current.mirror == desired.mirror && current.mirrored == desired.mirrored);
     (!same).then_some(desired)
 }
 
 /// The save script for a dirty session whose Redis part can be tried.
 fn write(state: &State, ctx: Ctx<'_>, new_id: &mut dyn FnMut() -> SessionId) -> Write {
-    let cookie = state.valid_cookie().map(|cookie| &cookie.payload);
+    let cookie = state.valid_cookie();
     let created = match &state.phase {
-        Phase::Imported { created, .. } => *created,
-        _ => cookie.map_or(ctx.now, |c| c.created),
+        Phase::Stored { created, .. }
+        | Phase::Moving { created, .. }
+        | Phase::Imported { created, .. } => *created,
+        _ => cookie.map_or(ctx.now, |c| c.payload.created),
     };
     let everything = || -> Vec<(String, String)> {
         state
@@ -313,6 +358,7 @@ fn write(state: &State, ctx: Ctx<'_>, new_id: &mut dyn FnMut() -> SessionId) -> 
         guarded: None,
         floor: Stamp::default(),
         stamp: None,
+        loaded: None,
         ttl: ctx.policy.ttl_secs(created, ctx.now),
         created,
         predecessor: None,
@@ -320,36 +366,42 @@ fn write(state: &State, ctx: Ctx<'_>, new_id: &mut dyn FnMut() -> SessionId) -> 
     };
     let login = state.intent == Intent::Cycle;
     match &state.phase {
-        Phase::Stored { id, merged, .. } if !login => {
+        Phase::Stored {
+            id, stamp, merged, ..
+        } if !login => {
             write.id = id.clone();
             write.create = false;
             (write.set, write.delete) = changes(&state.data.values, &state.data.changed);
+            // Only a cookie of the newest key had its view merged, and only then is its
+            // stamp one to be above.
+            let view = cookie.filter(|c| c.newest_key).map(|c| c.payload.stamp());
             write.guarded = merged.map(|expected| {
                 let (set, delete) = changes(&state.data.values, &state.data.merged);
                 Guarded {
                     expected,
-                    view: cookie.map_or(expected, |c| c.stamp()),
+                    view: view.unwrap_or(expected),
                     set,
                     delete,
                 }
             });
-            write.floor = cookie.map_or(Stamp::default(), |c| c.stamp());
+            write.floor = view.unwrap_or_default();
+            write.loaded = Some(*stamp);
         }
         Phase::Stored { id, .. } => {
             write.set = everything();
             write.predecessor = Some(Predecessor::Cycle {
                 old: id.clone(),
-                tombstone_secs: ctx.policy.tombstone_secs(),
+                tombstone_secs: ctx.policy.tombstone_secs().unwrap_or(RETRY_MARK_SECS),
             });
         }
-        Phase::Moving { from, stamp } => {
+        Phase::Moving { from, stamp, .. } => {
             write.set = everything();
             let tombstone_secs = if login {
                 ctx.policy.tombstone_secs()
             } else {
                 ctx.policy.moved_tombstone_secs(created, ctx.now)
             };
-            // Tombstones are off only when nothing moves (fail closed).
+            // Tombstones are off only when nothing moves from a cookie (fail closed).
             if let Some(tombstone_secs) = tombstone_secs {
                 write.predecessor = Some(Predecessor::Claim {
                     old: from.clone(),
@@ -370,7 +422,7 @@ fn write(state: &State, ctx: Ctx<'_>, new_id: &mut dyn FnMut() -> SessionId) -> 
         _ => {
             write.set = everything();
             if state.phase == Phase::Detached {
-                write.supersedes = cookie.and_then(|c| c.revocable_id().cloned());
+                write.supersedes = cookie.and_then(|c| c.payload.revocable_id().cloned());
             }
         }
     }
@@ -393,34 +445,27 @@ fn changes(
     (set, delete)
 }
 
-/// After the save script: the state, and the cookie.
+/// After the save script: the state, and the cookie; or a question first.
 pub(crate) fn after_write(
     state: &mut State,
     write: &Write,
     written: Written,
     ctx: Ctx<'_>,
     new_id: &mut dyn FnMut() -> SessionId,
-) -> Local {
-    match written {
-        Written::Yes(stamp) => {
-            let payload =
-                stored_payload(&write.id, write.created, ctx.now, stamp, &state.data, ctx);
-            state.phase = Phase::Stored {
-                id: write.id.clone(),
-                stamp,
-                confirmed: ctx.now,
-                merged: None,
-            };
-            state.intent = Intent::Keep;
-            state.data.persisted();
-            if matches!(write.predecessor, Some(Predecessor::Retire { .. })) {
-                state.legacy = Legacy::Remove;
+) -> After {
+    let local = match written {
+        Written::Yes(stamp) => stored(state, write, stamp, false, ctx),
+        Written::MovedOn { stamp, mirror } => {
+            // Another request wrote in between: the cookie takes the mirror as Redis has it
+            // now, and a view merged at load (found outdated by the script) is dropped.
+            for (key, value) in mirror {
+                match value {
+                    Some(value) => state.data.values.insert(key, value),
+                    None => state.data.values.remove(&key),
+                };
             }
-            Local {
-                issue: Some(payload),
-                revoke: write.supersedes.clone(),
-                ..Local::default()
-            }
+            let stale = !state.data.merged.is_empty();
+            stored(state, write, stamp, stale, ctx)
         }
         // Another copy of the cookie moved the session first: this request's changes ride in
         // the cookie, whose next request follows the move and merges them (its stamp is newer).
@@ -428,23 +473,28 @@ pub(crate) fn after_write(
             state.phase = Phase::Fallback;
             to_cookie(state, ctx, new_id)
         }
-        // Ended while this request ran (a logout racing it), or claimed by a login: it does
-        // not come back.
-        Written::Gone | Written::Taken(_) => {
+        Written::Taken(Tombstone::Cycled) => superseded(state),
+        Written::Taken(_) => {
             state.end(Phase::Ended);
             Local::default()
         }
+        // Gone while the request ran: a logout, a login, or Redis lost it. Ask.
+        Written::Gone => {
+            let asked = match (&write.predecessor, &state.phase) {
+                (Some(Predecessor::Cycle { old, .. }), _) => Some(old.clone()),
+                (None, Phase::Stored { id, .. }) if !write.create => Some(id.clone()),
+                _ => None,
+            };
+            return match asked {
+                Some(id) => After::Recheck(id),
+                // A retried create of a session that ended since: it does not come back.
+                None => {
+                    state.end(Phase::Ended);
+                    After::Local(Local::default())
+                }
+            };
+        }
         Written::Failed => {
-            // The write may have landed all the same (its answer lost with the connection):
-            // what the cookie takes in now must be newer than anything it wrote.
-            if let (Phase::Stored { stamp, .. }, ClientCookie::Valid(cookie)) =
-                (&state.phase, &mut state.cookie)
-            {
-                let seen = cookie.payload.stamp().max(*stamp);
-                let mut payload = Payload::clone(&cookie.payload);
-                payload.set_stamp(Stamp::new(seen.writes().saturating_add(1), 0));
-                cookie.payload = std::sync::Arc::new(payload);
-            }
             let mut local = to_cookie(state, ctx, new_id);
             if let Some(Predecessor::Retire { key }) = &write.predecessor {
                 // The imported session rides in a cookie-only session of ours; the old app's
@@ -453,21 +503,143 @@ pub(crate) fn after_write(
             }
             local
         }
+    };
+    After::Local(local)
+}
+
+/// Written: the session is stored, and the cookie says so.
+fn stored(state: &mut State, write: &Write, stamp: Stamp, stale: bool, ctx: Ctx<'_>) -> Local {
+    let payload = stored_payload(&write.id, write.created, ctx.now, stamp, &state.data, ctx);
+    state.phase = Phase::Stored {
+        id: write.id.clone(),
+        stamp,
+        created: write.created,
+        confirmed: ctx.now,
+        merged: None,
+    };
+    state.intent = Intent::Keep;
+    state.data.persisted();
+    if matches!(write.predecessor, Some(Predecessor::Retire { .. })) {
+        state.legacy = Legacy::Remove;
+    }
+    Local {
+        issue: Some(payload),
+        revoke: write.supersedes.clone(),
+        stale,
+        ..Local::default()
+    }
+}
+
+/// The cookie predates a login: this request's changes are not kept, its cookie left alone.
+fn superseded(state: &mut State) -> Local {
+    state.phase = Phase::Superseded;
+    state.data.reset();
+    Local::problem(Problem::Superseded)
+}
+
+/// After "the session was gone when the save came: why?". A logout: over. A login: superseded.
+/// Another copy moved it, or Redis cannot say: the changes ride in the cookie (its next request
+/// follows, or finds out). Redis lost it (a new epoch, no tombstone): it moves to a new id from
+/// what this request has (the data it loaded, and its changes), as a load would have re-seeded
+/// it.
+pub(crate) fn after_recheck(
+    state: &mut State,
+    gone: &SessionId,
+    answer: GoneAnswer,
+    ctx: Ctx<'_>,
+    new_id: &mut dyn FnMut() -> SessionId,
+) -> Plan {
+    let GoneAnswer::Known { tombstone, epoch } = answer else {
+        return Plan::Local(to_cookie(state, ctx, new_id));
+    };
+    match tombstone {
+        Tombstone::Revoked { .. } => {
+            state.end(Phase::Ended);
+            Plan::Local(Local::default())
+        }
+        Tombstone::Cycled => Plan::Local(superseded(state)),
+        Tombstone::Moved { .. } => Plan::Local(to_cookie(state, ctx, new_id)),
+        Tombstone::None => {
+            let seen = state
+                .valid_cookie()
+                .and_then(|cookie| cookie.payload.epoch.as_deref());
+            let (Phase::Stored { stamp, created, .. }, true) =
+                (&state.phase, seen.is_some_and(|seen| seen != epoch))
+            else {
+                // Same epoch: it ended (expired, deleted) while the request ran.
+                state.end(Phase::Ended);
+                return Plan::Local(Local::default());
+            };
+            state.phase = Phase::Moving {
+                from: gone.clone(),
+                stamp: *stamp,
+                created: *created,
+            };
+            Plan::Write(write(state, ctx, new_id))
+        }
     }
 }
 
 /// Redis is unavailable: what changed rides in the cookie until Redis has it.
 ///
+/// The cookie it starts from is the request's when Redis was unavailable at load (it stood in
+/// for it), and what Redis had when the load found the session there (never an older cookie's
+/// mirror or outage writes, which Redis had moved past, nor an older key's content); its stamp
+/// then goes past anything the failed save could have written, had it landed unseen.
+///
 /// A session with no identity yet (a new visitor), or a login (`cycle_id`), becomes a
 /// cookie-only session with an identity of its own: a login's old identity is revoked, so
-/// that no cookie chosen before (session fixation) carries it.
+/// that no cookie chosen before (session fixation) carries it. The new identity starts from
+/// what is known (keys the cookie did not carry are unknown in it too), and keeps the old one's
+/// fallback window: a login does not make data Redis never confirmed stand in any longer.
 pub(crate) fn to_cookie(
     state: &mut State,
     ctx: Ctx<'_>,
     new_id: &mut dyn FnMut() -> SessionId,
 ) -> Local {
-    let base = match &state.cookie {
-        ClientCookie::Valid(cookie) => Some(Payload::clone(&cookie.payload)),
+    let base = match (&state.phase, &state.cookie) {
+        (
+            Phase::Stored {
+                id,
+                stamp,
+                created,
+                confirmed,
+                ..
+            },
+            cookie,
+        ) => {
+            let seen = match cookie {
+                ClientCookie::Valid(cookie) if cookie.newest_key => {
+                    cookie.payload.stamp().max(*stamp)
+                }
+                _ => *stamp,
+            };
+            let past = Stamp::new(seen.writes().saturating_add(1), 0);
+            Some(stored_payload(
+                id,
+                *created,
+                *confirmed,
+                past,
+                &state.data,
+                ctx,
+            ))
+        }
+        (_, ClientCookie::Valid(cookie)) if cookie.newest_key => {
+            Some(Payload::clone(&cookie.payload))
+        }
+        // An older key's cookie (a session moving from what this request loaded): its
+        // identity, with what this request has, never its own content.
+        (_, ClientCookie::Valid(cookie)) => {
+            let mut payload = Payload::clone(&cookie.payload);
+            payload.mirror = mirror_of(&state.data.values, ctx.mirrored);
+            payload.mirrored = ctx.fingerprint;
+            payload.data.clear();
+            payload.removed.clear();
+            payload.unsaved = false;
+            payload.incomplete = false;
+            payload.set_stamp(Stamp::default());
+            Some(payload)
+        }
         _ => None,
     };
     let login = state.intent == Intent::Cycle;
@@ -476,7 +648,7 @@ pub(crate) fn to_cookie(
         Some(base) if !login => {
             let mut keys = std::mem::take(&mut state.data.changed);
             keys.append(&mut std::mem::take(&mut state.data.merged));
-            if keys.is_empty() {
+            if keys.is_empty() && !matches!(state.phase, Phase::Stored { .. }) {
                 // Nothing new: the cookie already holds the session.
                 return Local::default();
             }
@@ -485,7 +657,13 @@ pub(crate) fn to_cookie(
         base => {
             revoke = base.as_ref().and_then(|b| b.revocable_id().cloned());
             let mut fresh = Payload::new(None, ctx.now);
-            fresh.created = base.as_ref().map_or(ctx.now, |b| b.created);
+            if let Some(base) = &base {
+                fresh.created = base.created;
+                fresh.touched = base.touched;
+                fresh.incomplete = base.incomplete;
+            }
+            fresh.incomplete |= state.data.known != Known::All;
+            fresh.mirrored = ctx.fingerprint;
             fresh.provisional = Some(new_id());
             state.data.changed.clear();
             state.data.merged.clear();

@@ -7,6 +7,10 @@ use std::fmt;
 /// so no app key collides with it.
 pub(crate) const STAMP_FIELD: &str = "\u{0}v";
 
+/// The hash field that holds when the session was created (unix seconds), for its absolute
+/// lifetime: what the cookie says of it is not trusted alone.
+pub(crate) const CREATED_FIELD: &str = "\u{0}c";
+
 /// Bits of a stamp that count writes taken in while Redis was unavailable.
 const OUTAGE_BITS: u32 = 20;
 const OUTAGE_MASK: u64 = (1 << OUTAGE_BITS) - 1;

@@ -62,19 +62,25 @@ pub(crate) enum Phase {
     Unloaded,
     /// No session: a new visitor, or one whose cookie stood for a session that is over.
     New,
-    /// In Redis at `id`, in the state `stamp`; Redis last confirmed it (refreshed its idle
-    /// timeout) at `confirmed`. `merged`: the cookie's view was applied over the hash as it was
-    /// at that stamp, and is written only if Redis still is there.
+    /// In Redis at `id`, in the state `stamp`, created at `created`; Redis last confirmed it
+    /// (refreshed its idle timeout) at `confirmed`. `merged`: the cookie's view was applied over
+    /// the hash as it was at that stamp, and is written only if Redis still is there.
     Stored {
         id: SessionId,
         stamp: Stamp,
+        created: i64,
         confirmed: i64,
         merged: Option<Stamp>,
     },
     /// Redis is up and does not have the session, which it should: it moves there under a new
     /// id at the end of the request, from its cookie, claiming `from` (the re-seeded id, or a
-    /// cookie-only session's own) so that it moves once. It starts at the cookie's `stamp`.
-    Moving { from: SessionId, stamp: Stamp },
+    /// cookie-only session's own) so that it moves once. It starts at the cookie's `stamp`, and
+    /// keeps its `created`.
+    Moving {
+        from: SessionId,
+        stamp: Stamp,
+        created: i64,
+    },
     /// Redis is unavailable and the cookie stands in for it: its mirror and outage writes.
     Fallback,
     /// Redis is unavailable and the cookie cannot stand in (too old, an older key, the
@@ -84,6 +90,10 @@ pub(crate) enum Phase {
     /// Imported from another app: a new session of ours, written at the end of the request,
     /// whose write deletes `old_key`. It keeps the old session's deadline (`created`).
     Imported { old_key: String, created: i64 },
+    /// The cookie's session went on under another id, by a login this cookie predates (a
+    /// request racing the login, a stale tab, a planted cookie): nothing of it is served, its
+    /// changes are not kept, and its cookie is left alone: the browser has the login's.
+    Superseded,
     /// Logged out: done.
     Ended,
 }
@@ -92,7 +102,7 @@ impl Phase {
     /// Where the data the handler sees came from.
     pub(crate) fn source(&self) -> Source {
         match self {
-            Phase::Unloaded | Phase::New | Phase::Ended => Source::New,
+            Phase::Unloaded | Phase::New | Phase::Superseded | Phase::Ended => Source::New,
             Phase::Stored { .. } | Phase::Moving { .. } | Phase::Imported { .. } => Source::Redis,
             Phase::Fallback => Source::Cookie,
             Phase::Detached => Source::Unavailable,

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::answer::{GoneAnswer, Hash, HashAnswer, LegacyAnswer, Tombstone, Unavailable, Written};
 use super::load::{Answer, LoadInput, Loaded, Loader, Query, Step};
-use super::save::{self, Ctx, Local, Plan, Predecessor, Problem};
+use super::save::{self, After, Ctx, Local, Plan, Predecessor, Problem};
 use super::state::{ClientCookie, Cookie, Data, Intent, Known, Legacy, Outgoing, Phase, State};
 use super::{Policy, Stamp};
 use crate::cookie::Payload;
@@ -27,6 +27,10 @@ fn policy() -> Policy {
 
 fn mirrored() -> BTreeSet<String> {
     ["user".to_owned()].into()
+}
+
+fn fingerprint() -> u32 {
+    Payload::fingerprint(&mirrored())
 }
 
 fn id(n: u8) -> SessionId {
@@ -47,6 +51,7 @@ fn cookie(age: i64, stamp: Stamp, tweak: impl FnOnce(&mut Payload)) -> Cookie {
     payload.epoch = Some(EPOCH.into());
     payload.set_stamp(stamp);
     payload.mirror.insert("user".into(), json!("ada"));
+    payload.mirrored = fingerprint();
     tweak(&mut payload);
     Cookie {
         payload: Arc::new(payload),
@@ -72,6 +77,7 @@ fn load(
         revoked_here: false,
         fail_closed: false,
         mirrored: &mirrored,
+        fingerprint: fingerprint(),
         policy: policy(),
         now: NOW,
     };
@@ -104,6 +110,7 @@ fn found(json: Value, stamp: Stamp) -> Answer {
     Answer::Hash(HashAnswer::Found(Hash {
         values: values(json),
         stamp,
+        created: None,
     }))
 }
 
@@ -134,6 +141,8 @@ enum Serves {
     Detached,
     /// The session is over: fresh, and the cookie goes.
     Over,
+    /// The cookie predates a login: nothing served, the cookie left alone.
+    Superseded,
     /// A fresh session.
     New,
 }
@@ -145,6 +154,7 @@ fn serves(loaded: &Loaded) -> Serves {
         Phase::Fallback => Serves::Cookie(data),
         Phase::Moving { from, .. } => Serves::Moving(from.clone(), data),
         Phase::Detached => Serves::Detached,
+        Phase::Superseded => Serves::Superseded,
         Phase::New if loaded.over => Serves::Over,
         Phase::New => Serves::New,
         other => panic!("unexpected {other:?}"),
@@ -286,20 +296,24 @@ fn who_wins_cookie_or_redis() {
             fresh(),
             vec![
                 Answer::Hash(HashAnswer::Missing),
-                gone(Tombstone::Revoked, "epoch-after-restart"),
+                gone(
+                    Tombstone::Revoked { successor: None },
+                    "epoch-after-restart",
+                ),
             ],
             vec![hash(id(1)), gone_q(id(1))],
             Serves::Over,
         ),
         (
-            "no session, a login took it: the old cookie never follows",
+            "no session, a login took it: the old cookie never follows, nor is it removed \
+             (the browser has the login's)",
             fresh(),
             vec![
                 Answer::Hash(HashAnswer::Missing),
                 gone(Tombstone::Cycled, EPOCH),
             ],
             vec![hash(id(1)), gone_q(id(1))],
-            Serves::Over,
+            Serves::Superseded,
         ),
         (
             "no session, another copy re-seeded it: followed to its successor",
@@ -416,7 +430,9 @@ fn sessions_begun_during_an_outage() {
         (
             "logged out meanwhile",
             cookie_only(10),
-            vec![Answer::Tombstone(Ok(Tombstone::Revoked))],
+            vec![Answer::Tombstone(Ok(Tombstone::Revoked {
+                successor: None,
+            }))],
             vec![own()],
             Serves::Over,
         ),
@@ -533,7 +549,7 @@ fn fallback_knows_the_mirror_and_the_outage_writes_only() {
 fn cookie_with_cut_mirror() -> Cookie {
     cookie(10, Stamp::new(5, 0), |p| {
         p.mirror.clear();
-        p.mirror_cut = true;
+        p.incomplete = true;
     })
 }
 
@@ -555,6 +571,7 @@ fn the_stale_outage_cookie_of_a_long_outage_never_rolls_values_back() {
         Phase::Stored {
             id: id(1),
             stamp: Stamp::new(5, 0),
+            created: NOW - 10,
             confirmed: NOW - 10,
             merged: Some(Stamp::new(5, 0)),
         }
@@ -579,6 +596,7 @@ fn ctx(mirrored: &BTreeSet<String>) -> Ctx<'_> {
     Ctx {
         policy: policy(),
         mirrored,
+        fingerprint: fingerprint(),
         now: NOW,
     }
 }
@@ -600,6 +618,7 @@ fn stored(stamp: Stamp) -> Phase {
     Phase::Stored {
         id: id(1),
         stamp,
+        created: NOW - 10,
         confirmed: NOW - 10,
         merged: None,
     }
@@ -610,6 +629,13 @@ fn ids() -> impl FnMut() -> SessionId {
     move || {
         n += 1;
         id(n)
+    }
+}
+
+fn local_of(after: After) -> Local {
+    match after {
+        After::Local(local) => local,
+        other => panic!("no question expected: {other:?}"),
     }
 }
 
@@ -695,7 +721,7 @@ fn a_login_writes_a_new_id_and_retires_the_old_one() {
         write.predecessor,
         Some(Predecessor::Cycle {
             old: id(1),
-            tombstone_secs: Some(3600 + 300)
+            tombstone_secs: 3600 + 300
         })
     );
 }
@@ -708,6 +734,7 @@ fn a_moving_session_claims_its_old_id_once() {
             Phase::Moving {
                 from: id(1),
                 stamp: Stamp::new(5, 1),
+                created: NOW - 10,
             },
             json!({"user": "ada"}),
         );
@@ -884,6 +911,7 @@ fn a_read_reissues_the_cookie_only_when_what_it_holds_changed() {
             Phase::Stored {
                 id: id(1),
                 stamp: Stamp::new(5, 0),
+                created: NOW - 10,
                 confirmed: NOW,
                 merged: None,
             },
@@ -951,13 +979,13 @@ fn after_the_save_script() {
     );
     state1.data.set("cart", json!(1));
     let write = write_of(&mut state1);
-    let local = save::after_write(
+    let local = local_of(save::after_write(
         &mut state1,
         &write,
         Written::Yes(Stamp::new(6, 0)),
         ctx,
         &mut ids(),
-    );
+    ));
     let payload = local.issue.expect("a cookie");
     assert_eq!(
         (payload.stamp(), payload.touched, payload.id),
@@ -965,19 +993,80 @@ fn after_the_save_script() {
     );
     assert!(!state1.data.is_dirty());
 
-    // Gone: ended while the request ran, nothing comes back.
-    let mut state2 = state(
-        Some(fresh()),
-        stored(Stamp::new(5, 0)),
-        json!({"user": "ada"}),
-    );
-    state2.data.set("cart", json!(1));
-    let write = write_of(&mut state2);
-    save::after_write(&mut state2, &write, Written::Gone, ctx, &mut ids());
-    assert_eq!(
-        (state2.phase.clone(), state2.outgoing.clone()),
-        (Phase::Ended, Outgoing::Remove)
-    );
+    // Gone while the request ran: why? A logout ended it (nothing comes back); a login
+    // superseded it (the cookie is left alone); Redis lost it (it moves, with the changes).
+    let rows: Vec<(&str, GoneAnswer, Phase, Outgoing, bool)> = vec![
+        (
+            "logged out",
+            GoneAnswer::Known {
+                tombstone: Tombstone::Revoked { successor: None },
+                epoch: EPOCH.into(),
+            },
+            Phase::Ended,
+            Outgoing::Remove,
+            false,
+        ),
+        (
+            "a login took it",
+            GoneAnswer::Known {
+                tombstone: Tombstone::Cycled,
+                epoch: EPOCH.into(),
+            },
+            Phase::Superseded,
+            Outgoing::Keep,
+            false,
+        ),
+        (
+            "expired, deleted",
+            GoneAnswer::Known {
+                tombstone: Tombstone::None,
+                epoch: EPOCH.into(),
+            },
+            Phase::Ended,
+            Outgoing::Remove,
+            false,
+        ),
+        (
+            "Redis lost it",
+            GoneAnswer::Known {
+                tombstone: Tombstone::None,
+                epoch: "epoch-after-restart".into(),
+            },
+            Phase::Moving {
+                from: id(1),
+                stamp: Stamp::new(5, 0),
+                created: NOW - 10,
+            },
+            Outgoing::Keep,
+            true,
+        ),
+    ];
+    for (case, answer, phase, outgoing, moves) in rows {
+        let mut state2 = state(
+            Some(fresh()),
+            stored(Stamp::new(5, 0)),
+            json!({"user": "ada"}),
+        );
+        state2.data.set("cart", json!(1));
+        let write = write_of(&mut state2);
+        let after = save::after_write(&mut state2, &write, Written::Gone, ctx, &mut ids());
+        assert_eq!(after, After::Recheck(id(1)), "{case}: asks why");
+        let next = save::after_recheck(&mut state2, &id(1), answer, ctx, &mut ids());
+        assert_eq!(state2.phase, phase, "{case}");
+        assert_eq!(state2.outgoing, outgoing, "{case}");
+        match next {
+            Plan::Write(write) => {
+                assert!(moves, "{case}: {write:?}");
+                assert!(
+                    write.set.contains(&("cart".to_owned(), "1".to_owned())),
+                    "kept"
+                );
+                assert!(matches!(write.predecessor, Some(Predecessor::Claim { .. })));
+            }
+            Plan::Local(_) => assert!(!moves, "{case}"),
+            other => panic!("{case}: {other:?}"),
+        }
+    }
 
     // Taken by another copy's move: this request's changes ride in the cookie, to merge later.
     let mut state3 = state(
@@ -985,18 +1074,19 @@ fn after_the_save_script() {
         Phase::Moving {
             from: id(1),
             stamp: Stamp::new(5, 0),
+            created: NOW - 10,
         },
         json!({"user": "ada"}),
     );
     state3.data.set("cart", json!(1));
     let write = write_of(&mut state3);
-    let local = save::after_write(
+    let local = local_of(save::after_write(
         &mut state3,
         &write,
         Written::Taken(moved_to(2)),
         ctx,
         &mut ids(),
-    );
+    ));
     let payload = local.issue.expect("a cookie");
     assert_eq!(payload.id, Some(id(1)));
     assert_eq!(
@@ -1013,7 +1103,13 @@ fn after_the_save_script() {
     );
     state4.intent.cycle();
     let write = write_of(&mut state4);
-    let local = save::after_write(&mut state4, &write, Written::Failed, ctx, &mut ids());
+    let local = local_of(save::after_write(
+        &mut state4,
+        &write,
+        Written::Failed,
+        ctx,
+        &mut ids(),
+    ));
     assert_eq!(local.revoke, Some(id(1)));
     assert!(local.issue.expect("a cookie").provisional.is_some());
 
@@ -1026,7 +1122,13 @@ fn after_the_save_script() {
     );
     state6.data.set("cart", json!(1));
     let write = write_of(&mut state6);
-    let local = save::after_write(&mut state6, &write, Written::Failed, ctx, &mut ids());
+    let local = local_of(save::after_write(
+        &mut state6,
+        &write,
+        Written::Failed,
+        ctx,
+        &mut ids(),
+    ));
     let payload = local.issue.expect("a cookie");
     assert_eq!(payload.id, Some(id(1)));
     assert_eq!(payload.data["cart"], 1);
@@ -1047,7 +1149,13 @@ fn after_the_save_script() {
     );
     state5.legacy = Legacy::Remove;
     let write = write_of(&mut state5);
-    let local = save::after_write(&mut state5, &write, Written::Failed, ctx, &mut ids());
+    let local = local_of(save::after_write(
+        &mut state5,
+        &write,
+        Written::Failed,
+        ctx,
+        &mut ids(),
+    ));
     assert_eq!(local.retire.as_deref(), Some("old"));
     let payload = local.issue.expect("a cookie-only session");
     assert_eq!(payload.data["counter"], 3);

@@ -1,5 +1,7 @@
-//! The save scripts (`save.lua`, `retire.lua`), sent by SHA-1, and how their answers read.
+//! The scripts (`save.lua`, `retire.lua`, `revoke.lua`), sent by SHA-1, and how their answers
+//! read.
 
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use bb8_redis::redis::{self, Value as RedisValue};
@@ -9,7 +11,7 @@ use super::engine::answer::Written;
 use super::engine::save::Write;
 use super::tombstone::tombstone_of;
 
-/// The save script and the second half of a login in a cluster, with their SHA-1s.
+/// A script, with its SHA-1.
 pub(crate) struct Script {
     text: &'static str,
     sha1: OnceLock<String>,
@@ -46,28 +48,29 @@ impl Script {
 
 pub(crate) static SAVE: Script = Script::new(include_str!("save.lua"));
 pub(crate) static RETIRE: Script = Script::new(include_str!("retire.lua"));
+pub(crate) static REVOKE: Script = Script::new(include_str!("revoke.lua"));
 
-/// The script's arguments after the keys (see `scripts/save.lua`).
+/// The script's arguments after the keys (see `scripts/save.lua`). `mirrored`: the mirrored
+/// keys, whose values an update answers when it finds writes it had not seen.
 pub(crate) fn save_arguments(
     cmd: &mut redis::Cmd,
     write: &Write,
-    kind: &str,
-    tombstone: &str,
-    secs: u64,
+    predecessor: (&str, &str, u64),
+    mirrored: &BTreeSet<String>,
 ) {
+    let (kind, tombstone, secs) = predecessor;
     let (guarded_set, guarded_delete): (&[(String, String)], &[String]) = match &write.guarded {
         Some(guarded) => (&guarded.set, &guarded.delete),
         None => (&[], &[]),
     };
+    let guard = write.guarded.as_ref();
+    let names: Vec<&String> = match write.loaded {
+        Some(_) => mirrored.iter().collect(),
+        None => Vec::new(),
+    };
     cmd.arg(write.ttl)
         .arg(if write.create { "create" } else { "update" })
-        .arg(
-            write
-                .guarded
-                .as_ref()
-                .map(|g| g.expected.to_string())
-                .unwrap_or_default(),
-        )
+        .arg(guard.map(|g| g.expected.to_string()).unwrap_or_default())
         .arg(write.floor.bits())
         .arg(write.stamp.map(|s| s.to_string()).unwrap_or_default())
         .arg(kind)
@@ -78,13 +81,14 @@ pub(crate) fn save_arguments(
         .arg(guarded_delete.len())
         .arg(guarded_set.len())
         .arg(Stamp::WRITE)
-        .arg(
-            write
-                .guarded
-                .as_ref()
-                .map(|g| g.view.bits())
-                .unwrap_or_default(),
-        );
+        .arg(guard.map(|g| g.view.bits()).unwrap_or_default())
+        .arg(write.loaded.map(|s| s.to_string()).unwrap_or_default())
+        .arg(names.len())
+        .arg(if write.create {
+            write.created.to_string()
+        } else {
+            String::new()
+        });
     cmd.arg(guarded_delete);
     for (field, value) in guarded_set {
         cmd.arg(field).arg(value);
@@ -93,18 +97,13 @@ pub(crate) fn save_arguments(
     for (field, value) in &write.set {
         cmd.arg(field).arg(value);
     }
+    cmd.arg(names);
 }
 
-/// The save script's answer.
-pub(crate) fn written(answer: &RedisValue) -> Written {
+/// The save script's answer; `mirrored`: the names the script was given, in that order.
+pub(crate) fn written(answer: &RedisValue, mirrored: &BTreeSet<String>) -> Written {
     let RedisValue::Array(parts) = answer else {
         return Written::Failed;
-    };
-    let text = |value: &RedisValue| match value {
-        RedisValue::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-        RedisValue::SimpleString(text) => Some(text.clone()),
-        RedisValue::Int(n) => Some(n.to_string()),
-        _ => None,
     };
     let (Some(status), Some(value)) = (parts.first().and_then(text), parts.get(1).and_then(text))
     else {
@@ -112,9 +111,32 @@ pub(crate) fn written(answer: &RedisValue) -> Written {
     };
     match status.as_str() {
         "ok" => Stamp::parse(value.as_bytes()).map_or(Written::Failed, Written::Yes),
+        "moved-on" => {
+            let Some(stamp) = Stamp::parse(value.as_bytes()) else {
+                return Written::Failed;
+            };
+            let mirror = mirrored
+                .iter()
+                .zip(parts.iter().skip(2))
+                .map(|(key, value)| {
+                    let value = text(value).and_then(|json| serde_json::from_str(&json).ok());
+                    (key.clone(), value)
+                })
+                .collect();
+            Written::MovedOn { stamp, mirror }
+        }
         "gone" => Written::Gone,
         "taken" => Written::Taken(tombstone_of(Some(&value), |_| None)),
         _ => Written::Failed,
+    }
+}
+
+fn text(value: &RedisValue) -> Option<String> {
+    match value {
+        RedisValue::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        RedisValue::SimpleString(text) => Some(text.clone()),
+        RedisValue::Int(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -126,33 +148,45 @@ mod tests {
     #[test]
     fn script_answers() {
         let bulk = |s: &str| RedisValue::BulkString(s.as_bytes().to_vec());
+        let none = BTreeSet::new();
         let stamp = Stamp::new(7, 2);
+        let answer = |parts: Vec<RedisValue>| written(&RedisValue::Array(parts), &none);
         assert_eq!(
-            written(&RedisValue::Array(vec![
-                bulk("ok"),
-                bulk(&stamp.to_string())
-            ])),
+            answer(vec![bulk("ok"), bulk(&stamp.to_string())]),
             Written::Yes(stamp)
         );
         assert_eq!(
-            written(&RedisValue::Array(vec![
-                bulk("ok"),
-                RedisValue::Int(stamp.bits() as i64)
-            ])),
+            answer(vec![bulk("ok"), RedisValue::Int(stamp.bits() as i64)]),
             Written::Yes(stamp)
         );
+        assert_eq!(answer(vec![bulk("gone"), bulk("")]), Written::Gone);
         assert_eq!(
-            written(&RedisValue::Array(vec![bulk("gone"), bulk("")])),
-            Written::Gone
+            answer(vec![bulk("taken"), bulk("revoked")]),
+            Written::Taken(Tombstone::Revoked { successor: None })
+        );
+        assert_eq!(written(&RedisValue::Int(1), &none), Written::Failed);
+        assert_eq!(answer(vec![bulk("ok"), bulk("x")]), Written::Failed);
+
+        // Written over writes it had not seen: the mirrored keys as they are, in order.
+        let mirrored: BTreeSet<String> = ["role".to_owned(), "user".to_owned()].into();
+        let moved_on = written(
+            &RedisValue::Array(vec![
+                bulk("moved-on"),
+                bulk(&stamp.to_string()),
+                bulk("\"user\""),
+                RedisValue::Nil,
+            ]),
+            &mirrored,
         );
         assert_eq!(
-            written(&RedisValue::Array(vec![bulk("taken"), bulk("revoked")])),
-            Written::Taken(Tombstone::Revoked)
-        );
-        assert_eq!(written(&RedisValue::Int(1)), Written::Failed);
-        assert_eq!(
-            written(&RedisValue::Array(vec![bulk("ok"), bulk("x")])),
-            Written::Failed
+            moved_on,
+            Written::MovedOn {
+                stamp,
+                mirror: vec![
+                    ("role".to_owned(), Some(serde_json::json!("user"))),
+                    ("user".to_owned(), None),
+                ],
+            }
         );
     }
 }

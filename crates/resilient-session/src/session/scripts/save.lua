@@ -1,14 +1,16 @@
 -- One save of a session, atomically. See backend.rs for when each part is used.
 --
 -- KEYS[1]  the session's hash
--- KEYS[2]  the predecessor's hash (cycle), or the imported app's key (retire)
--- KEYS[3]  the predecessor's tombstone (cycle, claim)
+-- KEYS[2]  the session's own tombstone (a create is refused if it exists: a retried save of a
+--          session that ended since its first attempt)
+-- KEYS[3]  the predecessor's hash (cycle, claim), or the imported app's key (retire)
+-- KEYS[4]  the predecessor's tombstone (cycle, claim)
 -- ARGV[1]  TTL in seconds
 -- ARGV[2]  'update': only if the hash still exists; 'create': a new hash
--- ARGV[3]  the stamp the guarded fields were computed against ('' when there are none): they
---          are written only if the hash still is at that stamp
+-- ARGV[3]  the stamp a cookie's view was merged against ('' when there is none): its fields
+--          (the guarded ones) are written only if the hash still is at that stamp
 -- ARGV[4]  a floor: the new stamp is above the current one and above this
--- ARGV[5]  the exact stamp to set instead ('' to count one more write: HINCRBY of ARGV[13])
+-- ARGV[5]  the exact stamp to set instead ('' to count one more write)
 -- ARGV[6]  '', 'cycle' (a login: the predecessor goes), 'claim' (a move: the predecessor's id
 --          is claimed with a tombstone, once) or 'retire' (an import: the old key goes)
 -- ARGV[7]  the predecessor's tombstone value (cycle, claim)
@@ -16,34 +18,48 @@
 -- ARGV[9..12]  counts: fields to delete, field/value pairs to set, guarded fields to delete,
 --          guarded pairs to set
 -- ARGV[13] what one write adds to a stamp
--- ARGV[14] the stamp of the merged view (with ARGV[3])
--- then the guarded fields, then the others, in that order.
--- Returns {'ok', stamp}, {'gone', ''} (the session ended meanwhile: nothing written) or
+-- ARGV[14] the merged view's own stamp
+-- ARGV[15] the stamp the request loaded ('' for a create): a save that finds another one has
+--          missed writes, and answers the mirrored fields as they are now
+-- ARGV[16] how many mirrored field names follow the fields
+-- ARGV[17] when the session was created (a create), unix seconds
+-- then the guarded fields, the other fields, and the mirrored field names, in that order.
+--
+-- Returns {'ok', stamp}; {'moved-on', stamp, mirrored values...} (written, over writes this
+-- request had not seen); {'gone', ''} (the session ended meanwhile: nothing written); or
 -- {'taken', tombstone} (a claim found another's tombstone: nothing written).
 local hash = KEYS[1]
 local kind = ARGV[6]
 local tombstone = ARGV[7]
 local tombstone_secs = tonumber(ARGV[8])
 
--- HDEL / HSET with at most 1000 arguments at a time: Lua's stack is limited.
+-- HDEL / HSET / HMGET with at most 1000 arguments at a time: Lua's stack is limited.
 local function chunked(command, first, count)
   local last = first + count - 1
+  local answers = {}
   while first <= last do
     local upto = math.min(first + 999, last)
-    redis.call(command, hash, unpack(ARGV, first, upto))
+    local answer = redis.call(command, hash, unpack(ARGV, first, upto))
+    if type(answer) == 'table' then
+      for _, value in ipairs(answer) do answers[#answers + 1] = value end
+    end
     first = upto + 1
   end
+  return answers
 end
 
+if ARGV[2] == 'create' and redis.call('EXISTS', KEYS[2]) == 1 then
+  return {'gone', ''}
+end
 if kind == 'claim' then
-  local previous = redis.call('GET', KEYS[3])
+  local previous = redis.call('GET', KEYS[4])
   if previous and previous ~= tombstone then
     return {'taken', previous}
   end
-  redis.call('SET', KEYS[3], tombstone, 'EX', tombstone_secs)
+  redis.call('SET', KEYS[4], tombstone, 'EX', tombstone_secs)
 elseif kind == 'cycle' then
   -- The predecessor gone, and not by an earlier attempt of this very save: a logout raced.
-  if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('GET', KEYS[3]) ~= tombstone then
+  if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('GET', KEYS[4]) ~= tombstone then
     return {'gone', ''}
   end
 end
@@ -53,19 +69,24 @@ end
 
 local deletes, sets = tonumber(ARGV[9]), tonumber(ARGV[10])
 local guarded_deletes, guarded_sets = tonumber(ARGV[11]), tonumber(ARGV[12])
-local guarded_at = 15
+local guarded_at = 18
 local at = guarded_at + guarded_deletes + 2 * guarded_sets
+local names_at = at + deletes + 2 * sets
+local missed = false
 
 -- One more write on the stamp: above the current one, and above the floor.
 local function count_write()
   local write = tonumber(ARGV[13])
   local stamp = redis.call('HINCRBY', hash, '\0v', write)
+  if ARGV[15] ~= '' and stamp - write ~= tonumber(ARGV[15]) then
+    missed = true
+  end
   local floor = tonumber(ARGV[4])
   if stamp <= floor then
     stamp = floor + write
-    redis.call('HSET', hash, '\0v', stamp)
+    redis.call('HSET', hash, '\0v', string.format('%d', stamp))
   end
-  return stamp
+  return string.format('%d', stamp)
 end
 
 local stamp
@@ -83,6 +104,8 @@ elseif ARGV[3] ~= '' then
       stamp = ARGV[14]
       redis.call('HSET', hash, '\0v', stamp)
     end
+  else
+    missed = true
   end
   stamp = stamp or count_write()
 else
@@ -91,15 +114,26 @@ end
 
 if deletes > 0 then chunked('HDEL', at, deletes) end
 if sets > 0 then chunked('HSET', at + deletes, 2 * sets) end
-
+if ARGV[17] ~= '' then
+  redis.call('HSET', hash, '\0c', ARGV[17])
+end
 redis.call('EXPIRE', hash, ARGV[1])
 
 if kind == 'cycle' then
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[3])
   if tombstone_secs > 0 then
-    redis.call('SET', KEYS[3], tombstone, 'EX', tombstone_secs)
+    redis.call('SET', KEYS[4], tombstone, 'EX', tombstone_secs)
   end
 elseif kind == 'retire' then
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[3])
+end
+
+local names = tonumber(ARGV[16])
+if missed and names > 0 then
+  local answer = {'moved-on', stamp}
+  for _, value in ipairs(chunked('HMGET', names_at, names)) do
+    answer[#answer + 1] = value
+  end
+  return answer
 end
 return {'ok', stamp}

@@ -1,0 +1,186 @@
+//! Requests that race each other or Redis: parallel tabs of one cookie, a read racing a login,
+//! a save that meets a Redis which stopped answering or lost its data after the load. Nothing a
+//! request was told it wrote is lost, and nobody is logged out. The engine driven directly
+//! against a real redis-server.
+
+use resilient_session::{Error, SessionStore};
+use test_redis::RedisServer;
+
+mod common;
+use common::{config, cookie_header, finish, open, session_keys, store_with};
+
+async fn role_mirrored(server: &RedisServer) -> SessionStore {
+    store_with(server, config().mirrored_keys(["role"])).await
+}
+
+/// A session with `role` = admin; its cookie.
+async fn admin(store: &SessionStore) -> String {
+    let login = open(store, None);
+    login.insert("role", "admin").await.expect("insert");
+    cookie_header(&finish(store, &login).await.expect("cookie"))
+}
+
+#[tokio::test]
+async fn a_parallel_write_is_not_rolled_back_by_the_other_tabs_mirror() {
+    let server = RedisServer::start();
+    let store = role_mirrored(&server).await;
+    let c0 = admin(&store).await;
+
+    // Two tabs, one cookie. R1 loads; R2 leaves admin mode (acknowledged); R1 then writes
+    // something else, and its response, the last to arrive, is the browser's cookie.
+    let r1 = open(&store, Some(&c0));
+    assert_eq!(
+        r1.get::<String>("role").await.expect("get").as_deref(),
+        Some("admin")
+    );
+    let r2 = open(&store, Some(&c0));
+    r2.insert("role", "user").await.expect("insert");
+    r2.save().await.expect("acknowledged");
+    finish(&store, &r2).await;
+    r1.insert("counter", 1).await.expect("insert");
+    let c1 = cookie_header(&finish(&store, &r1).await.expect("cookie"));
+
+    // Redis stops answering: the cookie stands in, and takes a write.
+    server.pause();
+    let during = open(&store, Some(&c1));
+    assert_eq!(
+        during.get::<String>("role").await.expect("get").as_deref(),
+        Some("user"),
+        "the cookie mirrors Redis's role, not the one its request loaded"
+    );
+    during.insert("note", "x").await.expect("insert");
+    let c2 = cookie_header(&finish(&store, &during).await.expect("into the cookie"));
+    server.resume();
+    common::until_connected(store.manager()).await;
+
+    let after = open(&store, Some(&c2));
+    assert_eq!(
+        after.get::<String>("role").await.expect("get").as_deref(),
+        Some("user"),
+        "R2's write stands"
+    );
+    assert_eq!(
+        after.get::<String>("note").await.expect("get").as_deref(),
+        Some("x")
+    );
+}
+
+#[tokio::test]
+async fn a_failed_save_with_an_older_cookie_does_not_roll_back_a_newer_write() {
+    let server = RedisServer::start();
+    let store = role_mirrored(&server).await;
+    let c0 = admin(&store).await;
+    let r2 = open(&store, Some(&c0));
+    r2.insert("role", "user").await.expect("insert");
+    finish(&store, &r2).await;
+
+    // A tab whose cookie predates R2's write: it loads the right role, then its save fails.
+    let r1 = open(&store, Some(&c0));
+    assert_eq!(
+        r1.get::<String>("role").await.expect("get").as_deref(),
+        Some("user")
+    );
+    r1.insert("counter", 1).await.expect("insert");
+    server.pause();
+    let c1 = cookie_header(&finish(&store, &r1).await.expect("into the cookie"));
+    server.resume();
+    common::until_connected(store.manager()).await;
+
+    let after = open(&store, Some(&c1));
+    assert_eq!(
+        after.get::<String>("role").await.expect("get").as_deref(),
+        Some("user"),
+        "R2's write stands"
+    );
+    assert_eq!(
+        after.get::<i64>("counter").await.expect("get"),
+        Some(1),
+        "and R1's"
+    );
+}
+
+#[tokio::test]
+async fn a_request_racing_a_login_does_not_log_the_user_out() {
+    let server = RedisServer::start();
+    let store = store_with(&server, config()).await;
+    let login = open(&store, None);
+    login.insert("cart", 1).await.expect("insert");
+    let c0 = cookie_header(&finish(&store, &login).await.expect("cookie"));
+
+    // A poll sent with the pre-login cookie, answered after the login.
+    let login = open(&store, Some(&c0));
+    login.insert("user", "ada").await.expect("insert");
+    login.cycle_id().await;
+    let poll = open(&store, Some(&c0));
+    let logged_in = cookie_header(&finish(&store, &login).await.expect("a new id"));
+    assert_eq!(
+        poll.get::<String>("user").await.expect("get"),
+        None,
+        "not the login's"
+    );
+    poll.insert("seen", true).await.expect("insert");
+    let err = poll.save().await.expect_err("not kept");
+    assert!(matches!(err, Error::SessionSuperseded), "{err}");
+    assert_eq!(
+        finish(&store, &poll).await,
+        None,
+        "no removal, no new cookie: the browser keeps the login's"
+    );
+    let next = open(&store, Some(&logged_in));
+    assert_eq!(
+        next.get::<String>("user").await.expect("get").as_deref(),
+        Some("ada")
+    );
+}
+
+#[tokio::test]
+async fn a_save_after_redis_lost_the_session_moves_it_rather_than_log_out() {
+    let mut server = RedisServer::start();
+    let store = store_with(&server, config().mirrored_keys(["user"])).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    let c0 = cookie_header(&finish(&store, &login).await.expect("cookie"));
+
+    let request = open(&store, Some(&c0));
+    assert_eq!(
+        request.get::<String>("user").await.expect("get").as_deref(),
+        Some("ada")
+    );
+    server.restart_empty();
+    common::until_connected(store.manager()).await;
+    request.insert("cart", 3).await.expect("insert");
+    request.save().await.expect("saved all the same");
+    let moved = finish(&store, &request).await.expect("a cookie");
+    assert!(!moved.contains("Max-Age=0"), "not logged out: {moved}");
+    assert_eq!(session_keys(&server).len(), 1, "in Redis again");
+
+    let next = open(&store, Some(&cookie_header(&moved)));
+    assert_eq!(
+        next.get::<String>("user").await.expect("get").as_deref(),
+        Some("ada")
+    );
+    assert_eq!(next.get::<i64>("cart").await.expect("get"), Some(3));
+    // The copy from before follows it there.
+    let copy = open(&store, Some(&c0));
+    assert_eq!(copy.get::<i64>("cart").await.expect("get"), Some(3));
+}
+
+#[tokio::test]
+async fn a_save_racing_a_logout_still_does_not_bring_the_session_back() {
+    let server = RedisServer::start();
+    let store = store_with(&server, config()).await;
+    let cookie = common::stored_session(&store).await;
+    let slow = open(&store, Some(&cookie));
+    slow.get::<i64>("counter").await.expect("loads");
+    let logout = open(&store, Some(&cookie));
+    logout.destroy().await;
+    finish(&store, &logout).await;
+
+    slow.insert("counter", 2).await.expect("insert");
+    let removal = finish(&store, &slow).await.expect("a removal");
+    assert!(removal.contains("Max-Age=0"), "{removal}");
+    assert!(
+        session_keys(&server).is_empty(),
+        "asked why it was gone: a logout"
+    );
+}
