@@ -79,13 +79,15 @@ struct Copy {
     losses: u32,
 }
 
-/// An end of what copies may stand for: a logout (a lineage ends) or a login (what came before
-/// it ends).
+/// An end of what copies may stand for: a logout (a lineage ends) or a login (the identity
+/// before it ends). Either ends the identity the owner had after its login number `login`:
+/// copies saved with an earlier one were ended by that login, and that login's own `Ending`.
 #[derive(Debug, Clone)]
 struct Ending {
     lineage: u32,
-    /// For a login: copies saved before this login number are over.
-    before_login: Option<u32>,
+    login: u32,
+    /// A login (the lineage goes on), not a logout.
+    by_login: bool,
     /// Redis has it (it was up, or the logout was replayed since).
     reached_redis: bool,
     /// Redis lost its data after it reached Redis: the tombstone went too.
@@ -141,17 +143,17 @@ impl Model {
     /// (the revocation horizon).
     fn copy_is_over(&self, copy: &Copy) -> bool {
         self.endings.iter().any(|ending| {
-            let covers = ending.lineage == copy.lineage
-                && ending.before_login.is_none_or(|login| copy.login < login);
+            let covers = ending.lineage == copy.lineage && ending.login == copy.login;
             let reachable = copy.restarts == ending.restarts || self.losses == copy.losses;
             covers && ending.reached_redis && !ending.forgotten && reachable
         })
     }
 
-    fn ending(&self, before_login: Option<u32>) -> Ending {
+    fn ending(&self, by_login: bool) -> Ending {
         Ending {
             lineage: self.lineage,
-            before_login,
+            login: self.login,
+            by_login,
             reached_redis: self.redis_up,
             forgotten: false,
             restarts: self.restarts,
@@ -323,7 +325,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     model.note = None;
                 }
                 if model.exists {
-                    model.endings.push(model.ending(Some(model.login + 1)));
+                    model.endings.push(model.ending(true));
                 }
                 model.login += 1;
                 model.user = Some(user);
@@ -335,7 +337,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 finish(&store, &mut owner, &session).await;
                 prop_assert!(owner.0.is_none(), "the logout removes the cookie: {}", at);
                 if model.exists {
-                    model.endings.push(model.ending(None));
+                    model.endings.push(model.ending(false));
                 }
                 model.lineage += 1;
                 model.exists = false;
@@ -507,7 +509,7 @@ fn check_redis(model: &Model, server: &RedisServer, at: &str) -> Result<(), Test
         at
     );
     for ending in &model.endings {
-        if ending.before_login.is_some() || ending.forgotten || !ending.reached_redis {
+        if ending.by_login || ending.forgotten || !ending.reached_redis {
             continue;
         }
         let ended = format!("g{}", ending.lineage);

@@ -1161,3 +1161,121 @@ fn after_the_save_script() {
     assert_eq!(payload.data["counter"], 3);
     assert_eq!(state5.legacy, Legacy::Remove);
 }
+
+#[test]
+fn an_older_keys_content_is_never_re_issued_under_the_newest_key() {
+    let mirrored = mirrored();
+    let ctx = ctx(&mirrored);
+    let older = |cookie: Cookie| Cookie {
+        newest_key: false,
+        ..cookie
+    };
+    // A touch of an unused session: re-issued for the newest key only.
+    for (cookie, reissued) in [(fresh(), true), (older(fresh()), false)] {
+        let state = state(Some(cookie), Phase::Unloaded, json!({}));
+        assert_eq!(
+            save::after_touch(&state, true, ctx).issue.is_some(),
+            reissued
+        );
+    }
+    // A read: an older key's cookie is re-issued, from what Redis has.
+    let forged = older(cookie(10, Stamp::new(9, 3), |p| {
+        p.mirror.insert("user".into(), json!("mallory"));
+        p.unsaved = true;
+    }));
+    let mut read = state(
+        Some(forged.clone()),
+        stored(Stamp::new(5, 0)),
+        json!({"user": "ada"}),
+    );
+    let Plan::Local(local) = plan(&mut read) else {
+        panic!("no Redis command for a read");
+    };
+    let payload = local.issue.expect("re-issued under the newest key");
+    assert_eq!(payload.mirror["user"], "ada");
+    assert_eq!(payload.stamp(), Stamp::new(5, 0));
+    assert!(!payload.has_pending());
+    // A failed save: the cookie comes from Redis's state and this request's changes.
+    let mut failed = state(
+        Some(forged),
+        stored(Stamp::new(5, 0)),
+        json!({"user": "ada"}),
+    );
+    failed.data.set("cart", json!(1));
+    let Plan::Write(write) = plan(&mut failed) else {
+        panic!("a write");
+    };
+    assert_eq!(
+        write.floor,
+        Stamp::default(),
+        "an older key's stamp is nothing to be above"
+    );
+    let local = local_of(save::after_write(
+        &mut failed,
+        &write,
+        Written::Failed,
+        ctx,
+        &mut ids(),
+    ));
+    let payload = local.issue.expect("into the cookie");
+    assert_eq!(payload.mirror["user"], "ada", "not the older key's");
+    assert_eq!(payload.data["cart"], 1);
+    assert_eq!(
+        payload.stamp(),
+        Stamp::new(6, 1),
+        "past Redis's, not past the forged one"
+    );
+}
+
+#[test]
+fn a_save_over_writes_it_had_not_seen_takes_the_mirror_redis_has() {
+    let mirrored = mirrored();
+    let ctx = ctx(&mirrored);
+    let mut state = state(
+        Some(fresh()),
+        stored(Stamp::new(5, 0)),
+        json!({"user": "ada"}),
+    );
+    state.data.set("cart", json!(1));
+    let Plan::Write(write) = plan(&mut state) else {
+        panic!("a write");
+    };
+    assert_eq!(write.loaded, Some(Stamp::new(5, 0)), "the script compares");
+    let local = local_of(save::after_write(
+        &mut state,
+        &write,
+        Written::MovedOn {
+            stamp: Stamp::new(7, 0),
+            mirror: vec![("user".to_owned(), Some(json!("bob")))],
+        },
+        ctx,
+        &mut ids(),
+    ));
+    let payload = local.issue.expect("a cookie");
+    assert_eq!(payload.stamp(), Stamp::new(7, 0));
+    assert_eq!(
+        payload.mirror["user"], "bob",
+        "what Redis has, not what this request loaded"
+    );
+    assert!(!local.stale, "nothing merged was dropped");
+}
+
+#[test]
+fn a_superseded_cookie_keeps_no_changes_unless_it_logs_in() {
+    let mut write = state(Some(fresh()), Phase::Superseded, json!({}));
+    write.data.set("seen", json!(true));
+    assert_eq!(
+        plan(&mut write),
+        Plan::Local(Local {
+            problem: Some(Problem::Superseded),
+            ..Local::default()
+        })
+    );
+    let mut login = state(Some(fresh()), Phase::Superseded, json!({}));
+    login.data.set("user", json!("ada"));
+    login.intent.cycle();
+    let Plan::Write(write) = plan(&mut login) else {
+        panic!("a login starts a session of its own");
+    };
+    assert!(write.create && write.predecessor.is_none() && write.supersedes.is_none());
+}
