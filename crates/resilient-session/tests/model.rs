@@ -74,8 +74,8 @@ struct Copy {
     /// The owner's lineage and login when it was saved.
     lineage: u32,
     login: u32,
-    /// Redis restarts (with or without data) and data losses before it was saved.
-    restarts: u32,
+    /// The owner's moves (see [`Model::moves`]) and Redis's data losses before it was saved.
+    moves: u32,
     losses: u32,
 }
 
@@ -92,8 +92,8 @@ struct Ending {
     reached_redis: bool,
     /// Redis lost its data after it reached Redis: the tombstone went too.
     forgotten: bool,
-    /// Redis restarts before it.
-    restarts: u32,
+    /// The owner's moves before it.
+    moves: u32,
 }
 
 /// What must hold.
@@ -110,7 +110,10 @@ struct Model {
     /// The owner's cookie carries `note` (written while Redis was unavailable, not in Redis yet).
     note_in_cookie: bool,
     endings: Vec<Ending>,
-    restarts: u32,
+    /// Times the owner's id may have moved without an ending: its first request after Redis
+    /// came back (a re-seed after a loss, the promotion of a session begun during the outage).
+    moves: u32,
+    may_move: bool,
     losses: u32,
 }
 
@@ -126,7 +129,8 @@ impl Model {
             note: None,
             note_in_cookie: false,
             endings: Vec::new(),
-            restarts: 0,
+            moves: 0,
+            may_move: false,
             losses: 0,
         }
     }
@@ -137,14 +141,13 @@ impl Model {
 
     /// Whether a copy saved as `copy` must be anonymous now (only asked while Redis is up).
     ///
-    /// With no restart between the copy and the end, the end revoked the copy's own id. With
-    /// one, the owner's id may have moved since (a re-seed, a promotion): the copy then reaches
-    /// the end through the "moved" tombstones, which a later loss of Redis's data takes away
-    /// (the revocation horizon).
+    /// With no move between the copy and the end, the end revoked the copy's own id. With one,
+    /// the copy reaches the end through the "moved" tombstones, which a later loss of Redis's
+    /// data takes away (the revocation horizon).
     fn copy_is_over(&self, copy: &Copy) -> bool {
         self.endings.iter().any(|ending| {
             let covers = ending.lineage == copy.lineage && ending.login == copy.login;
-            let reachable = copy.restarts == ending.restarts || self.losses == copy.losses;
+            let reachable = copy.moves == ending.moves || self.losses == copy.losses;
             covers && ending.reached_redis && !ending.forgotten && reachable
         })
     }
@@ -156,7 +159,14 @@ impl Model {
             by_login,
             reached_redis: self.redis_up,
             forgotten: false,
-            restarts: self.restarts,
+            moves: self.moves,
+        }
+    }
+
+    /// The owner sends a request: its first since Redis came back may move its id.
+    fn owner_request(&mut self) {
+        if std::mem::take(&mut self.may_move) {
+            self.moves += 1;
         }
     }
 }
@@ -266,6 +276,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             Step::Read(index) => {
                 let which = index.index(copies.len() + 1);
                 if which == 0 {
+                    model.owner_request();
                     let session = open(&store, &owner);
                     let seen = read(&session).await;
                     finish(&store, &mut owner, &session).await;
@@ -284,6 +295,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 }
             }
             Step::Count => {
+                model.owner_request();
                 let session = open(&store, &owner);
                 let (before, source) = count(&session, &model.lineage_key()).await;
                 finish(&store, &mut owner, &session).await;
@@ -295,6 +307,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 }
             }
             Step::Note(value) => {
+                model.owner_request();
                 let session = open(&store, &owner);
                 session.insert("note", value).await.expect("insert");
                 session
@@ -309,6 +322,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     source != Source::Redis && source != Source::New || !model.redis_up;
             }
             Step::Login => {
+                model.owner_request();
                 let user = format!("u{}", model.login + 1);
                 let session = open(&store, &owner);
                 let _ = session.get_value("user").await;
@@ -332,6 +346,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 model.exists = true;
             }
             Step::Logout => {
+                model.owner_request();
                 let session = open(&store, &owner);
                 session.destroy().await;
                 finish(&store, &mut owner, &session).await;
@@ -352,12 +367,13 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         jar: owner.clone(),
                         lineage: model.lineage,
                         login: model.login,
-                        restarts: model.restarts,
+                        moves: model.moves,
                         losses: model.losses,
                     });
                 }
             }
             Step::Tabs => {
+                model.owner_request();
                 let counting = open(&store, &owner);
                 let reading = open(&store, &owner);
                 let lineage = model.lineage_key();
@@ -404,7 +420,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 if !model.redis_up {
                     server.restart();
                     model.redis_up = true;
-                    model.restarts += 1;
+                    model.may_move = true;
                     settled(&store).await;
                     for ending in &mut model.endings {
                         ending.reached_redis = true;
@@ -421,7 +437,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 }
                 server.restart_empty();
                 model.redis_up = true;
-                model.restarts += 1;
+                model.may_move = true;
                 model.losses += 1;
                 settled(&store).await;
                 for ending in &mut model.endings {

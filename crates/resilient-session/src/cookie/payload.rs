@@ -11,7 +11,8 @@
 //! | `n` | the stamp of the state the cookie holds: the writes Redis made that it last saw, and the writes it took in since while Redis was down |
 //! | `m` | mirror: the values of the mirrored keys |
 //! | `k` | which keys were mirrored when `m` was made (a fingerprint of their names): if they are not the ones mirrored now, a mirrored key missing from `m` is unknown |
-//! | `u` | something did not fit and was left out: a key missing from `m` and `d` is unknown |
+//! | `u` | the mirror is not all here (it did not fit): a key missing from `m` and `d` is unknown |
+//! | `q` | values of keys that are not mirrored are not all here (they did not fit, or the session took a new identity while Redis was down, from what it knew): such a key missing from `d` is unknown |
 //! | `w` | the cookie holds writes Redis does not have (in `m`, `d`, `x`) |
 //! | `d` | values of other keys written while Redis was down, until Redis has them |
 //! | `x` | keys removed while Redis was down, until Redis has it |
@@ -46,6 +47,8 @@ pub(crate) struct Payload {
     pub(crate) mirrored: u32,
     #[serde(rename = "u", default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) incomplete: bool,
+    #[serde(rename = "q", default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) partial: bool,
     #[serde(rename = "w", default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) unsaved: bool,
     #[serde(rename = "d", default, skip_serializing_if = "Map::is_empty")]
@@ -75,6 +78,7 @@ impl Payload {
             mirror: Map::new(),
             mirrored: 0,
             incomplete: false,
+            partial: false,
             unsaved: false,
             data: Map::new(),
             removed: Vec::new(),

@@ -18,12 +18,12 @@ pub(crate) enum Lost {
 /// removed value back when Redis returns. `None` when nothing is left to cut but the identity
 /// and those removals: then the caller fails closed.
 ///
-/// Either way the payload is marked incomplete: a key it no longer carries is then unknown
-/// while it stands in for Redis, not absent.
+/// Either way the payload says so (`partial`, `incomplete`): a key it no longer carries is then
+/// unknown while it stands in for Redis, not absent.
 pub(crate) fn cut(payload: &mut Payload) -> Option<Lost> {
     if !payload.data.is_empty() {
         payload.data.clear();
-        payload.incomplete = true;
+        payload.partial = true;
         return Some(Lost::OutageWrites);
     }
     if !payload.mirror.is_empty() {
@@ -64,7 +64,10 @@ mod tests {
         assert_eq!(lost, Lost::OutageWrites);
         assert!(lost.loses_writes());
         assert!(payload.data.is_empty() && !payload.mirror.is_empty());
-        assert!(payload.incomplete, "what was cut is unknown, not absent");
+        assert!(
+            payload.partial && !payload.incomplete,
+            "what was cut is unknown, not absent"
+        );
 
         let lost = cut(&mut payload).expect("then the mirror");
         assert_eq!(

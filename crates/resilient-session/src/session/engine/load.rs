@@ -342,12 +342,13 @@ impl<'a> Loader<'a> {
         match self.cookie() {
             Some(cookie) if self.trusted() => {
                 let payload = &cookie.payload;
-                let known = if payload.id.is_none() && !payload.incomplete {
+                let known = if payload.id.is_none() && !payload.incomplete && !payload.partial {
                     // A cookie-only session is all in its cookie, unless some did not fit.
                     Known::All
                 } else {
-                    // The mirrored keys are all there, or known absent, when nothing was cut and
-                    // the cookie mirrors what is mirrored now; otherwise only what it carries is.
+                    // The mirrored keys are all there, or known absent, unless the mirror was
+                    // cut or the cookie mirrors other keys than are mirrored now; then only what
+                    // it carries is known.
                     let mut keys: BTreeSet<String> =
                         if payload.incomplete || payload.mirrored != self.input.fingerprint {
                             payload.mirror.keys().cloned().collect()

@@ -660,9 +660,13 @@ pub(crate) fn to_cookie(
             if let Some(base) = &base {
                 fresh.created = base.created;
                 fresh.touched = base.touched;
-                fresh.incomplete = base.incomplete;
             }
-            fresh.incomplete |= state.data.known != Known::All;
+            // What the request did not know stays unknown under the new identity.
+            match &state.data.known {
+                Known::All => {}
+                Known::Only(keys) if ctx.mirrored.is_subset(keys) => fresh.partial = true,
+                Known::Only(_) => fresh.incomplete = true,
+            }
             fresh.mirrored = ctx.fingerprint;
             fresh.provisional = Some(new_id());
             state.data.changed.clear();

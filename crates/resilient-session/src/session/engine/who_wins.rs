@@ -1279,3 +1279,69 @@ fn a_superseded_cookie_keeps_no_changes_unless_it_logs_in() {
     };
     assert!(write.create && write.predecessor.is_none() && write.supersedes.is_none());
 }
+
+#[test]
+fn a_login_during_an_outage_keeps_the_mirror_known_and_the_rest_unknown() {
+    let mirrored = mirrored();
+    let ctx = ctx(&mirrored);
+    let mut state = state(Some(fresh()), Phase::Fallback, json!({"user": "ada"}));
+    state.data.known = Known::Only(["user".to_owned()].into());
+    state.intent.cycle();
+    let Plan::Local(local) = save::plan(&mut state, ctx, false, None, &mut ids()) else {
+        panic!("no Redis command");
+    };
+    let payload = local.issue.expect("a new identity");
+    assert!(payload.partial && !payload.incomplete, "{payload:?}");
+    let cookie = Cookie::issued(payload);
+    let (_, loaded) = load(
+        Some(cookie),
+        |_| {},
+        vec![Answer::Tombstone(Err(Unavailable))],
+    );
+    assert_eq!(loaded.data.get("user"), Ok(Some(&json!("ada"))));
+    assert_eq!(
+        loaded.data.get("counter"),
+        Err(super::state::Unknown),
+        "not mirrored, not carried: unknown"
+    );
+    let mirrored_absent = state_with_mirror(&["user", "role"]);
+    assert_eq!(
+        mirrored_absent.get("role"),
+        Ok(None),
+        "mirrored and absent: known"
+    );
+}
+
+/// Served from a cookie-only session of a new identity taken while Redis was down, with
+/// `mirrored` mirrored and only `user` set.
+fn state_with_mirror(mirrored: &[&str]) -> Data {
+    let mirrored: BTreeSet<String> = mirrored.iter().map(|k| (*k).to_owned()).collect();
+    let ctx = Ctx {
+        policy: policy(),
+        mirrored: &mirrored,
+        fingerprint: Payload::fingerprint(&mirrored),
+        now: NOW,
+    };
+    let mut state = state(Some(fresh()), Phase::Fallback, json!({"user": "ada"}));
+    state.data.known = Known::Only(mirrored.clone());
+    state.intent.cycle();
+    let Plan::Local(local) = save::plan(&mut state, ctx, false, None, &mut ids()) else {
+        panic!("no Redis command");
+    };
+    let cookie = Cookie::issued(local.issue.expect("a new identity"));
+    let mut loader = Loader::new(LoadInput {
+        cookie: Some(cookie),
+        legacy_key: None,
+        revoked_here: false,
+        fail_closed: false,
+        mirrored: &mirrored,
+        fingerprint: Payload::fingerprint(&mirrored),
+        policy: policy(),
+        now: NOW,
+    });
+    assert!(matches!(loader.start(), Step::Ask(Query::Tombstone { .. })));
+    let Step::Done(loaded) = loader.answer(Answer::Tombstone(Err(Unavailable))) else {
+        panic!("served");
+    };
+    loaded.data
+}
