@@ -329,9 +329,21 @@ impl Client {
 
     /// `GET path` with this exact `Cookie` header instead of the jar's.
     pub async fn get_raw(&mut self, path: &str, cookie_header: &str) -> Reply {
+        self.send_raw(reqwest::Method::GET, path, cookie_header)
+            .await
+    }
+
+    /// `method path` with this exact `Cookie` header instead of the jar's: for cookies that are
+    /// not the app's own, like a migrated app's.
+    pub async fn send_raw(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        cookie_header: &str,
+    ) -> Reply {
         let request = self
             .http
-            .get(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .header("cookie", cookie_header);
         self.receive(request).await
     }
@@ -416,6 +428,45 @@ pub fn redis_key_of(id: &str) -> String {
         "session:{{{}}}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
     )
+}
+
+/// The example's configuration as it is: for [`TestApp::start`].
+pub fn defaults(config: SessionConfig) -> SessionConfig {
+    config
+}
+
+/// Counts from `from` up to `to` with `POST /counter`, checking each answer and where it was
+/// served from.
+pub async fn count_to(client: &mut Client, from: i64, to: i64, source: &str) {
+    for expected in from..=to {
+        let reply = client.post("/counter").await;
+        assert_eq!(
+            reply.json,
+            serde_json::json!({"counter": expected, "source": source}),
+            "counting to {to}"
+        );
+    }
+}
+
+/// Polls `GET /counter` until it is served from Redis; checks the value on the way and
+/// returns how long it took. At most 5 s: the promise is "within 5 s of Redis's return".
+pub async fn served_from_redis_again(client: &mut Client, counter: i64) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let reply = client.get("/counter").await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.json["counter"], counter, "no value lost");
+        if reply.json["source"] == "redis" {
+            let took = started.elapsed();
+            println!("served from Redis again {took:?} after its return");
+            return took;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not served from Redis within 5 s of its return"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Polls `check` every 50 ms until it holds; panics with `what` after `limit`. Returns how

@@ -3,13 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use conformance::{Client, Framework, TestApp};
+use conformance::{Client, Framework, TestApp, defaults};
 use serde_json::json;
 use test_redis::RedisServer;
-
-fn defaults(config: resilient_session::SessionConfig) -> resilient_session::SessionConfig {
-    config
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cookie_from_one_app_works_on_the_other() {

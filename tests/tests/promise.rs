@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use conformance::{
-    Client, Framework, Reply, TestApp, TestRedis, decrypt_cookie, redis_key_of, session_keys,
-    wait_until,
+    Client, Framework, Reply, TestApp, TestRedis, count_to, decrypt_cookie, defaults, redis_key_of,
+    served_from_redis_again, session_keys, wait_until,
 };
-use resilient_session::{Import, SessionConfig};
+use resilient_session::Import;
 use serde_json::{Value, json};
 use test_redis::RedisServer;
 
@@ -32,43 +32,6 @@ conformance::scenarios!(
     a_flood_of_outage_logouts_does_not_drop_a_users_logout,
     logout_as_the_first_request_after_a_migration_removes_the_old_session,
 );
-
-fn defaults(config: SessionConfig) -> SessionConfig {
-    config
-}
-
-/// Counts up to `n` with `POST /counter`, checking each answer.
-async fn count_to(client: &mut Client, from: i64, to: i64, source: &str) {
-    for expected in from..=to {
-        let reply = client.post("/counter").await;
-        assert_eq!(
-            reply.json,
-            json!({"counter": expected, "source": source}),
-            "counting to {to}"
-        );
-    }
-}
-
-/// Polls `GET /counter` until it is served from Redis; checks the value on the way and
-/// returns how long it took. At most 5 s: the promise is "within 5 s of Redis's return".
-async fn served_from_redis_again(client: &mut Client, counter: i64) -> Duration {
-    let started = Instant::now();
-    loop {
-        let reply = client.get("/counter").await;
-        assert_eq!(reply.status, 200, "{}", reply.text);
-        assert_eq!(reply.json["counter"], counter, "no value lost");
-        if reply.json["source"] == "redis" {
-            let took = started.elapsed();
-            println!("served from Redis again {took:?} after its return");
-            return took;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "not served from Redis within 5 s of its return"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The payload of the client's session cookie.
 fn payload(app: &TestApp, client: &Client) -> Value {
@@ -92,47 +55,6 @@ async fn until_connected(app: &TestApp) {
         async move { store.manager().health().is_healthy }
     })
     .await;
-}
-
-/// `method path` to `app` with exactly `cookie_header` as the `Cookie` header (the harness's
-/// [`Client`] has only `get_raw`): for cookies that are not the app's own, like a migrated
-/// app's.
-async fn send_raw(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    cookie_header: &str,
-) -> Reply {
-    let response = reqwest::Client::new()
-        .request(method, format!("{}{path}", app.base))
-        .header("cookie", cookie_header)
-        .send()
-        .await
-        .expect("the app answers");
-    let status = response.status().as_u16();
-    let headers: Vec<(String, String)> = response
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let text = response.text().await.expect("a body");
-    let set_cookies = headers
-        .iter()
-        .filter(|(n, _)| n == "set-cookie")
-        .map(|(_, v)| v.clone())
-        .collect();
-    Reply {
-        status,
-        json: serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-        set_cookies,
-        headers,
-    }
 }
 
 /// The response may not be stored by a shared cache: it varies with the cookie and is private.
@@ -199,9 +121,10 @@ async fn reads_are_private_responses(framework: Framework) {
     );
 }
 
-/// A copy of a cookie written during an outage (counter 6), replayed after Redis is back and
-/// the session moved on (counter 8), must not write its old value back into Redis.
-async fn a_stale_outage_cookie_does_not_roll_values_back(framework: Framework) {
+/// A session counted to 5 in Redis, then to 6 and 7 in its cookie while Redis was down, Redis
+/// back with its data: the server, the app, the owner, and a copy of the owner's counter-6
+/// cookie.
+async fn an_outage_copy(framework: Framework) -> (RedisServer, TestApp, Client, Client) {
     let mut redis = RedisServer::builder().persistent().start();
     let app = TestApp::start(framework, &redis, defaults).await;
     let mut client = app.client();
@@ -210,10 +133,17 @@ async fn a_stale_outage_cookie_does_not_roll_values_back(framework: Framework) {
 
     redis.kill();
     count_to(&mut client, 6, 6, "cookie").await;
-    let mut c1 = client.fork();
+    let c1 = client.fork();
     count_to(&mut client, 7, 7, "cookie").await;
 
     redis.restart();
+    (redis, app, client, c1)
+}
+
+/// A copy of a cookie written during an outage (counter 6), replayed after Redis is back and
+/// the session moved on (counter 8), must not write its old value back into Redis.
+async fn a_stale_outage_cookie_does_not_roll_values_back(framework: Framework) {
+    let (redis, app, mut client, mut c1) = an_outage_copy(framework).await;
     served_from_redis_again(&mut client, 7).await;
     count_to(&mut client, 8, 8, "redis").await;
 
@@ -250,18 +180,7 @@ async fn a_stale_outage_cookie_does_not_roll_values_back(framework: Framework) {
 /// (it is newer than what Redis has), and the owner's later one, which descends from it (more
 /// writes taken in while Redis was down), still lands over it: nothing the owner wrote is lost.
 async fn a_stale_outage_copy_arriving_first_costs_the_owner_nothing(framework: Framework) {
-    let mut redis = RedisServer::builder().persistent().start();
-    let app = TestApp::start(framework, &redis, defaults).await;
-    let mut client = app.client();
-    client.login("ada", "admin").await;
-    count_to(&mut client, 1, 5, "redis").await;
-
-    redis.kill();
-    count_to(&mut client, 6, 6, "cookie").await;
-    let mut c1 = client.fork();
-    count_to(&mut client, 7, 7, "cookie").await;
-
-    redis.restart();
+    let (redis, app, mut client, mut c1) = an_outage_copy(framework).await;
     until_connected(&app).await;
     served_from_redis_again(&mut c1, 6).await;
     served_from_redis_again(&mut client, 7).await;
@@ -514,7 +433,10 @@ async fn logout_as_the_first_request_after_a_migration_removes_the_old_session(
     .await;
     let (old_cookie, old_key) = old_session(&redis, 42);
 
-    let logout = send_raw(&app, reqwest::Method::POST, "/logout", &old_cookie).await;
+    let logout = app
+        .client()
+        .send_raw(reqwest::Method::POST, "/logout", &old_cookie)
+        .await;
     let exists: i64 = redis.query(&["EXISTS", &old_key]);
     println!(
         "POST /logout with the old cookie: {}, Set-Cookie {:?}; old key exists: {exists}; keys {:?}",

@@ -450,3 +450,43 @@ async fn a_login_during_an_outage_keeps_unknown_what_was_unknown_and_its_window(
         late.source().await
     );
 }
+
+#[tokio::test]
+async fn a_touch_does_not_keep_a_mirror_redis_moved_past_standing_in() {
+    let server = RedisServer::start();
+    let store = store_with(
+        &server,
+        config()
+            .mirrored_keys(["role"])
+            .touch_interval(Duration::from_secs(1))
+            .fallback_max_age(Duration::from_secs(2)),
+    )
+    .await;
+    let login = open(&store, None);
+    login.insert("role", "admin").await.expect("insert");
+    let stale = cookie_header(&finish(&store, &login).await.expect("cookie"));
+    // Another tab demotes.
+    let demote = open(&store, Some(&stale));
+    demote.insert("role", "user").await.expect("insert");
+    finish(&store, &demote).await;
+
+    // The holder of the older cookie only makes requests that do not use the session: they
+    // touch it, and do not vouch for its mirror anew.
+    let mut cookie = stale;
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let unused = open(&store, Some(&cookie));
+        if let Some(set) = finish(&store, &unused).await {
+            cookie = cookie_header(&set);
+        }
+    }
+    // 3 s after Redis last vouched for role=admin: past the 2 s window.
+    server.pause();
+    let during = open(&store, Some(&cookie));
+    let role = during.get::<String>("role").await;
+    server.resume();
+    assert!(
+        matches!(role, Err(Error::ValueUnavailable { .. })),
+        "the stale role must not stand in: {role:?}"
+    );
+}

@@ -184,3 +184,109 @@ async fn a_save_racing_a_logout_still_does_not_bring_the_session_back() {
         "asked why it was gone: a logout"
     );
 }
+
+#[tokio::test]
+async fn a_failed_save_does_not_roll_back_a_write_made_after_its_load() {
+    let mut server = RedisServer::builder().persistent().start();
+    let store = role_mirrored(&server).await;
+    let c0 = admin(&store).await;
+
+    let r2 = open(&store, Some(&c0));
+    assert_eq!(
+        r2.get::<String>("role").await.expect("get").as_deref(),
+        Some("admin")
+    );
+    // Another tab demotes, acknowledged, after R2 loaded.
+    let r1 = open(&store, Some(&c0));
+    r1.insert("role", "user").await.expect("insert");
+    r1.save().await.expect("acknowledged");
+    finish(&store, &r1).await;
+
+    // R2's save never lands: Redis dies first, and comes back with its data.
+    r2.insert("counter", 1).await.expect("insert");
+    server.kill();
+    let c2 = cookie_header(&finish(&store, &r2).await.expect("into the cookie"));
+    server.restart();
+    common::until_connected(store.manager()).await;
+
+    let after = open(&store, Some(&c2));
+    assert_eq!(
+        after.get::<String>("role").await.expect("get").as_deref(),
+        Some("user"),
+        "R1's acknowledged demotion stands: the cookie wrote only what R2 changed"
+    );
+    assert_eq!(after.get::<i64>("counter").await.expect("get"), Some(1));
+}
+
+#[tokio::test]
+async fn a_login_does_not_drop_a_write_acknowledged_after_its_load() {
+    let server = RedisServer::start();
+    let store = store_with(&server, config()).await;
+    let first = open(&store, None);
+    first.insert("cart", 1).await.expect("insert");
+    let c0 = cookie_header(&finish(&store, &first).await.expect("cookie"));
+
+    let login = open(&store, Some(&c0));
+    assert_eq!(login.get::<i64>("cart").await.expect("get"), Some(1));
+    let tab = open(&store, Some(&c0));
+    tab.insert("cart", 2).await.expect("insert");
+    tab.save().await.expect("acknowledged");
+    finish(&store, &tab).await;
+
+    login.insert("user", "ada").await.expect("insert");
+    login.cycle_id().await;
+    let logged_in = cookie_header(&finish(&store, &login).await.expect("a new id"));
+    let next = open(&store, Some(&logged_in));
+    assert_eq!(
+        next.get::<i64>("cart").await.expect("get"),
+        Some(2),
+        "the login copied the session as Redis had it then"
+    );
+    assert_eq!(
+        next.get::<String>("user").await.expect("get").as_deref(),
+        Some("ada")
+    );
+}
+
+/// Two requests in flight when Redis lost its data: both find the session gone at their save,
+/// both try to move it; the one that loses keeps its write in the cookie, and its next request
+/// follows the move and lands it.
+#[tokio::test(flavor = "current_thread")]
+async fn the_request_that_loses_a_move_keeps_its_write() {
+    let mut server = RedisServer::start();
+    let store = store_with(&server, config().mirrored_keys(["user"])).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    let c0 = cookie_header(&finish(&store, &login).await.expect("cookie"));
+    // A write the older tab has not seen: its cookie is behind Redis.
+    let w = open(&store, Some(&c0));
+    w.insert("x", 1).await.expect("insert");
+    let c1 = cookie_header(&finish(&store, &w).await.expect("cookie"));
+
+    let r1 = open(&store, Some(&c1));
+    let r2 = open(&store, Some(&c0));
+    r1.get::<String>("user").await.expect("get");
+    r2.get::<String>("user").await.expect("get");
+    server.restart_empty();
+    common::until_connected(store.manager()).await;
+    r1.insert("a", 1).await.expect("insert");
+    r2.insert("b", 2).await.expect("insert");
+    let (s1, s2) = tokio::join!(
+        async { (r1.save().await, finish(&store, &r1).await) },
+        async { (r2.save().await, finish(&store, &r2).await) }
+    );
+    assert_eq!(session_keys(&server).len(), 1, "moved once");
+    for (key, value, (saved, set)) in [("a", 1, s1), ("b", 2, s2)] {
+        saved.expect("saved: in Redis, or in the cookie");
+        let next = open(&store, Some(&cookie_header(&set.expect("a cookie"))));
+        assert_eq!(
+            next.get::<i64>(key).await.expect("get"),
+            Some(value),
+            "{key}"
+        );
+        assert_eq!(
+            next.get::<String>("user").await.expect("get").as_deref(),
+            Some("ada")
+        );
+    }
+}

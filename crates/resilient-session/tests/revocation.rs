@@ -414,3 +414,90 @@ async fn a_logout_whose_answer_was_lost_still_ends_the_successor() {
     assert_eq!(user(&successor).await, None, "the successor went with it");
     assert!(session_keys(&server).is_empty());
 }
+
+/// A store that fails closed: no fallback, so no tombstones and no re-seeding.
+async fn failing_closed(server: &RedisServer) -> SessionStore {
+    store_with(server, mirrored().fallback_max_age(Duration::ZERO)).await
+}
+
+#[tokio::test]
+async fn failing_closed_a_save_does_not_re_seed_what_redis_lost() {
+    let mut server = RedisServer::start();
+    let store = failing_closed(&server).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    let cookie = cookie_header(&finish(&store, &login).await.expect("cookie"));
+
+    // Two requests in flight when Redis loses its data: neither moves the session (without
+    // tombstones a logout would look the same), so there is nothing to fork either.
+    let first = open(&store, Some(&cookie));
+    let second = open(&store, Some(&cookie));
+    assert_eq!(user(&first).await.as_deref(), Some("ada"));
+    assert_eq!(user(&second).await.as_deref(), Some("ada"));
+    server.restart_empty();
+    back(&store).await;
+    first.insert("cart", 1).await.expect("insert");
+    second.insert("cart", 2).await.expect("insert");
+    let ended = finish(&store, &first).await.expect("a removal");
+    assert!(ended.contains("Max-Age=0"), "{ended}");
+    finish(&store, &second).await;
+    assert!(
+        session_keys(&server).is_empty(),
+        "{:?}",
+        session_keys(&server)
+    );
+}
+
+#[tokio::test]
+async fn failing_closed_a_write_racing_a_logout_does_not_bring_it_back() {
+    let server = RedisServer::start();
+    let store = failing_closed(&server).await;
+    let login = open(&store, None);
+    login.insert("user", "ada").await.expect("insert");
+    let cookie = cookie_header(&finish(&store, &login).await.expect("cookie"));
+    // A failover to a replica that had everything: another data epoch, nothing lost.
+    server.run(&["SET", "session:epoch", "after-a-failover"]);
+
+    let slow = open(&store, Some(&cookie));
+    assert_eq!(user(&slow).await.as_deref(), Some("ada"));
+    log_out(&store, &cookie).await;
+    slow.insert("cart", 1).await.expect("insert");
+    let answer = finish(&store, &slow).await.expect("a removal");
+    assert!(answer.contains("Max-Age=0"), "{answer}");
+    assert!(
+        session_keys(&server).is_empty(),
+        "{:?}",
+        session_keys(&server)
+    );
+}
+
+#[tokio::test]
+async fn a_cookie_of_an_older_key_does_not_re_seed_through_a_save() {
+    let mut server = RedisServer::start();
+    let old = store_with(&server, mirrored()).await;
+    let login = open(&old, None);
+    login.insert("user", "ada").await.expect("insert");
+    let cookie = cookie_header(&finish(&old, &login).await.expect("cookie"));
+    let ring = resilient_session::KeyRing::new([
+        "a-brand-new-secret-of-at-least-32-bytes",
+        common::SECRET,
+    ])
+    .expect("ring");
+    let rotated = store_with(&server, SessionConfig::new(ring).mirrored_keys(["user"])).await;
+
+    let request = open(&rotated, Some(&cookie));
+    assert_eq!(
+        user(&request).await.as_deref(),
+        Some("ada"),
+        "Redis vouches"
+    );
+    server.restart_empty();
+    back(&rotated).await;
+    request.insert("cart", 1).await.expect("insert");
+    finish(&rotated, &request).await;
+    assert!(
+        session_keys(&server).is_empty(),
+        "an older key's cookie is never Redis's word: {:?}",
+        session_keys(&server)
+    );
+}

@@ -9,11 +9,12 @@
 //! | `t` | touched: when Redis last confirmed the session, unix seconds (touch throttling, fallback age) |
 //! | `e` | the Redis data epoch seen at that confirmation |
 //! | `n` | the stamp of the state the cookie holds: the writes Redis made that it last saw, and the writes it took in since while Redis was down |
+//! | `b` | how many writes of Redis the mirror's other values (those not in `w`) are from, when not the stamp's (a save that failed stamps the cookie past the state it loaded) |
 //! | `m` | mirror: the values of the mirrored keys |
 //! | `k` | which keys were mirrored when `m` was made (a fingerprint of their names): if they are not the ones mirrored now, a mirrored key missing from `m` is unknown |
 //! | `u` | the mirror is not all here (it did not fit): a key missing from `m` and `d` is unknown |
 //! | `q` | values of keys that are not mirrored are not all here (they did not fit, or the session took a new identity while Redis was down, from what it knew): such a key missing from `d` is unknown |
-//! | `w` | the cookie holds writes Redis does not have (in `m`, `d`, `x`) |
+//! | `w` | mirrored keys whose value in `m` was written while Redis was down, until Redis has it |
 //! | `d` | values of other keys written while Redis was down, until Redis has them |
 //! | `x` | keys removed while Redis was down, until Redis has it |
 
@@ -41,6 +42,8 @@ pub(crate) struct Payload {
     pub(crate) epoch: Option<String>,
     #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
     stamp: u64,
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    base: Option<u64>,
     #[serde(rename = "m", default, skip_serializing_if = "Map::is_empty")]
     pub(crate) mirror: Map<String, Value>,
     #[serde(rename = "k", default, skip_serializing_if = "is_zero_u32")]
@@ -49,8 +52,8 @@ pub(crate) struct Payload {
     pub(crate) incomplete: bool,
     #[serde(rename = "q", default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) partial: bool,
-    #[serde(rename = "w", default, skip_serializing_if = "std::ops::Not::not")]
-    pub(crate) unsaved: bool,
+    #[serde(rename = "w", default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) written: Vec<String>,
     #[serde(rename = "d", default, skip_serializing_if = "Map::is_empty")]
     pub(crate) data: Map<String, Value>,
     #[serde(rename = "x", default, skip_serializing_if = "Vec::is_empty")]
@@ -75,11 +78,12 @@ impl Payload {
             touched: now,
             epoch: None,
             stamp: 0,
+            base: None,
             mirror: Map::new(),
             mirrored: 0,
             incomplete: false,
             partial: false,
-            unsaved: false,
+            written: Vec::new(),
             data: Map::new(),
             removed: Vec::new(),
         }
@@ -90,8 +94,22 @@ impl Payload {
         Stamp::from_bits(self.stamp)
     }
 
+    /// Sets the stamp; the mirror is then Redis's state at its writes (see
+    /// [`set_mirror_writes`](Self::set_mirror_writes)).
     pub(crate) fn set_stamp(&mut self, stamp: Stamp) {
         self.stamp = stamp.bits();
+        self.base = None;
+    }
+
+    /// How many of Redis's writes the mirror's values are from (those written while Redis was
+    /// down aside): a Redis with fewer lost writes it had confirmed to this cookie.
+    pub(crate) fn mirror_writes(&self) -> u64 {
+        self.base.unwrap_or_else(|| self.stamp().writes())
+    }
+
+    /// The mirror is Redis's state at `writes` (set after the stamp).
+    pub(crate) fn set_mirror_writes(&mut self, writes: u64) {
+        self.base = (writes != self.stamp().writes()).then_some(writes);
     }
 
     /// The fingerprint of a set of mirrored keys, as `k` holds it: 32 bits of SHA-256 of their
@@ -109,7 +127,15 @@ impl Payload {
 
     /// Whether the cookie carries writes Redis does not have.
     pub(crate) fn has_pending(&self) -> bool {
-        self.unsaved
+        !self.written.is_empty() || !self.data.is_empty() || !self.removed.is_empty()
+    }
+
+    /// The keys the cookie wrote (or removed) while Redis was down.
+    pub(crate) fn pending_keys(&self) -> impl Iterator<Item = &String> {
+        self.written
+            .iter()
+            .chain(self.data.keys())
+            .chain(self.removed.iter())
     }
 
     /// The id a logout of this session revokes: the Redis id, or a cookie-only session's own.
@@ -216,7 +242,6 @@ mod tests {
         payload.mirror.insert("role".into(), "admin".into());
         payload.data.insert("cart".into(), 3.into());
         payload.removed.push("role".into());
-        payload.unsaved = true;
         let view = payload.view();
         assert_eq!(view.len(), 2);
         assert_eq!(view["user"], "ada");

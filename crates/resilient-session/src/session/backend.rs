@@ -27,6 +27,7 @@ use bb8_redis::redis::{self, Value as RedisValue};
 
 use super::engine::answer::Written;
 use super::engine::save::{Predecessor, Write};
+use super::engine::{STAMP_FIELD, Stamp};
 use super::id::{Digest, SessionId};
 use super::scripts::{RETIRE, REVOKE, SAVE, save_arguments, written};
 use super::tombstone::{cycled_value, moved_value, tombstone_of};
@@ -106,7 +107,9 @@ impl Backend {
             Some(Predecessor::Claim {
                 followable: true, ..
             }) => moved_value(&write.id, &seal(write.id.as_str())),
-            Some(Predecessor::Claim { .. } | Predecessor::Cycle { .. }) => cycled_value(&write.id),
+            Some(Predecessor::Claim { .. } | Predecessor::Cycle { .. }) => {
+                cycled_value(&write.id, write.at)
+            }
             _ => String::new(),
         };
         if self.manager.is_cluster() {
@@ -209,6 +212,26 @@ impl Backend {
                 old,
                 tombstone_secs,
             }) => {
+                // Another slot: the old session is read here (as it is now), and what this
+                // save does not set or delete is copied with it.
+                let mut cmd = redis::cmd("HGETALL");
+                cmd.arg(old.redis_key(ns));
+                let fields: Fields = self.manager.query("session save", &cmd).await?;
+                let mut copied = write.clone();
+                for (field, value) in fields {
+                    let (Ok(field), Ok(value)) =
+                        (String::from_utf8(field), String::from_utf8(value))
+                    else {
+                        continue;
+                    };
+                    let ours = field.starts_with('\0')
+                        || write.delete.contains(&field)
+                        || write.set.iter().any(|(set, _)| *set == field);
+                    if !ours {
+                        copied.set.push((field, value));
+                    }
+                }
+                let write = &copied;
                 let written = self.save(write, &own_keys, alone, mirrored).await?;
                 if !matches!(written, Written::Yes(_)) {
                     return Ok(written);
@@ -248,11 +271,18 @@ impl Backend {
             .await
     }
 
-    /// Refreshes the TTL; `false` when the hash does not exist.
-    pub(crate) async fn touch(&self, id: &SessionId, ttl_secs: u64) -> Result<bool> {
-        let mut cmd = redis::cmd("EXPIRE");
-        cmd.arg(id.redis_key(&self.namespace)).arg(ttl_secs);
-        self.manager.query("session touch", &cmd).await
+    /// Refreshes the TTL and reads the stamp (`EXPIRE`, `HGET`, one round trip): `None` when the
+    /// hash does not exist.
+    pub(crate) async fn touch(&self, id: &SessionId, ttl_secs: u64) -> Result<Option<Stamp>> {
+        let key = id.redis_key(&self.namespace);
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("EXPIRE").arg(&key).arg(ttl_secs);
+        pipeline.cmd("HGET").arg(&key).arg(STAMP_FIELD);
+        let (exists, stamp): (bool, Option<Vec<u8>>) = self
+            .manager
+            .query_pipeline("session touch", &pipeline)
+            .await?;
+        Ok(exists.then(|| stamp.and_then(|s| Stamp::parse(&s)).unwrap_or_default()))
     }
 
     /// Deletes a key (an imported app's session, or ours in a cluster's failed login).

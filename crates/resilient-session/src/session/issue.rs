@@ -53,8 +53,8 @@ impl SessionStore {
                         );
                     }
                 }
-                None if !payload.unsaved => {
-                    // Only the identity is left, and Redis has everything: nothing is lost.
+                None if payload.removed.is_empty() => {
+                    // Only the identity is left: nothing was removed that could come back.
                     tracing::error!(
                         bytes = too_large,
                         "session cookie cannot fit in 4096 bytes; not sent"

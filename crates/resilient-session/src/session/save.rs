@@ -114,12 +114,12 @@ impl SessionStore {
             match plan {
                 Plan::Local(local) => break local,
                 Plan::Touch { id, ttl } => {
-                    let touched = self.backend().touch(&id, ttl).await;
-                    if let Ok(true) = touched {
+                    let touched = self.backend().touch(&id, ttl).await.ok().flatten();
+                    if touched.is_some() {
                         Counters::bump(&self.counters().touches);
                     }
                     // Gone, or Redis unavailable: the next request that reads the session decides.
-                    break save::after_touch(state, touched.unwrap_or(false), ctx);
+                    break save::after_touch(state, touched, ctx);
                 }
                 Plan::End(end) => {
                     self.end(state, end, now).await;
@@ -134,7 +134,13 @@ impl SessionStore {
                         After::Local(local) => Plan::Local(local),
                         After::Recheck(gone) if writes < 2 => {
                             let answer = self.gone(&gone).await;
-                            save::after_recheck(state, &gone, answer, ctx, &mut || ids.next())
+                            let gates = save::Gates {
+                                fail_closed: self.revocations().failing_closed(),
+                                revoked_here: self.revoked_here(state),
+                            };
+                            save::after_recheck(state, &gone, answer, gates, ctx, &mut || {
+                                ids.next()
+                            })
                         }
                         After::Recheck(_) => {
                             save::ended(state);

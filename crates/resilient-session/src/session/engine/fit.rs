@@ -29,7 +29,8 @@ pub(crate) fn cut(payload: &mut Payload) -> Option<Lost> {
     if !payload.mirror.is_empty() {
         payload.mirror.clear();
         payload.incomplete = true;
-        let with_outage_writes = payload.unsaved;
+        let with_outage_writes = !payload.written.is_empty();
+        payload.written.clear();
         return Some(Lost::Mirror { with_outage_writes });
     }
     None
@@ -58,7 +59,7 @@ mod tests {
         payload.mirror.insert("user".into(), "ada".into());
         payload.data.insert("notes".into(), "n".into());
         payload.removed.push("admin".into());
-        payload.unsaved = true;
+        payload.written.push("user".into());
 
         let lost = cut(&mut payload).expect("the data goes first");
         assert_eq!(lost, Lost::OutageWrites);

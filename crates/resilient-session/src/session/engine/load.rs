@@ -7,18 +7,20 @@
 //! 1. No cookie: a new session (or, with only an imported app's cookie, that app's session).
 //! 2. A cookie this process logged out while Redis was down: over.
 //! 3. A cookie with a Redis id: the hash.
-//!    - Found: Redis has the session. The cookie's view (mirror and outage writes) is applied
-//!      over it only if its stamp is newer (see [`Stamp`](super::Stamp)) and the newest key
-//!      protected it; an older view is dropped.
+//!    - Found: Redis has the session. What the cookie wrote while Redis was down is applied
+//!      over it, key by key, only if its stamp is newer (see [`Stamp`](super::Stamp)) and the
+//!      newest key protected it (older writes are dropped); its whole mirror too if Redis has
+//!      fewer writes than the mirror is from (Redis lost writes it had confirmed).
 //!    - Unavailable: the cookie stands in, if it may on its own (Redis confirmed it within
 //!      `fallback_max_age`, the newest key protected it, the process is not failing closed);
 //!      else nothing is known (detached), and the cookie is kept.
 //!    - Missing: why? The tombstone and the data epoch say. A logout (revoked): over. A login
-//!      this cookie predates (cycled): superseded, the cookie left alone (the browser has the
-//!      login's). Moved: follow it to the successor. None, same epoch: it ended (expired,
-//!      deleted). None, a new epoch (Redis lost its data): re-seeded from the cookie under a
-//!      new id, if the cookie may stand in on its own. Redis unavailable for the question:
-//!      Redis said "gone", so the cookie is not served (detached).
+//!      this cookie predates (cycled): within a minute, superseded, the cookie left alone (the
+//!      browser has the login's); later, over. Moved: follow it to the successor. None, same
+//!      epoch: it ended (expired, deleted). None, a new epoch (Redis lost its data): re-seeded
+//!      from the cookie under a new id, if the cookie may stand in on its own. Redis
+//!      unavailable for the question: Redis said "gone", so the cookie is not served
+//!      (detached).
 //! 4. A cookie-only session (begun while Redis was down): its own id's tombstone. None: it
 //!    moves to Redis. Moved: follow. Revoked: over. Unavailable: the cookie stands in.
 //!
@@ -31,11 +33,14 @@ use serde_json::Value;
 
 use super::Policy;
 use super::answer::{GoneAnswer, HashAnswer, LegacyAnswer, Tombstone, Unavailable};
-use super::state::{Cookie, Data, Known, Phase};
+use super::state::{Basis, Cookie, Data, Known, Phase};
 use crate::session::SessionId;
 
 /// Most tombstones followed from one cookie.
 pub(crate) const MAX_FOLLOW: u8 = 8;
+
+/// How long after a login a request with the cookie from before it counts as racing it.
+pub(crate) const SUPERSEDED_FOR: i64 = 60;
 
 /// What a load needs to know besides Redis's answers.
 #[derive(Debug, Clone)]
@@ -231,14 +236,18 @@ impl<'a> Loader<'a> {
                 let mut merged = None;
                 let mut stale_view = false;
                 if cookie.newest_key && payload.stamp() > hash.stamp {
-                    // The cookie holds a state Redis has not seen: its view wins.
-                    if apply_view(&mut data, payload) {
+                    // The cookie holds a state Redis has not seen: what it wrote while Redis
+                    // was down wins, and its whole mirror if Redis lost writes it had
+                    // confirmed to this cookie (a failover to a replica that missed them, a
+                    // re-seed from an older copy).
+                    let lost_writes = hash.stamp.writes() < payload.mirror_writes();
+                    if apply_view(&mut data, payload, lost_writes) {
                         merged = Some(hash.stamp);
                     }
                 } else if payload.has_pending() {
                     // Not newer: what the cookie took in while Redis was down is dropped. Count
                     // it when it is not what Redis has anyway (a copy that diverged).
-                    stale_view = apply_view(&mut data.clone(), payload);
+                    stale_view = apply_view(&mut data.clone(), payload, false);
                 }
                 let confirmed = if self.touched {
                     self.input.now
@@ -276,7 +285,7 @@ impl<'a> Loader<'a> {
             Tombstone::Revoked { .. } | Tombstone::Moved { id: None, .. } => {
                 Step::Done(Loaded::over())
             }
-            Tombstone::Cycled => Step::Done(Loaded::superseded()),
+            Tombstone::Cycled { at } => self.after_login(at),
             Tombstone::Moved { id: Some(next), .. } => self.follow(next),
             Tombstone::None => {
                 // A successor is only ever gone without a tombstone if Redis lost it.
@@ -303,8 +312,20 @@ impl<'a> Loader<'a> {
             Tombstone::Moved { id: None, .. } | Tombstone::Revoked { .. } => {
                 Step::Done(Loaded::over())
             }
-            Tombstone::Cycled => Step::Done(Loaded::superseded()),
+            Tombstone::Cycled { at } => self.after_login(at),
         }
+    }
+
+    /// The cookie predates a login made `at`: a request racing it (within
+    /// [`SUPERSEDED_FOR`] seconds) is superseded, keeping the login's cookie in the browser; a
+    /// browser that kept the old cookie longer (the login's answer lost) starts afresh.
+    fn after_login(&self, at: Option<i64>) -> Step {
+        let racing = at.is_some_and(|at| self.input.now.saturating_sub(at) <= SUPERSEDED_FOR);
+        Step::Done(if racing {
+            Loaded::superseded()
+        } else {
+            Loaded::over()
+        })
     }
 
     fn follow(&mut self, next: SessionId) -> Step {
@@ -325,13 +346,14 @@ impl<'a> Loader<'a> {
             values: cookie.payload.view(),
             ..Data::default()
         };
-        let stamp = cookie.payload.stamp();
-        let created = cookie.payload.created;
+        let payload = &cookie.payload;
         self.done(Loaded::new(
             Phase::Moving {
                 from,
-                stamp,
-                created,
+                stamp: payload.stamp(),
+                created: payload.created,
+                confirmed: payload.touched,
+                basis: Basis::Cookie,
             },
             data,
         ))
@@ -403,11 +425,18 @@ impl<'a> Loader<'a> {
     }
 }
 
-/// Applies the cookie's view over the values Redis has; `true` if anything differs (and is to
-/// be written).
-fn apply_view(data: &mut Data, payload: &crate::cookie::Payload) -> bool {
+/// Applies what the cookie wrote while Redis was down over the values Redis has; with
+/// `whole_mirror`, every mirrored value it carries too (else they are only what Redis had when
+/// it last saw the cookie, and may be older than what it has now). `true` if anything differs
+/// (and is to be written).
+fn apply_view(data: &mut Data, payload: &crate::cookie::Payload, whole_mirror: bool) -> bool {
     let mut changes: Vec<(String, Option<Value>)> = Vec::new();
-    for (key, value) in payload.mirror.iter().chain(payload.data.iter()) {
+    let written = payload
+        .mirror
+        .iter()
+        .filter(|(key, _)| whole_mirror || payload.written.contains(key))
+        .chain(payload.data.iter());
+    for (key, value) in written {
         if data.values.get(key) != Some(value) {
             changes.push((key.clone(), Some(value.clone())));
         }

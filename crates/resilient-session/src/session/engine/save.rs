@@ -5,14 +5,14 @@
 //! | the session | Redis | then |
 //! | --- | --- | --- |
 //! | logged out (`destroy`), or emptied | any | revoke its id (and an imported app's key); queued if Redis is down |
-//! | not used | - | touch it when due (`EXPIRE`), re-issue the cookie (not one of an older key: its content is not Redis's) |
+//! | not used | - | touch it when due (`EXPIRE`, and read the stamp); re-issue the cookie only if Redis is at its stamp, and not one of an older key (its content is not Redis's) |
 //! | read, not changed | - | re-issue the cookie if what it should hold changed (touched, stamp, mirror, an outage view dropped, an older key) |
 //! | changed, stored | up | the changed fields (and the merged view, guarded by its stamp), one script; writes it had not seen come back with the mirror |
-//! | login (`cycle_id`) | up | everything under a new id; the old one goes, its tombstone says "cycled" |
+//! | login (`cycle_id`) | up | the old session copied as Redis has it then, and the changes, under a new id; the old one goes, its tombstone says "cycled" (and when) |
 //! | moving (re-seeded, promoted) | up | everything under a new id, claiming the old one ("moved", naming the successor) |
 //! | imported | up | a new session; the old app's key goes in the same script |
-//! | gone while the request ran | up | why? Logged out: over. A login: superseded. Redis lost it: moved, from what this request has |
-//! | changed | down (at load, or at the write) | into the cookie: mirror, `d`, `x`, one more outage write on the stamp |
+//! | gone while the request ran | up | why? Logged out: over. A login: superseded. Redis lost it: moved, from what this request has, under the rules of a load. Moved by another copy: into the cookie |
+//! | changed | down (at load, or at the write) | into the cookie: the mirror, and the keys written since Redis had them (`w`, `d`, `x`), one more outage write on the stamp; the rest of the request goes on from that cookie |
 //! | login | down | into the cookie under a new identity of its own (its fallback window the old one's); the old one is revoked |
 //! | detached (nothing known), superseded | any | changes are not kept ([`Problem`]) unless it is a login |
 
@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use super::answer::{GoneAnswer, Tombstone, Written};
-use super::state::{ClientCookie, Data, Intent, Known, Legacy, Phase, State};
+use super::state::{Basis, Data, Intent, Known, Legacy, Phase, State};
 use super::{Policy, Stamp};
 use crate::cookie::Payload;
 use crate::session::SessionId;
@@ -119,6 +119,8 @@ pub(crate) struct Write {
     pub(crate) loaded: Option<Stamp>,
     pub(crate) ttl: u64,
     pub(crate) created: i64,
+    /// When the write is made: a "cycled" tombstone says.
+    pub(crate) at: i64,
     pub(crate) predecessor: Option<Predecessor>,
     /// An identity this one replaces without Redis having had it in this request (a login on a
     /// session that could not be read): revoked once this is written.
@@ -139,8 +141,8 @@ pub(crate) struct Guarded {
 /// What a new hash replaces, in the same script.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Predecessor {
-    /// A login: the old hash goes, its tombstone says "cycled"; if a logout took it meanwhile,
-    /// nothing is written.
+    /// A login: the old hash is copied (then the write's fields over it) and goes, its
+    /// tombstone says "cycled"; if a logout took it meanwhile, nothing is written.
     Cycle { old: SessionId, tombstone_secs: u64 },
     /// A move: the old id is claimed with a tombstone (followable: "moved", naming the new id;
     /// or, on a login, "cycled"), unless another request claimed it first.
@@ -268,14 +270,16 @@ fn plan_unread(state: &State, ctx: Ctx<'_>, revoked_here: bool) -> Plan {
     Plan::Local(Local::default())
 }
 
-/// After a touch of an unused session: `true` if the hash was there. The cookie is re-issued
-/// with the new time, unless it is one of an older key: its content (mirror, outage writes)
-/// was never vouched for by Redis, and is not re-issued under the newest key; the next request
-/// that reads the session re-issues it from what Redis has.
-pub(crate) fn after_touch(state: &State, touched: bool, ctx: Ctx<'_>) -> Local {
+/// After a touch of an unused session: the hash's stamp, `None` if it was not there. The
+/// cookie is re-issued with the new time only when Redis is where the cookie thinks: a touch
+/// says nothing of the values, and a cookie whose mirror Redis has moved past (another tab
+/// wrote) must not have that mirror vouched for anew. Nor is a cookie of an older key re-issued:
+/// its content was never Redis's. The next request that reads the session re-issues either from
+/// what Redis has.
+pub(crate) fn after_touch(state: &State, touched: Option<Stamp>, ctx: Ctx<'_>) -> Local {
     let issue = state
         .valid_cookie()
-        .filter(|cookie| touched && cookie.newest_key)
+        .filter(|cookie| cookie.newest_key && touched == Some(cookie.payload.stamp()))
         .map(|cookie| {
             let mut payload = Payload::clone(&cookie.payload);
             payload.touched = ctx.now;
@@ -325,6 +329,7 @@ fn refreshed(state: &State, ctx: Ctx<'_>) -> Option<Payload> {
         && current.touched == desired.touched
         && current.created == desired.created
         && current.stamp() == desired.stamp()
+        && current.mirror_writes() == desired.mirror_writes()
         && current.provisional.is_none()
         && !current.has_pending()
         // A mirror that did not fit stays out until the next write.
@@ -361,6 +366,7 @@ fn write(state: &State, ctx: Ctx<'_>, new_id: &mut dyn FnMut() -> SessionId) -> 
         loaded: None,
         ttl: ctx.policy.ttl_secs(created, ctx.now),
         created,
+        at: ctx.now,
         predecessor: None,
         supersedes: None,
     };
@@ -388,7 +394,11 @@ fn write(state: &State, ctx: Ctx<'_>, new_id: &mut dyn FnMut() -> SessionId) -> 
             write.loaded = Some(*stamp);
         }
         Phase::Stored { id, .. } => {
-            write.set = everything();
+            // The script copies the old session as it is then; this request's changes (and a
+            // view merged at load) go over it.
+            let mut keys = state.data.changed.clone();
+            keys.extend(state.data.merged.iter().cloned());
+            (write.set, write.delete) = changes(&state.data.values, &keys);
             write.predecessor = Some(Predecessor::Cycle {
                 old: id.clone(),
                 tombstone_secs: ctx.policy.tombstone_secs().unwrap_or(RETRY_MARK_SECS),
@@ -469,11 +479,8 @@ pub(crate) fn after_write(
         }
         // Another copy of the cookie moved the session first: this request's changes ride in
         // the cookie, whose next request follows the move and merges them (its stamp is newer).
-        Written::Taken(Tombstone::Moved { .. }) => {
-            state.phase = Phase::Fallback;
-            to_cookie(state, ctx, new_id)
-        }
-        Written::Taken(Tombstone::Cycled) => superseded(state),
+        Written::Taken(Tombstone::Moved { .. }) => to_cookie(state, ctx, new_id),
+        Written::Taken(Tombstone::Cycled { .. }) => superseded(state),
         Written::Taken(_) => {
             state.end(Phase::Ended);
             Local::default()
@@ -537,15 +544,27 @@ fn superseded(state: &mut State) -> Local {
     Local::problem(Problem::Superseded)
 }
 
+/// What a move from this request's own data must not ignore, as a load would not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Gates {
+    /// The process fails closed (its logout queue overflowed): nothing moves from a cookie.
+    pub(crate) fail_closed: bool,
+    /// A logout of this session waits in this process's queue.
+    pub(crate) revoked_here: bool,
+}
+
 /// After "the session was gone when the save came: why?". A logout: over. A login: superseded.
 /// Another copy moved it, or Redis cannot say: the changes ride in the cookie (its next request
 /// follows, or finds out). Redis lost it (a new epoch, no tombstone): it moves to a new id from
 /// what this request has (the data it loaded, and its changes), as a load would have re-seeded
-/// it.
+/// it, and under the same rules: never when failing closed (no tombstones then, so a logout
+/// looks the same), for a cookie of an older key, or one logged out here; and only when the
+/// cookie's epoch is the one of this session's own key (not a successor's, whose slot differs).
 pub(crate) fn after_recheck(
     state: &mut State,
     gone: &SessionId,
     answer: GoneAnswer,
+    gates: Gates,
     ctx: Ctx<'_>,
     new_id: &mut dyn FnMut() -> SessionId,
 ) -> Plan {
@@ -557,133 +576,157 @@ pub(crate) fn after_recheck(
             state.end(Phase::Ended);
             Plan::Local(Local::default())
         }
-        Tombstone::Cycled => Plan::Local(superseded(state)),
+        Tombstone::Cycled { .. } => Plan::Local(superseded(state)),
         Tombstone::Moved { .. } => Plan::Local(to_cookie(state, ctx, new_id)),
         Tombstone::None => {
-            let seen = state
-                .valid_cookie()
-                .and_then(|cookie| cookie.payload.epoch.as_deref());
-            let (Phase::Stored { stamp, created, .. }, true) =
-                (&state.phase, seen.is_some_and(|seen| seen != epoch))
-            else {
-                // Same epoch: it ended (expired, deleted) while the request ran.
-                state.end(Phase::Ended);
-                return Plan::Local(Local::default());
-            };
-            state.phase = Phase::Moving {
-                from: gone.clone(),
-                stamp: *stamp,
-                created: *created,
-            };
-            Plan::Write(write(state, ctx, new_id))
+            let lost = state.valid_cookie().is_some_and(|cookie| {
+                let payload = &cookie.payload;
+                cookie.newest_key
+                    && payload.id.as_ref() == Some(gone)
+                    && payload.epoch.as_deref().is_some_and(|seen| seen != epoch)
+            });
+            let may_move =
+                ctx.policy.tombstone_secs().is_some() && !gates.fail_closed && !gates.revoked_here;
+            match &state.phase {
+                Phase::Stored {
+                    stamp,
+                    created,
+                    confirmed,
+                    ..
+                } if lost && may_move => {
+                    state.phase = Phase::Moving {
+                        from: gone.clone(),
+                        stamp: *stamp,
+                        created: *created,
+                        confirmed: *confirmed,
+                        basis: Basis::Redis,
+                    };
+                    Plan::Write(write(state, ctx, new_id))
+                }
+                // It ended (expired, deleted, or logged out with tombstones off) while the
+                // request ran.
+                _ => {
+                    state.end(Phase::Ended);
+                    Plan::Local(Local::default())
+                }
+            }
         }
     }
 }
 
 /// Redis is unavailable: what changed rides in the cookie until Redis has it.
 ///
-/// The cookie it starts from is the request's when Redis was unavailable at load (it stood in
-/// for it), and what Redis had when the load found the session there (never an older cookie's
-/// mirror or outage writes, which Redis had moved past, nor an older key's content); its stamp
-/// then goes past anything the failed save could have written, had it landed unseen.
+/// The cookie is made from what this request knows of the session (the values it loaded from
+/// Redis, or that its cookie stood in with, and its changes), never copied from the request's
+/// cookie: only the keys written since Redis last had them are marked as such (this request's
+/// changes, and those its cookie carried while it stood in), so that its other mirrored values,
+/// which are what Redis had, never land over newer ones later. Its stamp: the cookie's when it
+/// stood in; past anything a failed save could have written when the load found the session in
+/// Redis; then one more outage write.
 ///
 /// A session with no identity yet (a new visitor), or a login (`cycle_id`), becomes a
 /// cookie-only session with an identity of its own: a login's old identity is revoked, so
 /// that no cookie chosen before (session fixation) carries it. The new identity starts from
-/// what is known (keys the cookie did not carry are unknown in it too), and keeps the old one's
-/// fallback window: a login does not make data Redis never confirmed stand in any longer.
+/// what is known (keys the request did not know are unknown in it too), and keeps the old
+/// one's fallback window: a login does not make data Redis never confirmed stand in longer.
 pub(crate) fn to_cookie(
     state: &mut State,
     ctx: Ctx<'_>,
     new_id: &mut dyn FnMut() -> SessionId,
 ) -> Local {
-    let base = match (&state.phase, &state.cookie) {
-        (
-            Phase::Stored {
-                id,
-                stamp,
-                created,
-                confirmed,
-                ..
-            },
-            cookie,
-        ) => {
-            let seen = match cookie {
-                ClientCookie::Valid(cookie) if cookie.newest_key => {
-                    cookie.payload.stamp().max(*stamp)
-                }
-                _ => *stamp,
-            };
-            let past = Stamp::new(seen.writes().saturating_add(1), 0);
-            Some(stored_payload(
-                id,
-                *created,
-                *confirmed,
-                past,
-                &state.data,
-                ctx,
-            ))
-        }
-        (_, ClientCookie::Valid(cookie)) if cookie.newest_key => {
-            Some(Payload::clone(&cookie.payload))
-        }
-        // An older key's cookie (a session moving from what this request loaded): its
-        // identity, with what this request has, never its own content.
-        (_, ClientCookie::Valid(cookie)) => {
-            let mut payload = Payload::clone(&cookie.payload);
-            payload.mirror = mirror_of(&state.data.values, ctx.mirrored);
-            payload.mirrored = ctx.fingerprint;
-            payload.data.clear();
-            payload.removed.clear();
-            payload.unsaved = false;
-            payload.incomplete = false;
-            payload.set_stamp(Stamp::default());
-            Some(payload)
-        }
+    let cookie = state.valid_cookie().cloned();
+    let trusted = cookie.as_ref().filter(|c| c.newest_key);
+    let login = state.intent == Intent::Cycle;
+    let mut written: BTreeSet<String> = std::mem::take(&mut state.data.changed);
+    written.append(&mut std::mem::take(&mut state.data.merged));
+    // The writes the request's cookie carried, while its view stood in for Redis (or moves).
+    let carried = match &state.phase {
+        Phase::Fallback
+        | Phase::Moving {
+            basis: Basis::Cookie,
+            ..
+        } => trusted.map(|c| c.payload.as_ref()),
         _ => None,
     };
-    let login = state.intent == Intent::Cycle;
+    written.extend(carried.into_iter().flat_map(|p| p.pending_keys().cloned()));
+    // And the writes of Redis the mirror's other values are from: what was loaded, or what
+    // the cookie that stood in had.
+    let (created, confirmed, stamp, mirror_writes) = match &state.phase {
+        Phase::Stored {
+            stamp,
+            created,
+            confirmed,
+            ..
+        } => {
+            let seen = trusted.map_or(*stamp, |c| c.payload.stamp().max(*stamp));
+            let past = Stamp::new(seen.writes().saturating_add(1), 0);
+            (*created, *confirmed, past, stamp.writes())
+        }
+        Phase::Moving {
+            stamp,
+            created,
+            confirmed,
+            basis,
+            ..
+        } => {
+            let from = match basis {
+                Basis::Redis => stamp.writes(),
+                Basis::Cookie => trusted.map_or(stamp.writes(), |c| c.payload.mirror_writes()),
+            };
+            (*created, *confirmed, *stamp, from)
+        }
+        _ => cookie
+            .as_ref()
+            .map_or((ctx.now, ctx.now, Stamp::default(), 0), |c| {
+                let payload = &c.payload;
+                (
+                    payload.created,
+                    payload.touched,
+                    payload.stamp(),
+                    payload.mirror_writes(),
+                )
+            }),
+    };
     let mut revoke = None;
-    let (mut payload, keys) = match base {
-        Some(base) if !login => {
-            let mut keys = std::mem::take(&mut state.data.changed);
-            keys.append(&mut std::mem::take(&mut state.data.merged));
-            if keys.is_empty() && !matches!(state.phase, Phase::Stored { .. }) {
+    let mut payload = Payload::new(None, confirmed);
+    payload.created = created;
+    let keys: Vec<String> = match cookie.as_ref().filter(|_| !login) {
+        Some(cookie) => {
+            if written.is_empty() {
                 // Nothing new: the cookie already holds the session.
+                state.phase = Phase::Fallback;
                 return Local::default();
             }
-            (base, keys)
+            payload.id = cookie.payload.id.clone();
+            payload.provisional = cookie.payload.provisional.clone();
+            // Redis's data as of when it last confirmed the session: what tells a loss later.
+            payload.epoch = cookie.payload.epoch.clone();
+            payload.set_stamp(stamp);
+            written.into_iter().collect()
         }
-        base => {
-            revoke = base.as_ref().and_then(|b| b.revocable_id().cloned());
-            let mut fresh = Payload::new(None, ctx.now);
-            if let Some(base) = &base {
-                fresh.created = base.created;
-                fresh.touched = base.touched;
+        None => {
+            revoke = cookie
+                .as_ref()
+                .and_then(|c| c.payload.revocable_id().cloned());
+            payload.provisional = Some(new_id());
+            if cookie.is_none() {
+                payload.touched = ctx.now;
             }
-            // What the request did not know stays unknown under the new identity.
-            match &state.data.known {
-                Known::All => {}
-                Known::Only(keys) if ctx.mirrored.is_subset(keys) => fresh.partial = true,
-                Known::Only(_) => fresh.incomplete = true,
-            }
-            fresh.mirrored = ctx.fingerprint;
-            fresh.provisional = Some(new_id());
-            state.data.changed.clear();
-            state.data.merged.clear();
-            (fresh, state.data.values.keys().cloned().collect())
+            state.data.values.keys().cloned().collect()
         }
     };
+    payload.mirror = mirror_of(&state.data.values, ctx.mirrored);
+    payload.mirrored = ctx.fingerprint;
+    // What the request did not know stays unknown in the cookie (a Redis session's cookie
+    // never has its other keys: only a cookie-only session's says so).
+    match &state.data.known {
+        Known::All => {}
+        Known::Only(keys) if ctx.mirrored.is_subset(keys) => payload.partial = payload.id.is_none(),
+        Known::Only(_) => payload.incomplete = true,
+    }
     for key in keys {
-        let value = state.data.values.get(&key);
-        let mirrored = ctx.mirrored.contains(&key);
-        payload.removed.retain(|k| *k != key);
-        payload.data.remove(&key);
-        payload.mirror.remove(&key);
-        match (value, mirrored) {
-            (Some(value), true) => {
-                payload.mirror.insert(key, value.clone());
-            }
+        match (state.data.values.get(&key), ctx.mirrored.contains(&key)) {
+            (Some(_), true) => payload.written.push(key),
             (Some(value), false) => {
                 payload.data.insert(key, value.clone());
             }
@@ -691,8 +734,12 @@ pub(crate) fn to_cookie(
         }
     }
     payload.set_stamp(payload.stamp().after_outage_write());
-    payload.unsaved = true;
+    if payload.id.is_some() {
+        payload.set_mirror_writes(mirror_writes);
+    }
     state.intent = Intent::Keep;
+    // The rest of the request goes on from the cookie this issues.
+    state.phase = Phase::Fallback;
     Local {
         issue: Some(payload),
         revoke,

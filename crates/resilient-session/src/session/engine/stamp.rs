@@ -20,8 +20,9 @@ const OUTAGE_MASK: u64 = (1 << OUTAGE_BITS) - 1;
 /// unavailable since it last saw that many.
 ///
 /// Stamps order as (writes, outage writes). A cookie whose stamp is greater than the hash's
-/// carries a state Redis has not seen (outage writes, or writes a failed-over Redis lost): its
-/// view wins. Equal, it holds what Redis holds. Smaller, Redis has moved on since (another
+/// carries a state Redis has not seen (outage writes, or writes a failed-over Redis lost): what
+/// it wrote while Redis was down wins, and its mirror too when Redis has fewer writes than the
+/// mirror is from. Equal, it holds what Redis holds. Smaller, Redis has moved on since (another
 /// request, a newer copy of the cookie): Redis wins and what the cookie carried is dropped,
 /// never written over newer values. A session re-seeded or promoted from a cookie starts at
 /// that cookie's stamp, so that copies of the same cookie compare against it the same way.

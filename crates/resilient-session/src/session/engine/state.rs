@@ -74,12 +74,14 @@ pub(crate) enum Phase {
     },
     /// Redis is up and does not have the session, which it should: it moves there under a new
     /// id at the end of the request, from its cookie, claiming `from` (the re-seeded id, or a
-    /// cookie-only session's own) so that it moves once. It starts at the cookie's `stamp`, and
-    /// keeps its `created`.
+    /// cookie-only session's own) so that it moves once. It starts at `stamp`, keeps its
+    /// `created`, and Redis last confirmed it at `confirmed`. `basis`: where its data came from.
     Moving {
         from: SessionId,
         stamp: Stamp,
         created: i64,
+        confirmed: i64,
+        basis: Basis,
     },
     /// Redis is unavailable and the cookie stands in for it: its mirror and outage writes.
     Fallback,
@@ -96,6 +98,15 @@ pub(crate) enum Phase {
     Superseded,
     /// Logged out: done.
     Ended,
+}
+
+/// Where the data of a session that moves came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Basis {
+    /// Its cookie: Redis lost it, or it began while Redis was down.
+    Cookie,
+    /// What this request loaded from Redis, which lost it before the request could save.
+    Redis,
 }
 
 impl Phase {

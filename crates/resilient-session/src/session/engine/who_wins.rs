@@ -8,9 +8,11 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::answer::{GoneAnswer, Hash, HashAnswer, LegacyAnswer, Tombstone, Unavailable, Written};
-use super::load::{Answer, LoadInput, Loaded, Loader, Query, Step};
-use super::save::{self, After, Ctx, Local, Plan, Predecessor, Problem};
-use super::state::{ClientCookie, Cookie, Data, Intent, Known, Legacy, Outgoing, Phase, State};
+use super::load::{Answer, LoadInput, Loaded, Loader, Query, SUPERSEDED_FOR, Step};
+use super::save::{self, After, Ctx, Gates, Local, Plan, Predecessor, Problem};
+use super::state::{
+    Basis, ClientCookie, Cookie, Data, Intent, Known, Legacy, Outgoing, Phase, State,
+};
 use super::{Policy, Stamp};
 use crate::cookie::Payload;
 use crate::session::SessionId;
@@ -165,6 +167,15 @@ fn serves(loaded: &Loaded) -> Serves {
 /// should be served.
 type Row = (&'static str, Cookie, Vec<Answer>, Vec<Query>, Serves);
 
+/// Runs each row's load: the questions asked, and what is served.
+fn check_loads(rows: Vec<Row>) {
+    for (case, cookie, answers, expected_queries, expected) in rows {
+        let (asked, loaded) = load(Some(cookie), |_| {}, answers);
+        assert_eq!(asked, expected_queries, "{case}: what was asked");
+        assert_eq!(serves(&loaded), expected, "{case}");
+    }
+}
+
 #[test]
 fn who_wins_cookie_or_redis() {
     let ada = json!({"user": "ada"});
@@ -172,7 +183,6 @@ fn who_wins_cookie_or_redis() {
     let with_outage_writes = |p: &mut Payload| {
         p.data.insert("cart".into(), json!(3));
         p.set_stamp(Stamp::new(5, 1));
-        p.unsaved = true;
     };
     let old_key = |cookie: Cookie| Cookie {
         newest_key: false,
@@ -206,13 +216,26 @@ fn who_wins_cookie_or_redis() {
             Serves::Redis(id(1), json!({"user": "ada", "cart": 8})),
         ),
         (
-            "a failed-over Redis behind the cookie: the mirror is restored",
-            cookie(10, Stamp::new(9, 0), |p| {
+            "a failed-over Redis that lost writes it had confirmed to the cookie: the cookie's \
+             mirror lands too, with what it wrote",
+            cookie(10, Stamp::new(9, 1), |p| {
                 p.mirror.insert("user".into(), json!("bob"));
+                p.data.insert("cart".into(), json!(5));
             }),
             vec![found(in_redis.clone(), Stamp::new(7, 0))],
             vec![hash(id(1))],
-            Serves::Redis(id(1), json!({"user": "bob", "cart": 2})),
+            Serves::Redis(id(1), json!({"user": "bob", "cart": 5})),
+        ),
+        (
+            "a failed save's cookie, stamped past the state it loaded (7 writes), and another \
+             request wrote since (8): only what the cookie wrote lands, its mirror is older",
+            cookie(10, Stamp::new(8, 1), |p| {
+                p.set_mirror_writes(7);
+                p.data.insert("cart".into(), json!(5));
+            }),
+            vec![found(json!({"user": "bob"}), Stamp::new(8, 0))],
+            vec![hash(id(1))],
+            Serves::Redis(id(1), json!({"user": "bob", "cart": 5})),
         ),
         (
             "an older key's view is never applied",
@@ -310,10 +333,36 @@ fn who_wins_cookie_or_redis() {
             fresh(),
             vec![
                 Answer::Hash(HashAnswer::Missing),
-                gone(Tombstone::Cycled, EPOCH),
+                gone(Tombstone::Cycled { at: Some(NOW - 5) }, EPOCH),
             ],
             vec![hash(id(1)), gone_q(id(1))],
             Serves::Superseded,
+        ),
+        (
+            "no session, a login took it a while ago: a browser that kept the old cookie (the \
+             login's answer lost) starts afresh",
+            fresh(),
+            vec![
+                Answer::Hash(HashAnswer::Missing),
+                gone(
+                    Tombstone::Cycled {
+                        at: Some(NOW - SUPERSEDED_FOR - 1),
+                    },
+                    EPOCH,
+                ),
+            ],
+            vec![hash(id(1)), gone_q(id(1))],
+            Serves::Over,
+        ),
+        (
+            "no session, a login took it at a time not recorded: starts afresh",
+            fresh(),
+            vec![
+                Answer::Hash(HashAnswer::Missing),
+                gone(Tombstone::Cycled { at: None }, EPOCH),
+            ],
+            vec![hash(id(1)), gone_q(id(1))],
+            Serves::Over,
         ),
         (
             "no session, another copy re-seeded it: followed to its successor",
@@ -396,11 +445,7 @@ fn who_wins_cookie_or_redis() {
             Serves::Over,
         ),
     ];
-    for (case, cookie, answers, expected_queries, expected) in rows {
-        let (asked, loaded) = load(Some(cookie), |_| {}, answers);
-        assert_eq!(asked, expected_queries, "{case}: what was asked");
-        assert_eq!(serves(&loaded), expected, "{case}");
-    }
+    check_loads(rows);
 }
 
 #[test]
@@ -460,11 +505,7 @@ fn sessions_begun_during_an_outage() {
             Serves::Over,
         ),
     ];
-    for (case, cookie, answers, expected_queries, expected) in rows {
-        let (asked, loaded) = load(Some(cookie), |_| {}, answers);
-        assert_eq!(asked, expected_queries, "{case}: what was asked");
-        assert_eq!(serves(&loaded), expected, "{case}");
-    }
+    check_loads(rows);
 }
 
 #[test]
@@ -558,9 +599,11 @@ fn the_stale_outage_cookie_of_a_long_outage_never_rolls_values_back() {
     // Counter at 5 (stamp 5), Redis down: one write gives C1 (5.1), the next C2 (5.2).
     let c1 = cookie(10, Stamp::new(5, 1), |p| {
         p.mirror.insert("counter".into(), json!(6));
+        p.written.push("counter".into());
     });
     let c2 = cookie(10, Stamp::new(5, 2), |p| {
         p.mirror.insert("counter".into(), json!(7));
+        p.written.push("counter".into());
     });
     let redis = json!({"user": "ada", "counter": 5});
     // Redis back: C2 lands (stamp 5 < 5.2), the write after it takes Redis to 6 with 8.
@@ -711,12 +754,14 @@ fn a_login_writes_a_new_id_and_retires_the_old_one() {
         json!({"user": "ada"}),
     );
     state.intent.cycle();
+    state.data.set("user", json!("bob"));
     let Plan::Write(write) = plan(&mut state) else {
         panic!("a write");
     };
     assert_ne!(write.id, id(1));
     assert!(write.create);
-    assert_eq!(write.set, [("user".to_owned(), "\"ada\"".to_owned())]);
+    // The script copies the old session as it is then; the login's changes go over it.
+    assert_eq!(write.set, [("user".to_owned(), "\"bob\"".to_owned())]);
     assert_eq!(
         write.predecessor,
         Some(Predecessor::Cycle {
@@ -735,6 +780,8 @@ fn a_moving_session_claims_its_old_id_once() {
                 from: id(1),
                 stamp: Stamp::new(5, 1),
                 created: NOW - 10,
+                confirmed: NOW - 10,
+                basis: Basis::Cookie,
             },
             json!({"user": "ada"}),
         );
@@ -936,7 +983,6 @@ fn a_read_reissues_the_cookie_only_when_what_it_holds_changed() {
             "an outage view dropped",
             cookie(10, Stamp::new(5, 1), |p| {
                 p.data.insert("cart".into(), json!(1));
-                p.unsaved = true;
             }),
             stored(Stamp::new(6, 0)),
             json!({"user": "ada"}),
@@ -1009,7 +1055,7 @@ fn after_the_save_script() {
         (
             "a login took it",
             GoneAnswer::Known {
-                tombstone: Tombstone::Cycled,
+                tombstone: Tombstone::Cycled { at: Some(NOW) },
                 epoch: EPOCH.into(),
             },
             Phase::Superseded,
@@ -1036,6 +1082,8 @@ fn after_the_save_script() {
                 from: id(1),
                 stamp: Stamp::new(5, 0),
                 created: NOW - 10,
+                confirmed: NOW - 10,
+                basis: Basis::Redis,
             },
             Outgoing::Keep,
             true,
@@ -1051,7 +1099,14 @@ fn after_the_save_script() {
         let write = write_of(&mut state2);
         let after = save::after_write(&mut state2, &write, Written::Gone, ctx, &mut ids());
         assert_eq!(after, After::Recheck(id(1)), "{case}: asks why");
-        let next = save::after_recheck(&mut state2, &id(1), answer, ctx, &mut ids());
+        let next = save::after_recheck(
+            &mut state2,
+            &id(1),
+            answer,
+            Gates::default(),
+            ctx,
+            &mut ids(),
+        );
         assert_eq!(state2.phase, phase, "{case}");
         assert_eq!(state2.outgoing, outgoing, "{case}");
         match next {
@@ -1075,6 +1130,8 @@ fn after_the_save_script() {
             from: id(1),
             stamp: Stamp::new(5, 0),
             created: NOW - 10,
+            confirmed: NOW - 10,
+            basis: Basis::Cookie,
         },
         json!({"user": "ada"}),
     );
@@ -1133,6 +1190,11 @@ fn after_the_save_script() {
     assert_eq!(payload.id, Some(id(1)));
     assert_eq!(payload.data["cart"], 1);
     assert_eq!(payload.stamp(), Stamp::new(6, 1));
+    assert_eq!(
+        payload.mirror_writes(),
+        5,
+        "its mirror is the state it loaded"
+    );
     assert!(
         payload.stamp() > Stamp::new(6, 0),
         "newer than the write, had it landed"
@@ -1163,6 +1225,57 @@ fn after_the_save_script() {
 }
 
 #[test]
+fn the_rest_of_the_request_goes_on_from_the_cookie_a_save_issued() {
+    let mirrored = mirrored();
+    let ctx = ctx(&mirrored);
+    let moving = Phase::Moving {
+        from: id(1),
+        stamp: Stamp::new(5, 0),
+        created: NOW - 10,
+        confirmed: NOW - 10,
+        basis: Basis::Redis,
+    };
+    // A move lost to another copy's, and a save Redis did not answer: the changes ride in the
+    // cookie, which keeps the epoch that tells a data loss later.
+    for (case, phase, written) in [
+        ("move taken", moving, Written::Taken(moved_to(2))),
+        ("failed", stored(Stamp::new(5, 0)), Written::Failed),
+    ] {
+        let mut state = state(Some(fresh()), phase, json!({"user": "ada"}));
+        state.data.set("a", json!(1));
+        let Plan::Write(write) = plan(&mut state) else {
+            panic!("{case}: a write");
+        };
+        let local = local_of(save::after_write(
+            &mut state,
+            &write,
+            written,
+            ctx,
+            &mut ids(),
+        ));
+        let payload = local.issue.expect("a cookie");
+        assert_eq!(payload.epoch.as_deref(), Some(EPOCH), "{case}");
+        assert_eq!(payload.data["a"], 1, "{case}");
+        assert_eq!(state.phase, Phase::Fallback, "{case}");
+        // The executor makes it the request's cookie; the end of the request (after an
+        // explicit save) has nothing to add, and does not replace it.
+        state.cookie = ClientCookie::Valid(Cookie::issued(payload));
+        assert_eq!(plan(&mut state), Plan::Local(Local::default()), "{case}");
+        // A later change adds to what the cookie carries.
+        state.data.set("b", json!(2));
+        let Plan::Local(local) = plan(&mut state) else {
+            panic!("{case}: into the cookie");
+        };
+        let payload = local.issue.expect("a cookie");
+        assert_eq!(
+            (payload.data["a"].clone(), payload.data["b"].clone()),
+            (json!(1), json!(2)),
+            "{case}"
+        );
+    }
+}
+
+#[test]
 fn an_older_keys_content_is_never_re_issued_under_the_newest_key() {
     let mirrored = mirrored();
     let ctx = ctx(&mirrored);
@@ -1170,18 +1283,26 @@ fn an_older_keys_content_is_never_re_issued_under_the_newest_key() {
         newest_key: false,
         ..cookie
     };
-    // A touch of an unused session: re-issued for the newest key only.
-    for (cookie, reissued) in [(fresh(), true), (older(fresh()), false)] {
+    // A touch of an unused session: re-issued for the newest key only, and only when Redis is
+    // at the cookie's stamp (another tab wrote: its mirror is not vouched for anew).
+    let rows = [
+        (fresh(), Some(Stamp::new(5, 0)), true),
+        (older(fresh()), Some(Stamp::new(5, 0)), false),
+        (fresh(), Some(Stamp::new(6, 0)), false),
+        (fresh(), None, false),
+    ];
+    for (cookie, touched, reissued) in rows {
         let state = state(Some(cookie), Phase::Unloaded, json!({}));
         assert_eq!(
-            save::after_touch(&state, true, ctx).issue.is_some(),
-            reissued
+            save::after_touch(&state, touched, ctx).issue.is_some(),
+            reissued,
+            "{touched:?}"
         );
     }
     // A read: an older key's cookie is re-issued, from what Redis has.
     let forged = older(cookie(10, Stamp::new(9, 3), |p| {
         p.mirror.insert("user".into(), json!("mallory"));
-        p.unsaved = true;
+        p.written.push("user".into());
     }));
     let mut read = state(
         Some(forged.clone()),

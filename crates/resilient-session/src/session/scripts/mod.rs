@@ -84,11 +84,7 @@ pub(crate) fn save_arguments(
         .arg(guard.map(|g| g.view.bits()).unwrap_or_default())
         .arg(write.loaded.map(|s| s.to_string()).unwrap_or_default())
         .arg(names.len())
-        .arg(if write.create {
-            write.created.to_string()
-        } else {
-            String::new()
-        });
+        .arg(write.created);
     cmd.arg(guarded_delete);
     for (field, value) in guarded_set {
         cmd.arg(field).arg(value);

@@ -3,7 +3,8 @@
 -- KEYS[1]  the session's hash
 -- KEYS[2]  the session's own tombstone (a create is refused if it exists: a retried save of a
 --          session that ended since its first attempt)
--- KEYS[3]  the predecessor's hash (cycle, claim), or the imported app's key (retire)
+-- KEYS[3]  the predecessor's hash (cycle: copied, then deleted; claim), or the imported app's
+--          key (retire)
 -- KEYS[4]  the predecessor's tombstone (cycle, claim)
 -- ARGV[1]  TTL in seconds
 -- ARGV[2]  'update': only if the hash still exists; 'create': a new hash
@@ -22,7 +23,7 @@
 -- ARGV[15] the stamp the request loaded ('' for a create): a save that finds another one has
 --          missed writes, and answers the mirrored fields as they are now
 -- ARGV[16] how many mirrored field names follow the fields
--- ARGV[17] when the session was created (a create), unix seconds
+-- ARGV[17] when the session was created, unix seconds (a create keeps it)
 -- then the guarded fields, the other fields, and the mirrored field names, in that order.
 --
 -- Returns {'ok', stamp}; {'moved-on', stamp, mirrored values...} (written, over writes this
@@ -65,6 +66,25 @@ elseif kind == 'cycle' then
 end
 if ARGV[2] == 'update' and redis.call('EXISTS', hash) == 0 then
   return {'gone', ''}
+end
+if kind == 'cycle' then
+  -- A login copies the old session as it is now (a write that landed after the login's load
+  -- included); the login's own changes follow.
+  local old = redis.call('HGETALL', KEYS[3])
+  local batch = {}
+  for i = 1, #old, 2 do
+    if string.byte(old[i], 1) ~= 0 then
+      batch[#batch + 1] = old[i]
+      batch[#batch + 1] = old[i + 1]
+      if #batch >= 1000 then
+        redis.call('HSET', hash, unpack(batch))
+        batch = {}
+      end
+    end
+  end
+  if #batch > 0 then
+    redis.call('HSET', hash, unpack(batch))
+  end
 end
 
 local deletes, sets = tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -114,7 +134,7 @@ end
 
 if deletes > 0 then chunked('HDEL', at, deletes) end
 if sets > 0 then chunked('HSET', at + deletes, 2 * sets) end
-if ARGV[17] ~= '' then
+if ARGV[2] == 'create' then
   redis.call('HSET', hash, '\0c', ARGV[17])
 end
 redis.call('EXPIRE', hash, ARGV[1])
@@ -129,10 +149,12 @@ elseif kind == 'retire' then
 end
 
 local names = tonumber(ARGV[16])
-if missed and names > 0 then
+if missed then
   local answer = {'moved-on', stamp}
-  for _, value in ipairs(chunked('HMGET', names_at, names)) do
-    answer[#answer + 1] = value
+  if names > 0 then
+    for _, value in ipairs(chunked('HMGET', names_at, names)) do
+      answer[#answer + 1] = value
+    end
   end
   return answer
 end
