@@ -55,10 +55,10 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<u8>().prop_map(Step::Note),
         1 => Just(Step::Login),
         1 => Just(Step::Logout),
-        3 => Just(Step::Copy),
+        4 => Just(Step::Copy),
         1 => Just(Step::Tabs),
-        2 => Just(Step::Outage),
-        2 => Just(Step::Recover),
+        3 => Just(Step::Outage),
+        3 => Just(Step::Recover),
         1 => Just(Step::Lose),
     ]
 }
@@ -77,6 +77,8 @@ struct Copy {
     /// The owner's moves (see [`Model::moves`]) and Redis's data losses before it was saved.
     moves: u32,
     losses: u32,
+    /// Redis's data losses when the copy may first have re-seeded the session.
+    reseeded_at: Option<u32>,
 }
 
 /// An end of what copies may stand for: a logout (a lineage ends) or a login (the identity
@@ -114,7 +116,14 @@ struct Model {
     /// came back (a re-seed after a loss, the promotion of a session begun during the outage).
     moves: u32,
     may_move: bool,
+    /// Redis has the owner's counter: a request of the owner was served with Redis up since
+    /// Redis was last down or lost its data (it landed what the cookie carried). Then no copy
+    /// may change it.
+    counter_in_redis: bool,
     losses: u32,
+    /// The owner's moves before Redis last lost its data: a copy saved before one of them found
+    /// the owner's session through a "moved" tombstone that went with the data.
+    moves_before_last_loss: u32,
 }
 
 impl Model {
@@ -131,12 +140,16 @@ impl Model {
             endings: Vec::new(),
             moves: 0,
             may_move: false,
+            counter_in_redis: false,
             losses: 0,
+            moves_before_last_loss: 0,
         }
     }
 
+    /// What the owner's requests write in `lineage`: the lineage, and the login it is at (an
+    /// identity: at most one session of it may exist).
     fn lineage_key(&self) -> String {
-        format!("g{}", self.lineage)
+        format!("g{}.{}", self.lineage, self.login)
     }
 
     /// Whether a copy saved as `copy` must be anonymous now (only asked while Redis is up).
@@ -163,11 +176,19 @@ impl Model {
         }
     }
 
-    /// The owner sends a request: its first since Redis came back may move its id.
-    fn owner_request(&mut self) {
-        if std::mem::take(&mut self.may_move) {
+    /// A request of the owner was served from `source`.
+    fn served(&mut self, source: Source) {
+        self.counter_in_redis = self.redis_up && matches!(source, Source::Redis | Source::New);
+    }
+
+    /// The owner sends a request: its first since Redis came back may move its id (then
+    /// `true`).
+    fn owner_request(&mut self) -> bool {
+        let moves = std::mem::take(&mut self.may_move);
+        if moves {
             self.moves += 1;
         }
+        moves
     }
 }
 
@@ -255,11 +276,19 @@ async fn settled(store: &SessionStore) {
     }
 }
 
-/// The session hashes in Redis, by their `lineage` field.
-fn lineages(server: &RedisServer) -> Vec<Option<String>> {
+/// The session hashes in Redis: their `lineage` and `counter` fields (the values are JSON).
+fn sessions(server: &RedisServer) -> Vec<(Option<String>, Option<i64>)> {
     let keys: Vec<String> = server.query(&["KEYS", "session:{*"]);
+    let field = |key: &str, name: &str| -> Option<serde_json::Value> {
+        let json: Option<String> = server.query(&["HGET", key, name]);
+        json.and_then(|json| serde_json::from_str(&json).ok())
+    };
     keys.iter()
-        .map(|key| server.query::<Option<String>>(&["HGET", key, "lineage"]))
+        .map(|key| {
+            let lineage = field(key, "lineage").and_then(|v| v.as_str().map(str::to_owned));
+            let counter = field(key, "counter").and_then(|v| v.as_i64());
+            (lineage, counter)
+        })
         .collect()
 }
 
@@ -281,6 +310,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     let seen = read(&session).await;
                     finish(&store, &mut owner, &session).await;
                     check_owner(&model, &seen, &at)?;
+                    model.served(seen.source);
                     if seen.source == Source::Redis {
                         model.note_in_cookie = false;
                     }
@@ -292,6 +322,12 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     finish(&store, &mut jar, &session).await;
                     copy.jar = jar;
                     check_copy(&model, copy, &seen, &at)?;
+                    if model.redis_up && copy.losses < model.losses {
+                        // Redis lost its data since the copy was saved: it may have re-seeded
+                        // the session under an id of its own, which the owner finds only
+                        // through a tombstone.
+                        copy.reseeded_at.get_or_insert(model.losses);
+                    }
                 }
             }
             Step::Count => {
@@ -302,6 +338,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(before, model.counter, "the owner's count read back: {}", at);
                 model.counter = Some(model.counter.unwrap_or(0) + 1);
                 model.exists = true;
+                model.served(source);
                 if source == Source::Redis {
                     model.note_in_cookie = false;
                 }
@@ -318,6 +355,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 finish(&store, &mut owner, &session).await;
                 model.note = Some(*value);
                 model.exists = true;
+                model.served(source);
                 model.note_in_cookie =
                     source != Source::Redis && source != Source::New || !model.redis_up;
             }
@@ -329,10 +367,8 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let source = session.source().await;
                 session.cycle_id().await;
                 session.insert("user", &user).await.expect("insert");
-                session
-                    .insert("lineage", model.lineage_key())
-                    .await
-                    .expect("insert");
+                let identity = format!("g{}.{}", model.lineage, model.login + 1);
+                session.insert("lineage", identity).await.expect("insert");
                 finish(&store, &mut owner, &session).await;
                 if source == Source::Cookie && !model.note_in_cookie {
                     // A login while Redis is down starts from what the cookie carries.
@@ -343,7 +379,10 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 }
                 model.login += 1;
                 model.user = Some(user);
+                model.served(source);
                 model.exists = true;
+                // A login with Redis up lands everything there; its cookie carries the mirror.
+                model.note_in_cookie &= !model.redis_up;
             }
             Step::Logout => {
                 model.owner_request();
@@ -369,11 +408,12 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         login: model.login,
                         moves: model.moves,
                         losses: model.losses,
+                        reseeded_at: None,
                     });
                 }
             }
             Step::Tabs => {
-                model.owner_request();
+                let may_move = model.owner_request();
                 let counting = open(&store, &owner);
                 let reading = open(&store, &owner);
                 let lineage = model.lineage_key();
@@ -406,7 +446,17 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 );
                 model.counter = after;
                 model.exists = true;
-                if source == Source::Redis {
+                model.served(source);
+                // Both tabs may move the session: if the count lost the move, it rides in the
+                // cookie (with what the cookie carried) until the owner's next request. Which
+                // tab won is seen in Redis.
+                let landed = model.redis_up
+                    && (!may_move
+                        || sessions(&server)
+                            .iter()
+                            .any(|(l, c)| l.as_deref() == Some(lineage.as_str()) && *c == after));
+                model.counter_in_redis &= landed;
+                if source == Source::Redis && landed {
                     model.note_in_cookie = false;
                 }
             }
@@ -414,6 +464,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 if model.redis_up {
                     server.kill();
                     model.redis_up = false;
+                    model.counter_in_redis = false;
                 }
             }
             Step::Recover => {
@@ -436,9 +487,11 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     }
                 }
                 server.restart_empty();
+                model.counter_in_redis = false;
                 model.redis_up = true;
                 model.may_move = true;
                 model.losses += 1;
+                model.moves_before_last_loss = model.moves;
                 settled(&store).await;
                 for ending in &mut model.endings {
                     ending.reached_redis = true;
@@ -449,7 +502,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             }
         }
         if model.redis_up {
-            check_redis(&model, &server, &at)?;
+            check_redis(&model, &copies, &server, &at)?;
         }
     }
     Ok(())
@@ -511,28 +564,71 @@ fn check_copy(model: &Model, copy: &Copy, seen: &Seen, at: &str) -> Result<(), T
     Ok(())
 }
 
-/// No forks, and nothing of a lineage that ended.
-fn check_redis(model: &Model, server: &RedisServer, at: &str) -> Result<(), TestCaseError> {
-    let lineages = lineages(server);
+/// No forks, nothing of a lineage that ended, and the owner's counter as the owner wrote it.
+///
+/// A fork is the revocation horizon's, and allowed, only when a copy of the owner's identity
+/// and the owner lost their way to each other: a move one of them would have followed (the
+/// owner's, or the copy's own re-seed) went with Redis's data.
+fn check_redis(
+    model: &Model,
+    copies: &[Copy],
+    server: &RedisServer,
+    at: &str,
+) -> Result<(), TestCaseError> {
+    let lost_its_way = copies.iter().any(|copy| {
+        let owners_move_lost = copy.moves < model.moves_before_last_loss;
+        let own_move_lost = copy.reseeded_at.is_some_and(|at| at < model.losses);
+        copy.lineage == model.lineage
+            && copy.login == model.login
+            && (owners_move_lost || own_move_lost)
+    });
+    let sessions = sessions(server);
+    let lineages: Vec<Option<String>> = sessions.iter().map(|(l, _)| l.clone()).collect();
+    if model.exists && model.counter_in_redis {
+        let counters: Vec<Option<i64>> = sessions
+            .iter()
+            .filter(|(l, _)| l.as_deref() == Some(model.lineage_key().as_str()))
+            .map(|(_, c)| *c)
+            .collect();
+        // The owner's session has it; so does every other of its identity, unless a copy forked
+        // one off (the fork holds what the copy carried).
+        let holds = |c: &Option<i64>| *c == model.counter;
+        prop_assert!(
+            if lost_its_way {
+                counters.iter().any(holds)
+            } else {
+                counters.iter().all(holds)
+            },
+            "Redis has the owner's counter at {:?}, the owner wrote {:?}: {}",
+            counters,
+            model.counter,
+            at
+        );
+    }
     let current = lineages
         .iter()
         .filter(|l| l.as_deref() == Some(model.lineage_key().as_str()))
         .count();
     prop_assert!(
-        current <= 1,
-        "{} sessions of the owner's lineage: {}",
+        current <= 1 || lost_its_way,
+        "{} sessions of the owner's identity: {}",
         current,
         at
     );
     for ending in &model.endings {
-        if ending.by_login || ending.forgotten || !ending.reached_redis {
+        // A copy of the lineage that nothing in Redis ends (it lost its way to the logout, or
+        // to a login before it) re-seeds its identity: the revocation horizon.
+        let escaped = copies
+            .iter()
+            .any(|copy| copy.lineage == ending.lineage && !model.copy_is_over(copy));
+        if ending.by_login || ending.forgotten || !ending.reached_redis || escaped {
             continue;
         }
-        let ended = format!("g{}", ending.lineage);
+        let ended = format!("g{}.", ending.lineage);
         prop_assert!(
             !lineages
                 .iter()
-                .any(|l| l.as_deref() == Some(ended.as_str())),
+                .any(|l| l.as_deref().is_some_and(|l| l.starts_with(&ended))),
             "a session of lineage {} outlived its logout: {}",
             ended,
             at
@@ -552,7 +648,7 @@ fn cases() -> u32 {
 /// Sequences the property test once found failing, kept.
 #[test]
 fn sequences_once_found_failing() {
-    use Step::{Copy, Lose, Read, Tabs};
+    use Step::{Copy, Count, Login, Logout, Lose, Note, Outage, Read, Recover, Tabs};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -560,7 +656,32 @@ fn sequences_once_found_failing() {
         .expect("a runtime");
     // A stale copy re-seeds after Redis lost its data; the owner's newer cookie follows it and
     // must not read the copy's older counter.
-    let found = [vec![Tabs, Copy, Tabs, Lose, Read(1), Read(0)]];
+    let found = [
+        vec![Tabs, Copy, Tabs, Lose, Read(1), Read(0)],
+        // A copy saved before a move re-seeds after the logout of the moved session is
+        // replayed into an empty Redis: the move went with the data (the revocation horizon).
+        vec![
+            Count,
+            Lose,
+            Copy,
+            Copy,
+            Read(0),
+            Outage,
+            Logout,
+            Lose,
+            Read(1),
+        ],
+        // What a login landed in Redis goes with Redis's data.
+        vec![Outage, Note(0), Recover, Login, Lose, Read(0)],
+        // A copy from before a login re-seeds once the login's tombstone went with the data,
+        // though the lineage's logout was replayed after.
+        vec![Count, Copy, Login, Outage, Logout, Lose, Read(1)],
+        // A copy re-seeds, Redis loses that too, and the owner re-seeds its own: two sessions.
+        vec![Count, Copy, Lose, Read(1), Lose, Count, Read(1)],
+        // Tabs that both move a session begun during an outage: the count that lost the move
+        // carries its cookie's note on, past a loss of Redis's data.
+        vec![Outage, Note(1), Recover, Tabs, Lose, Outage, Read(0)],
+    ];
     for steps in found {
         if let Err(failure) = runtime.block_on(run(steps)) {
             panic!("{failure}");

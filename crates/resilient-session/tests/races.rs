@@ -290,3 +290,111 @@ async fn the_request_that_loses_a_move_keeps_its_write() {
         );
     }
 }
+
+async fn role(session: &resilient_session::Session) -> Option<String> {
+    session.get::<String>("role").await.expect("known")
+}
+
+/// A cookie whose outage write (role = user) a login request merges at load; meanwhile another
+/// tab lands the same view and a third request sets role = auditor, acknowledged.
+#[tokio::test]
+async fn a_login_does_not_write_a_merged_view_over_a_newer_write() {
+    let server = RedisServer::start();
+    let store = role_mirrored(&server).await;
+    let c0 = admin(&store).await;
+    server.pause();
+    let during = open(&store, Some(&c0));
+    during.insert("role", "user").await.expect("insert");
+    let c1 = cookie_header(&finish(&store, &during).await.expect("into the cookie"));
+    server.resume();
+    common::until_connected(store.manager()).await;
+
+    let login = open(&store, Some(&c1));
+    assert_eq!(role(&login).await.as_deref(), Some("user"), "merged");
+    let tab = open(&store, Some(&c1));
+    assert_eq!(role(&tab).await.as_deref(), Some("user"));
+    let c2 = cookie_header(&finish(&store, &tab).await.expect("the view lands"));
+    let later = open(&store, Some(&c2));
+    later.insert("role", "auditor").await.expect("insert");
+    later.save().await.expect("acknowledged");
+    finish(&store, &later).await;
+
+    login.insert("user", "ada").await.expect("insert");
+    login.cycle_id().await;
+    let logged_in = cookie_header(&finish(&store, &login).await.expect("a new id"));
+    let next = open(&store, Some(&logged_in));
+    assert_eq!(role(&next).await.as_deref(), Some("auditor"));
+}
+
+/// A login loads role = admin; another tab demotes, acknowledged; the login copies the demotion
+/// into the new session, and its cookie must mirror that, not what the login loaded.
+#[tokio::test]
+async fn a_login_cookie_mirrors_what_the_login_copied() {
+    let server = RedisServer::start();
+    let store = role_mirrored(&server).await;
+    let c0 = admin(&store).await;
+    let login = open(&store, Some(&c0));
+    assert_eq!(role(&login).await.as_deref(), Some("admin"));
+    let tab = open(&store, Some(&c0));
+    tab.insert("role", "user").await.expect("insert");
+    tab.save().await.expect("acknowledged");
+    finish(&store, &tab).await;
+
+    login.insert("user", "ada").await.expect("insert");
+    login.cycle_id().await;
+    let logged_in = cookie_header(&finish(&store, &login).await.expect("a new id"));
+    server.pause();
+    let during = open(&store, Some(&logged_in));
+    let seen = role(&during).await;
+    let source = during.source().await;
+    server.resume();
+    assert_eq!(source, resilient_session::Source::Cookie);
+    assert_eq!(
+        seen.as_deref(),
+        Some("user"),
+        "the demotion, from the cookie"
+    );
+}
+
+/// A merge-only save leaves the hash at the view's stamp (with outage writes in it), and later
+/// writes keep that part: a failed save's cookie must still go past another request's write.
+#[tokio::test]
+async fn a_failed_save_is_kept_when_the_hash_stamp_carries_outage_writes() {
+    let mut server = RedisServer::builder().persistent().start();
+    let store = role_mirrored(&server).await;
+    let c0 = admin(&store).await;
+    server.kill();
+    let during = open(&store, Some(&c0));
+    during.insert("counter", 1).await.expect("insert");
+    let c1 = cookie_header(&finish(&store, &during).await.expect("into the cookie"));
+    server.restart();
+    common::until_connected(store.manager()).await;
+    let landed = open(&store, Some(&c1));
+    assert_eq!(landed.get::<i64>("counter").await.expect("get"), Some(1));
+    let c2 = cookie_header(&finish(&store, &landed).await.expect("landed"));
+
+    // Two tabs: R2 writes, acknowledged; R1's save never lands.
+    let r1 = open(&store, Some(&c2));
+    assert_eq!(role(&r1).await.as_deref(), Some("admin"));
+    let r2 = open(&store, Some(&c2));
+    r2.insert("role", "user").await.expect("insert");
+    r2.save().await.expect("acknowledged");
+    finish(&store, &r2).await;
+    r1.insert("note", "keep me").await.expect("insert");
+    server.kill();
+    r1.save().await.expect("kept, in the cookie");
+    let c3 = cookie_header(&finish(&store, &r1).await.expect("a cookie"));
+    server.restart();
+    common::until_connected(store.manager()).await;
+
+    let next = open(&store, Some(&c3));
+    assert_eq!(
+        next.get::<String>("note").await.expect("get").as_deref(),
+        Some("keep me")
+    );
+    assert_eq!(
+        role(&next).await.as_deref(),
+        Some("user"),
+        "R2's write stands"
+    );
+}

@@ -501,3 +501,69 @@ async fn a_cookie_of_an_older_key_does_not_re_seed_through_a_save() {
         session_keys(&server)
     );
 }
+
+/// A login handler that starts clean (`clear()`, then the user, then `cycle_id()`): a key the
+/// holder of the pre-login cookie (planted: session fixation) writes while the login runs does
+/// not ride into the authenticated session.
+#[tokio::test]
+async fn a_login_that_cleared_the_session_carries_nothing_written_meanwhile() {
+    let server = RedisServer::start();
+    let store = store_with(&server, config()).await;
+    let planted = stored_session(&store).await;
+    let login = open(&store, Some(&planted));
+    assert_eq!(login.get::<i64>("counter").await.expect("get"), Some(1));
+    let attacker = open(&store, Some(&planted));
+    attacker
+        .insert("csrf_token", "known-to-the-attacker")
+        .await
+        .expect("insert");
+    attacker.save().await.expect("written");
+    finish(&store, &attacker).await;
+
+    login.clear().await;
+    login.insert("user", "victim").await.expect("insert");
+    login.cycle_id().await;
+    let victim = cookie_header(&finish(&store, &login).await.expect("a new id"));
+    let next = open(&store, Some(&victim));
+    assert_eq!(user(&next).await.as_deref(), Some("victim"));
+    assert_eq!(next.get::<i64>("counter").await.expect("get"), None);
+    assert_eq!(next.get::<String>("csrf_token").await.expect("get"), None);
+}
+
+/// A copy of a cookie from before a re-seed follows the move; Redis loses its data again while
+/// that request runs: its save re-seeds the successor, as a load would, rather than log out.
+#[tokio::test]
+async fn a_save_that_finds_a_followed_successor_lost_moves_it() {
+    let (mut server, store, c0) = logged_in_then_redis_lost_its_data().await;
+    let reseed = open(&store, Some(&c0));
+    assert_eq!(user(&reseed).await.as_deref(), Some("ada"));
+    finish(&store, &reseed).await.expect("a new id");
+
+    let copy = open(&store, Some(&c0));
+    assert_eq!(user(&copy).await.as_deref(), Some("ada"), "followed");
+    server.restart_empty();
+    back(&store).await;
+    copy.insert("cart", 3).await.expect("insert");
+    copy.save().await.expect("saved");
+    let set = finish(&store, &copy).await.expect("a cookie");
+    assert!(!set.contains("Max-Age=0"), "not logged out: {set}");
+    let next = open(&store, Some(&cookie_header(&set)));
+    assert_eq!(next.get::<i64>("cart").await.expect("get"), Some(3));
+    assert_eq!(user(&next).await.as_deref(), Some("ada"));
+}
+
+/// A login while Redis is down and the cookie is too old to stand in: a new session, which the
+/// next request keeps (it carries nothing of the old one, and has a window of its own).
+#[tokio::test]
+async fn a_login_on_a_cookie_too_old_for_the_fallback_is_kept() {
+    let (_server, store, cookie) = too_old_for_the_fallback().await;
+    let login = open(&store, Some(&cookie));
+    assert!(unknown(&login).await);
+    login.insert("user", "bob").await.expect("insert");
+    login.cycle_id().await;
+    login.save().await.expect("a new session");
+    let logged_in = cookie_header(&finish(&store, &login).await.expect("a cookie"));
+    let next = open(&store, Some(&logged_in));
+    assert_eq!(user(&next).await.as_deref(), Some("bob"));
+    assert_eq!(next.source().await, Source::Cookie);
+}

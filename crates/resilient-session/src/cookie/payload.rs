@@ -9,7 +9,7 @@
 //! | `t` | touched: when Redis last confirmed the session, unix seconds (touch throttling, fallback age) |
 //! | `e` | the Redis data epoch seen at that confirmation |
 //! | `n` | the stamp of the state the cookie holds: the writes Redis made that it last saw, and the writes it took in since while Redis was down |
-//! | `b` | how many writes of Redis the mirror's other values (those not in `w`) are from, when not the stamp's (a save that failed stamps the cookie past the state it loaded) |
+//! | `b` | the stamp of the Redis state the mirror's other values (those not in `w`) are from, when not `n` (a save that failed stamps the cookie past the state it loaded) |
 //! | `m` | mirror: the values of the mirrored keys |
 //! | `k` | which keys were mirrored when `m` was made (a fingerprint of their names): if they are not the ones mirrored now, a mirrored key missing from `m` is unknown |
 //! | `u` | the mirror is not all here (it did not fit): a key missing from `m` and `d` is unknown |
@@ -94,22 +94,22 @@ impl Payload {
         Stamp::from_bits(self.stamp)
     }
 
-    /// Sets the stamp; the mirror is then Redis's state at its writes (see
-    /// [`set_mirror_writes`](Self::set_mirror_writes)).
+    /// Sets the stamp; the mirror is then Redis's state at that stamp (see
+    /// [`set_mirror_stamp`](Self::set_mirror_stamp)).
     pub(crate) fn set_stamp(&mut self, stamp: Stamp) {
         self.stamp = stamp.bits();
         self.base = None;
     }
 
-    /// How many of Redis's writes the mirror's values are from (those written while Redis was
-    /// down aside): a Redis with fewer lost writes it had confirmed to this cookie.
-    pub(crate) fn mirror_writes(&self) -> u64 {
-        self.base.unwrap_or_else(|| self.stamp().writes())
+    /// The stamp of the Redis state the mirror's values are from (those written while Redis was
+    /// down aside): a Redis behind it lost writes it had confirmed to this cookie.
+    pub(crate) fn mirror_stamp(&self) -> Stamp {
+        self.base.map_or_else(|| self.stamp(), Stamp::from_bits)
     }
 
-    /// The mirror is Redis's state at `writes` (set after the stamp).
-    pub(crate) fn set_mirror_writes(&mut self, writes: u64) {
-        self.base = (writes != self.stamp().writes()).then_some(writes);
+    /// The mirror is Redis's state at `stamp` (set after the stamp).
+    pub(crate) fn set_mirror_stamp(&mut self, stamp: Stamp) {
+        self.base = (stamp != self.stamp()).then_some(stamp.bits());
     }
 
     /// The fingerprint of a set of mirrored keys, as `k` holds it: 32 bits of SHA-256 of their

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use bb8_redis::redis::{self, Value as RedisValue};
 
 use super::engine::answer::Written;
+use super::engine::login;
 use super::engine::save::{Predecessor, Write};
 use super::engine::{STAMP_FIELD, Stamp};
 use super::id::{Digest, SessionId};
@@ -107,9 +108,7 @@ impl Backend {
             Some(Predecessor::Claim {
                 followable: true, ..
             }) => moved_value(&write.id, &seal(write.id.as_str())),
-            Some(Predecessor::Claim { .. } | Predecessor::Cycle { .. }) => {
-                cycled_value(&write.id, write.at)
-            }
+            Some(Predecessor::Claim { .. } | Predecessor::Cycle { .. }) => cycled_value(&write.id),
             _ => String::new(),
         };
         if self.manager.is_cluster() {
@@ -122,9 +121,10 @@ impl Backend {
             Some(Predecessor::Cycle {
                 old,
                 tombstone_secs,
+                copy,
             }) => {
                 keys.extend([old.redis_key(ns), old.tombstone_key(ns)]);
-                ("cycle", *tombstone_secs)
+                (if *copy { "cycle" } else { "clean-cycle" }, *tombstone_secs)
             }
             Some(Predecessor::Claim {
                 old,
@@ -211,31 +211,32 @@ impl Backend {
             Some(Predecessor::Cycle {
                 old,
                 tombstone_secs,
+                copy,
             }) => {
-                // Another slot: the old session is read here (as it is now), and what this
-                // save does not set or delete is copied with it.
-                let mut cmd = redis::cmd("HGETALL");
-                cmd.arg(old.redis_key(ns));
-                let fields: Fields = self.manager.query("session save", &cmd).await?;
-                let mut copied = write.clone();
-                for (field, value) in fields {
-                    let (Ok(field), Ok(value)) =
-                        (String::from_utf8(field), String::from_utf8(value))
-                    else {
-                        continue;
-                    };
-                    let ours = field.starts_with('\0')
-                        || write.delete.contains(&field)
-                        || write.set.iter().any(|(set, _)| *set == field);
-                    if !ours {
-                        copied.set.push((field, value));
-                    }
-                }
-                let write = &copied;
-                let written = self.save(write, &own_keys, alone, mirrored).await?;
-                if !matches!(written, Written::Yes(_)) {
-                    return Ok(written);
-                }
+                // Another slot: the old session is read here (as it is now), and the login
+                // written over it.
+                let (write, missed) = if *copy {
+                    let mut cmd = redis::cmd("HGETALL");
+                    cmd.arg(old.redis_key(ns));
+                    let fields: Fields = self.manager.query("session save", &cmd).await?;
+                    let fields = fields
+                        .into_iter()
+                        .filter_map(|(f, v)| {
+                            Some((String::from_utf8(f).ok()?, String::from_utf8(v).ok()?))
+                        })
+                        .collect();
+                    login::over_old_session(write, fields)
+                } else {
+                    (write.clone(), false)
+                };
+                let written = match self.save(&write, &own_keys, alone, mirrored).await? {
+                    Written::Yes(stamp) if missed => Written::MovedOn {
+                        stamp,
+                        mirror: login::mirror_after(&write, mirrored),
+                    },
+                    Written::Yes(stamp) => Written::Yes(stamp),
+                    other => return Ok(other),
+                };
                 let (old_hash, old_tombstone) = (old.redis_key(ns), old.tombstone_key(ns));
                 let command = |by_sha| {
                     let mut cmd = RETIRE.command(by_sha, &[&old_hash, &old_tombstone]);

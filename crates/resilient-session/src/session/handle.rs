@@ -169,6 +169,20 @@ impl Session {
     /// Give the session a new id at the end of the request, keeping its data: call it on login
     /// (and on any change of privilege) so that an id known before cannot be used after. The old
     /// id stops working, and no copy of its cookie follows the session to the new one.
+    ///
+    /// The data kept is the session as Redis has it when the request ends (what another request
+    /// wrote meanwhile included), with this request's changes over it. To start clean, call
+    /// [`clear`](Self::clear) first: then nothing of the old session is carried, not even what a
+    /// copy of the old cookie wrote while the login ran.
+    ///
+    /// ```no_run
+    /// # async fn login(session: resilient_session::Session) -> resilient_session::Result<()> {
+    /// session.clear().await;
+    /// session.insert("user_id", "ada").await?;
+    /// session.cycle_id().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn cycle_id(&self) {
         self.loaded().await.intent.cycle();
     }

@@ -118,8 +118,11 @@ impl SessionStore {
                     if touched.is_some() {
                         Counters::bump(&self.counters().touches);
                     }
-                    // Gone, or Redis unavailable: the next request that reads the session decides.
-                    break save::after_touch(state, touched, ctx);
+                    plan = save::after_touch(state, touched, ctx);
+                }
+                Plan::Read => {
+                    self.load(state).await;
+                    plan = self.plan(state, now);
                 }
                 Plan::End(end) => {
                     self.end(state, end, now).await;

@@ -38,23 +38,19 @@ pub(crate) fn tombstone_of(
         (Some(REVOKED), Some(digest), None) => Tombstone::Revoked {
             successor: Some(digest),
         },
-        (Some(CYCLED), Some(_), at) => Tombstone::Cycled {
-            at: at.and_then(|at| at.parse().ok()),
-        },
         (Some(MOVED), Some(digest), sealed) => {
             let id = sealed.and_then(&open).filter(|id| *id.digest() == digest);
             Tombstone::Moved { digest, id }
         }
         // Anything else, older formats included, ends the session without naming a successor.
-        _ => Tombstone::Cycled { at: None },
+        _ => Tombstone::Cycled,
     }
 }
 
-/// The tombstone a login leaves on the old id: `cycled:<new digest>:<unix time>` (the digest
-/// lets a retried attempt recognise its own; the time tells a request racing the login from a
-/// browser that kept the old cookie long after).
-pub(crate) fn cycled_value(successor: &SessionId, at: i64) -> String {
-    format!("{CYCLED}:{}:{at}", successor.digest().to_text())
+/// The tombstone a login leaves on the old id: `cycled:<new digest>` (the digest lets a
+/// retried attempt recognise its own).
+pub(crate) fn cycled_value(successor: &SessionId) -> String {
+    format!("{CYCLED}:{}", successor.digest().to_text())
 }
 
 /// The tombstone a move leaves on the old id: `moved:<new digest>:<new id, sealed>`.
@@ -85,10 +81,8 @@ mod tests {
             }
         );
         assert_eq!(
-            tombstone_of(Some(&cycled_value(&successor, 1_800_000_000)), open),
-            Tombstone::Cycled {
-                at: Some(1_800_000_000)
-            }
+            tombstone_of(Some(&cycled_value(&successor)), open),
+            Tombstone::Cycled
         );
         assert_eq!(
             tombstone_of(Some(&moved_value(&successor, "sealed")), open),
@@ -117,7 +111,7 @@ mod tests {
         for other in ["moved", "moved:short", "moved:abc123", "anything"] {
             assert_eq!(
                 tombstone_of(Some(other), open),
-                Tombstone::Cycled { at: None },
+                Tombstone::Cycled,
                 "{other}"
             );
         }

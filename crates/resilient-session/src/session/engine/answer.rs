@@ -23,9 +23,9 @@ pub(crate) enum Tombstone {
         digest: Digest,
         id: Option<SessionId>,
     },
-    /// Given a new id by a login, `at` (unix seconds). Copies of the old cookie never follow a
-    /// login: one of them may have been planted (session fixation).
-    Cycled { at: Option<i64> },
+    /// Given a new id by a login. Copies of the old cookie never follow a login: one of them
+    /// may have been planted (session fixation).
+    Cycled,
 }
 
 impl Tombstone {

@@ -9,14 +9,14 @@
 //! 3. A cookie with a Redis id: the hash.
 //!    - Found: Redis has the session. What the cookie wrote while Redis was down is applied
 //!      over it, key by key, only if its stamp is newer (see [`Stamp`](super::Stamp)) and the
-//!      newest key protected it (older writes are dropped); its whole mirror too if Redis has
-//!      fewer writes than the mirror is from (Redis lost writes it had confirmed).
+//!      newest key protected it (older writes are dropped); its whole mirror too if Redis is
+//!      behind the state the mirror is from (Redis lost writes it had confirmed).
 //!    - Unavailable: the cookie stands in, if it may on its own (Redis confirmed it within
 //!      `fallback_max_age`, the newest key protected it, the process is not failing closed);
 //!      else nothing is known (detached), and the cookie is kept.
 //!    - Missing: why? The tombstone and the data epoch say. A logout (revoked): over. A login
-//!      this cookie predates (cycled): within a minute, superseded, the cookie left alone (the
-//!      browser has the login's); later, over. Moved: follow it to the successor. None, same
+//!      this cookie predates (cycled): superseded, the cookie left alone (the browser has the
+//!      login's). Moved: follow it to the successor. None, same
 //!      epoch: it ended (expired, deleted). None, a new epoch (Redis lost its data): re-seeded
 //!      from the cookie under a new id, if the cookie may stand in on its own. Redis
 //!      unavailable for the question: Redis said "gone", so the cookie is not served
@@ -38,9 +38,6 @@ use crate::session::SessionId;
 
 /// Most tombstones followed from one cookie.
 pub(crate) const MAX_FOLLOW: u8 = 8;
-
-/// How long after a login a request with the cookie from before it counts as racing it.
-pub(crate) const SUPERSEDED_FOR: i64 = 60;
 
 /// What a load needs to know besides Redis's answers.
 #[derive(Debug, Clone)]
@@ -240,7 +237,7 @@ impl<'a> Loader<'a> {
                     // was down wins, and its whole mirror if Redis lost writes it had
                     // confirmed to this cookie (a failover to a replica that missed them, a
                     // re-seed from an older copy).
-                    let lost_writes = hash.stamp.writes() < payload.mirror_writes();
+                    let lost_writes = hash.stamp < payload.mirror_stamp();
                     if apply_view(&mut data, payload, lost_writes) {
                         merged = Some(hash.stamp);
                     }
@@ -285,7 +282,7 @@ impl<'a> Loader<'a> {
             Tombstone::Revoked { .. } | Tombstone::Moved { id: None, .. } => {
                 Step::Done(Loaded::over())
             }
-            Tombstone::Cycled { at } => self.after_login(at),
+            Tombstone::Cycled => Step::Done(Loaded::superseded()),
             Tombstone::Moved { id: Some(next), .. } => self.follow(next),
             Tombstone::None => {
                 // A successor is only ever gone without a tombstone if Redis lost it.
@@ -312,20 +309,8 @@ impl<'a> Loader<'a> {
             Tombstone::Moved { id: None, .. } | Tombstone::Revoked { .. } => {
                 Step::Done(Loaded::over())
             }
-            Tombstone::Cycled { at } => self.after_login(at),
+            Tombstone::Cycled => Step::Done(Loaded::superseded()),
         }
-    }
-
-    /// The cookie predates a login made `at`: a request racing it (within
-    /// [`SUPERSEDED_FOR`] seconds) is superseded, keeping the login's cookie in the browser; a
-    /// browser that kept the old cookie longer (the login's answer lost) starts afresh.
-    fn after_login(&self, at: Option<i64>) -> Step {
-        let racing = at.is_some_and(|at| self.input.now.saturating_sub(at) <= SUPERSEDED_FOR);
-        Step::Done(if racing {
-            Loaded::superseded()
-        } else {
-            Loaded::over()
-        })
     }
 
     fn follow(&mut self, next: SessionId) -> Step {

@@ -16,10 +16,12 @@
 //! | [`load`] | the first use: what to ask, and what to serve |
 //! | [`save`] | the end of the request: what to write, touch or revoke, and the cookie |
 //! | [`fit`] | what gives way when the cookie does not fit in 4096 bytes |
+//! | [`login`] | what a login in a Redis Cluster writes over the old session it read |
 
 pub(crate) mod answer;
 pub(crate) mod fit;
 pub(crate) mod load;
+pub(crate) mod login;
 pub(crate) mod policy;
 pub(crate) mod save;
 pub(crate) mod stamp;

@@ -5,10 +5,10 @@
 //! | the session | Redis | then |
 //! | --- | --- | --- |
 //! | logged out (`destroy`), or emptied | any | revoke its id (and an imported app's key); queued if Redis is down |
-//! | not used | - | touch it when due (`EXPIRE`, and read the stamp); re-issue the cookie only if Redis is at its stamp, and not one of an older key (its content is not Redis's) |
+//! | not used | - | touch it when due (`EXPIRE`, and read the stamp) and re-issue the cookie if Redis is at its stamp; else (another tab wrote, outage writes Redis lacks, an older key) read it as a request that uses it would |
 //! | read, not changed | - | re-issue the cookie if what it should hold changed (touched, stamp, mirror, an outage view dropped, an older key) |
 //! | changed, stored | up | the changed fields (and the merged view, guarded by its stamp), one script; writes it had not seen come back with the mirror |
-//! | login (`cycle_id`) | up | the old session copied as Redis has it then, and the changes, under a new id; the old one goes, its tombstone says "cycled" (and when) |
+//! | login (`cycle_id`) | up | the old session copied as Redis has it then, and the changes, under a new id; the old one goes, its tombstone says "cycled" |
 //! | moving (re-seeded, promoted) | up | everything under a new id, claiming the old one ("moved", naming the successor) |
 //! | imported | up | a new session; the old app's key goes in the same script |
 //! | gone while the request ran | up | why? Logged out: over. A login: superseded. Redis lost it: moved, from what this request has, under the rules of a load. Moved by another copy: into the cookie |
@@ -50,6 +50,10 @@ pub(crate) enum Plan {
         id: SessionId,
         ttl: u64,
     },
+    /// Read the session the handler did not use, as a request that uses it would (its load
+    /// touches it), then plan the end of the request again: its cookie is re-issued from what
+    /// Redis has, which a touch alone cannot do.
+    Read,
     Write(Write),
     /// Log out.
     End(End),
@@ -119,8 +123,6 @@ pub(crate) struct Write {
     pub(crate) loaded: Option<Stamp>,
     pub(crate) ttl: u64,
     pub(crate) created: i64,
-    /// When the write is made: a "cycled" tombstone says.
-    pub(crate) at: i64,
     pub(crate) predecessor: Option<Predecessor>,
     /// An identity this one replaces without Redis having had it in this request (a login on a
     /// session that could not be read): revoked once this is written.
@@ -141,9 +143,14 @@ pub(crate) struct Guarded {
 /// What a new hash replaces, in the same script.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Predecessor {
-    /// A login: the old hash is copied (then the write's fields over it) and goes, its
-    /// tombstone says "cycled"; if a logout took it meanwhile, nothing is written.
-    Cycle { old: SessionId, tombstone_secs: u64 },
+    /// A login: the old hash is copied (then the write's fields over it; not when the login
+    /// cleared the session, then it is the write alone) and goes, its tombstone says "cycled";
+    /// if a logout took it meanwhile, nothing is written.
+    Cycle {
+        old: SessionId,
+        tombstone_secs: u64,
+        copy: bool,
+    },
     /// A move: the old id is claimed with a tombstone (followable: "moved", naming the new id;
     /// or, on a login, "cycled"), unless another request claimed it first.
     Claim {
@@ -253,7 +260,9 @@ pub(crate) fn ended(state: &mut State) {
     state.end(Phase::Ended);
 }
 
-/// The handler did not use the session: a touch, when due.
+/// The handler did not use the session: a touch, when due. A cookie a touch could not
+/// re-issue (one of an older key, or with writes Redis does not have yet) is read instead, so
+/// that the next request does not touch again.
 fn plan_unread(state: &State, ctx: Ctx<'_>, revoked_here: bool) -> Plan {
     if let Some(cookie) = state.valid_cookie() {
         let payload = &cookie.payload;
@@ -261,6 +270,9 @@ fn plan_unread(state: &State, ctx: Ctx<'_>, revoked_here: bool) -> Plan {
             && ctx.policy.touch_due(payload.touched, ctx.now)
             && !revoked_here
         {
+            if !cookie.newest_key || payload.has_pending() {
+                return Plan::Read;
+            }
             return Plan::Touch {
                 id: id.clone(),
                 ttl: ctx.policy.ttl_secs(payload.created, ctx.now),
@@ -270,25 +282,24 @@ fn plan_unread(state: &State, ctx: Ctx<'_>, revoked_here: bool) -> Plan {
     Plan::Local(Local::default())
 }
 
-/// After a touch of an unused session: the hash's stamp, `None` if it was not there. The
-/// cookie is re-issued with the new time only when Redis is where the cookie thinks: a touch
-/// says nothing of the values, and a cookie whose mirror Redis has moved past (another tab
-/// wrote) must not have that mirror vouched for anew. Nor is a cookie of an older key re-issued:
-/// its content was never Redis's. The next request that reads the session re-issues either from
-/// what Redis has.
-pub(crate) fn after_touch(state: &State, touched: Option<Stamp>, ctx: Ctx<'_>) -> Local {
-    let issue = state
-        .valid_cookie()
-        .filter(|cookie| cookie.newest_key && touched == Some(cookie.payload.stamp()))
-        .map(|cookie| {
-            let mut payload = Payload::clone(&cookie.payload);
-            payload.touched = ctx.now;
-            payload
-        });
-    Local {
-        issue,
-        ..Local::default()
+/// After a touch of an unused session: the hash's stamp, `None` if it was not there (or
+/// Redis unavailable: the next request that reads it decides). The cookie is re-issued with
+/// the new time only when Redis is where the cookie thinks: a touch says nothing of the values,
+/// and a cookie whose mirror Redis has moved past (another tab wrote) must not have that mirror
+/// vouched for anew; it is read instead ([`Plan::Read`]), and re-issued from what Redis has.
+pub(crate) fn after_touch(state: &State, touched: Option<Stamp>, ctx: Ctx<'_>) -> Plan {
+    let (Some(cookie), Some(stamp)) = (state.valid_cookie(), touched) else {
+        return Plan::Local(Local::default());
+    };
+    if !cookie.newest_key || stamp != cookie.payload.stamp() {
+        return Plan::Read;
     }
+    let mut payload = Payload::clone(&cookie.payload);
+    payload.touched = ctx.now;
+    Plan::Local(Local {
+        issue: Some(payload),
+        ..Local::default()
+    })
 }
 
 /// The cookie a stored session's client should hold now: nothing but what Redis has.
@@ -329,7 +340,7 @@ fn refreshed(state: &State, ctx: Ctx<'_>) -> Option<Payload> {
         && current.touched == desired.touched
         && current.created == desired.created
         && current.stamp() == desired.stamp()
-        && current.mirror_writes() == desired.mirror_writes()
+        && current.mirror_stamp() == desired.mirror_stamp()
         && current.provisional.is_none()
         && !current.has_pending()
         // A mirror that did not fit stays out until the next write.
@@ -366,7 +377,6 @@ fn write(state: &State, ctx: Ctx<'_>, new_id: &mut dyn FnMut() -> SessionId) -> 
         loaded: None,
         ttl: ctx.policy.ttl_secs(created, ctx.now),
         created,
-        at: ctx.now,
         predecessor: None,
         supersedes: None,
     };
@@ -393,15 +403,34 @@ fn write(state: &State, ctx: Ctx<'_>, new_id: &mut dyn FnMut() -> SessionId) -> 
             write.floor = view.unwrap_or_default();
             write.loaded = Some(*stamp);
         }
-        Phase::Stored { id, .. } => {
-            // The script copies the old session as it is then; this request's changes (and a
-            // view merged at load) go over it.
-            let mut keys = state.data.changed.clone();
-            keys.extend(state.data.merged.iter().cloned());
-            (write.set, write.delete) = changes(&state.data.values, &keys);
+        Phase::Stored {
+            id, stamp, merged, ..
+        } => {
+            // The script copies the old session as it is then (a write that landed after this
+            // request's load included), and this request's changes go over it; a view merged
+            // at load only if the old session is still where it was merged, as in an update.
+            // A login that cleared the session copies nothing: what a copy of the pre-login
+            // cookie wrote meanwhile does not ride into the new session.
+            let copy = !state.data.cleared;
+            if copy {
+                (write.set, write.delete) = changes(&state.data.values, &state.data.changed);
+                write.guarded = merged.map(|expected| {
+                    let (set, delete) = changes(&state.data.values, &state.data.merged);
+                    Guarded {
+                        expected,
+                        view: expected,
+                        set,
+                        delete,
+                    }
+                });
+                write.loaded = Some(*stamp);
+            } else {
+                write.set = everything();
+            }
             write.predecessor = Some(Predecessor::Cycle {
                 old: id.clone(),
                 tombstone_secs: ctx.policy.tombstone_secs().unwrap_or(RETRY_MARK_SECS),
+                copy,
             });
         }
         Phase::Moving { from, stamp, .. } => {
@@ -480,7 +509,7 @@ pub(crate) fn after_write(
         // Another copy of the cookie moved the session first: this request's changes ride in
         // the cookie, whose next request follows the move and merges them (its stamp is newer).
         Written::Taken(Tombstone::Moved { .. }) => to_cookie(state, ctx, new_id),
-        Written::Taken(Tombstone::Cycled { .. }) => superseded(state),
+        Written::Taken(Tombstone::Cycled) => superseded(state),
         Written::Taken(_) => {
             state.end(Phase::Ended);
             Local::default()
@@ -558,8 +587,7 @@ pub(crate) struct Gates {
 /// follows, or finds out). Redis lost it (a new epoch, no tombstone): it moves to a new id from
 /// what this request has (the data it loaded, and its changes), as a load would have re-seeded
 /// it, and under the same rules: never when failing closed (no tombstones then, so a logout
-/// looks the same), for a cookie of an older key, or one logged out here; and only when the
-/// cookie's epoch is the one of this session's own key (not a successor's, whose slot differs).
+/// looks the same), for a cookie of an older key, or one logged out here.
 pub(crate) fn after_recheck(
     state: &mut State,
     gone: &SessionId,
@@ -576,14 +604,16 @@ pub(crate) fn after_recheck(
             state.end(Phase::Ended);
             Plan::Local(Local::default())
         }
-        Tombstone::Cycled { .. } => Plan::Local(superseded(state)),
+        Tombstone::Cycled => Plan::Local(superseded(state)),
         Tombstone::Moved { .. } => Plan::Local(to_cookie(state, ctx, new_id)),
         Tombstone::None => {
+            // As a load: a successor it followed is only ever gone without a tombstone if Redis
+            // lost it; its own id, if the data epoch changed.
             let lost = state.valid_cookie().is_some_and(|cookie| {
                 let payload = &cookie.payload;
-                cookie.newest_key
-                    && payload.id.as_ref() == Some(gone)
-                    && payload.epoch.as_deref().is_some_and(|seen| seen != epoch)
+                let followed = payload.id.as_ref() != Some(gone);
+                let new_epoch = payload.epoch.as_deref().is_some_and(|seen| seen != epoch);
+                cookie.newest_key && (followed || new_epoch)
             });
             let may_move =
                 ctx.policy.tombstone_secs().is_some() && !gates.fail_closed && !gates.revoked_here;
@@ -629,6 +659,8 @@ pub(crate) fn after_recheck(
 /// that no cookie chosen before (session fixation) carries it. The new identity starts from
 /// what is known (keys the request did not know are unknown in it too), and keeps the old
 /// one's fallback window: a login does not make data Redis never confirmed stand in longer.
+/// A login on a session nothing could be read of (or superseded) carries nothing of it: a new
+/// session, with a window of its own.
 pub(crate) fn to_cookie(
     state: &mut State,
     ctx: Ctx<'_>,
@@ -637,6 +669,8 @@ pub(crate) fn to_cookie(
     let cookie = state.valid_cookie().cloned();
     let trusted = cookie.as_ref().filter(|c| c.newest_key);
     let login = state.intent == Intent::Cycle;
+    let nothing_carried =
+        cookie.is_none() || matches!(state.phase, Phase::Detached | Phase::Superseded);
     let mut written: BTreeSet<String> = std::mem::take(&mut state.data.changed);
     written.append(&mut std::mem::take(&mut state.data.merged));
     // The writes the request's cookie carried, while its view stood in for Redis (or moves).
@@ -649,9 +683,10 @@ pub(crate) fn to_cookie(
         _ => None,
     };
     written.extend(carried.into_iter().flat_map(|p| p.pending_keys().cloned()));
-    // And the writes of Redis the mirror's other values are from: what was loaded, or what
-    // the cookie that stood in had.
-    let (created, confirmed, stamp, mirror_writes) = match &state.phase {
+    // And the stamp of the Redis state the mirror's other values are from: what was loaded, or
+    // what the cookie that stood in had. A failed save's stamp goes past anything its write
+    // could have left, had it landed unseen.
+    let (created, confirmed, stamp, mirror_stamp) = match &state.phase {
         Phase::Stored {
             stamp,
             created,
@@ -659,8 +694,7 @@ pub(crate) fn to_cookie(
             ..
         } => {
             let seen = trusted.map_or(*stamp, |c| c.payload.stamp().max(*stamp));
-            let past = Stamp::new(seen.writes().saturating_add(1), 0);
-            (*created, *confirmed, past, stamp.writes())
+            (*created, *confirmed, seen.after_write(), *stamp)
         }
         Phase::Moving {
             stamp,
@@ -670,22 +704,23 @@ pub(crate) fn to_cookie(
             ..
         } => {
             let from = match basis {
-                Basis::Redis => stamp.writes(),
-                Basis::Cookie => trusted.map_or(stamp.writes(), |c| c.payload.mirror_writes()),
+                Basis::Redis => *stamp,
+                Basis::Cookie => trusted.map_or(*stamp, |c| c.payload.mirror_stamp()),
             };
             (*created, *confirmed, *stamp, from)
         }
-        _ => cookie
-            .as_ref()
-            .map_or((ctx.now, ctx.now, Stamp::default(), 0), |c| {
+        _ => cookie.as_ref().map_or(
+            (ctx.now, ctx.now, Stamp::default(), Stamp::default()),
+            |c| {
                 let payload = &c.payload;
                 (
                     payload.created,
                     payload.touched,
                     payload.stamp(),
-                    payload.mirror_writes(),
+                    payload.mirror_stamp(),
                 )
-            }),
+            },
+        ),
     };
     let mut revoke = None;
     let mut payload = Payload::new(None, confirmed);
@@ -709,8 +744,10 @@ pub(crate) fn to_cookie(
                 .as_ref()
                 .and_then(|c| c.payload.revocable_id().cloned());
             payload.provisional = Some(new_id());
-            if cookie.is_none() {
+            // Nothing of an old session it could not read is carried: a new session.
+            if nothing_carried {
                 payload.touched = ctx.now;
+                state.data.known = Known::All;
             }
             state.data.values.keys().cloned().collect()
         }
@@ -735,7 +772,7 @@ pub(crate) fn to_cookie(
     }
     payload.set_stamp(payload.stamp().after_outage_write());
     if payload.id.is_some() {
-        payload.set_mirror_writes(mirror_writes);
+        payload.set_mirror_stamp(mirror_stamp);
     }
     state.intent = Intent::Keep;
     // The rest of the request goes on from the cookie this issues.

@@ -21,7 +21,7 @@ const OUTAGE_MASK: u64 = (1 << OUTAGE_BITS) - 1;
 ///
 /// Stamps order as (writes, outage writes). A cookie whose stamp is greater than the hash's
 /// carries a state Redis has not seen (outage writes, or writes a failed-over Redis lost): what
-/// it wrote while Redis was down wins, and its mirror too when Redis has fewer writes than the
+/// it wrote while Redis was down wins, and its mirror too when Redis is behind the state the
 /// mirror is from. Equal, it holds what Redis holds. Smaller, Redis has moved on since (another
 /// request, a newer copy of the cookie): Redis wins and what the cookie carried is dropped,
 /// never written over newer values. A session re-seeded or promoted from a cookie starts at
@@ -61,6 +61,11 @@ impl Stamp {
 
     pub(crate) fn outage_writes(self) -> u64 {
         self.0 & OUTAGE_MASK
+    }
+
+    /// The stamp after one more write in Redis, as the save script counts it.
+    pub(crate) fn after_write(self) -> Self {
+        Self(self.0.saturating_add(Self::WRITE))
     }
 
     /// The stamp after one more save into the cookie (it stops counting at a million).

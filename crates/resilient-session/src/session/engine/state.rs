@@ -131,6 +131,8 @@ pub(crate) struct Data {
     /// changed by the handler since).
     pub(crate) merged: BTreeSet<String>,
     pub(crate) known: Known,
+    /// The handler cleared the session in this request: a login then carries nothing of it.
+    pub(crate) cleared: bool,
 }
 
 /// Which keys the session knows the value (or the absence) of.
@@ -184,6 +186,7 @@ impl Data {
         for key in keys {
             self.remove(&key);
         }
+        self.cleared = true;
     }
 
     fn changed_by_handler(&mut self, key: &str) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::answer::{GoneAnswer, Hash, HashAnswer, LegacyAnswer, Tombstone, Unavailable, Written};
-use super::load::{Answer, LoadInput, Loaded, Loader, Query, SUPERSEDED_FOR, Step};
+use super::load::{Answer, LoadInput, Loaded, Loader, Query, Step};
 use super::save::{self, After, Ctx, Gates, Local, Plan, Predecessor, Problem};
 use super::state::{
     Basis, ClientCookie, Cookie, Data, Intent, Known, Legacy, Outgoing, Phase, State,
@@ -227,10 +227,20 @@ fn who_wins_cookie_or_redis() {
             Serves::Redis(id(1), json!({"user": "bob", "cart": 5})),
         ),
         (
+            "a failed-over Redis that lost a save of nothing but a merged view (it left the hash \
+             at the view's stamp): the mirror lands",
+            cookie(10, Stamp::new(5, 1), |p| {
+                p.mirror.insert("user".into(), json!("bob"));
+            }),
+            vec![found(in_redis.clone(), Stamp::new(5, 0))],
+            vec![hash(id(1))],
+            Serves::Redis(id(1), json!({"user": "bob", "cart": 2})),
+        ),
+        (
             "a failed save's cookie, stamped past the state it loaded (7 writes), and another \
              request wrote since (8): only what the cookie wrote lands, its mirror is older",
             cookie(10, Stamp::new(8, 1), |p| {
-                p.set_mirror_writes(7);
+                p.set_mirror_stamp(Stamp::new(7, 0));
                 p.data.insert("cart".into(), json!(5));
             }),
             vec![found(json!({"user": "bob"}), Stamp::new(8, 0))],
@@ -333,36 +343,10 @@ fn who_wins_cookie_or_redis() {
             fresh(),
             vec![
                 Answer::Hash(HashAnswer::Missing),
-                gone(Tombstone::Cycled { at: Some(NOW - 5) }, EPOCH),
+                gone(Tombstone::Cycled, EPOCH),
             ],
             vec![hash(id(1)), gone_q(id(1))],
             Serves::Superseded,
-        ),
-        (
-            "no session, a login took it a while ago: a browser that kept the old cookie (the \
-             login's answer lost) starts afresh",
-            fresh(),
-            vec![
-                Answer::Hash(HashAnswer::Missing),
-                gone(
-                    Tombstone::Cycled {
-                        at: Some(NOW - SUPERSEDED_FOR - 1),
-                    },
-                    EPOCH,
-                ),
-            ],
-            vec![hash(id(1)), gone_q(id(1))],
-            Serves::Over,
-        ),
-        (
-            "no session, a login took it at a time not recorded: starts afresh",
-            fresh(),
-            vec![
-                Answer::Hash(HashAnswer::Missing),
-                gone(Tombstone::Cycled { at: None }, EPOCH),
-            ],
-            vec![hash(id(1)), gone_q(id(1))],
-            Serves::Over,
         ),
         (
             "no session, another copy re-seeded it: followed to its successor",
@@ -748,14 +732,14 @@ fn a_merged_view_is_written_only_if_redis_is_still_where_it_was_merged() {
 
 #[test]
 fn a_login_writes_a_new_id_and_retires_the_old_one() {
-    let mut state = state(
+    let mut login = state(
         Some(fresh()),
         stored(Stamp::new(5, 0)),
         json!({"user": "ada"}),
     );
-    state.intent.cycle();
-    state.data.set("user", json!("bob"));
-    let Plan::Write(write) = plan(&mut state) else {
+    login.intent.cycle();
+    login.data.set("user", json!("bob"));
+    let Plan::Write(write) = plan(&mut login) else {
         panic!("a write");
     };
     assert_ne!(write.id, id(1));
@@ -763,12 +747,60 @@ fn a_login_writes_a_new_id_and_retires_the_old_one() {
     // The script copies the old session as it is then; the login's changes go over it.
     assert_eq!(write.set, [("user".to_owned(), "\"bob\"".to_owned())]);
     assert_eq!(
+        write.loaded,
+        Some(Stamp::new(5, 0)),
+        "it says if it missed writes"
+    );
+    assert_eq!(
         write.predecessor,
         Some(Predecessor::Cycle {
             old: id(1),
-            tombstone_secs: 3600 + 300
+            tombstone_secs: 3600 + 300,
+            copy: true,
         })
     );
+
+    // A view merged at load is guarded, as in an update; a login that cleared the session
+    // copies nothing.
+    let mut merged = state(
+        Some(fresh()),
+        Phase::Stored {
+            id: id(1),
+            stamp: Stamp::new(5, 0),
+            created: NOW - 10,
+            confirmed: NOW - 10,
+            merged: Some(Stamp::new(5, 0)),
+        },
+        json!({"user": "ada", "cart": 3}),
+    );
+    merged.data.merged.insert("cart".into());
+    merged.intent.cycle();
+    let Plan::Write(write) = plan(&mut merged) else {
+        panic!("a write");
+    };
+    assert!(write.set.is_empty());
+    let guarded = write.guarded.expect("guarded");
+    assert_eq!(
+        (guarded.expected, guarded.set),
+        (Stamp::new(5, 0), vec![("cart".to_owned(), "3".to_owned())])
+    );
+
+    let mut cleared = state(
+        Some(fresh()),
+        stored(Stamp::new(5, 0)),
+        json!({"user": "ada", "cart": 3}),
+    );
+    cleared.data.clear();
+    cleared.data.set("user", json!("bob"));
+    cleared.intent.cycle();
+    let Plan::Write(write) = plan(&mut cleared) else {
+        panic!("a write");
+    };
+    assert_eq!(write.set, [("user".to_owned(), "\"bob\"".to_owned())]);
+    assert!(matches!(
+        write.predecessor,
+        Some(Predecessor::Cycle { copy: false, .. })
+    ));
 }
 
 #[test]
@@ -850,9 +882,9 @@ fn outage_writes_ride_in_the_cookie() {
 
 #[test]
 fn a_login_during_an_outage_gets_an_identity_of_its_own() {
-    let mut state = state(Some(fresh()), Phase::Fallback, json!({"user": "ada"}));
-    state.intent.cycle();
-    let Plan::Local(local) = plan(&mut state) else {
+    let mut fallback = state(Some(fresh()), Phase::Fallback, json!({"user": "ada"}));
+    fallback.intent.cycle();
+    let Plan::Local(local) = plan(&mut fallback) else {
         panic!("no Redis command");
     };
     let payload = local.issue.expect("a cookie");
@@ -860,6 +892,30 @@ fn a_login_during_an_outage_gets_an_identity_of_its_own() {
     assert!(payload.provisional.is_some() && payload.provisional != Some(id(1)));
     assert_eq!(local.revoke, Some(id(1)), "the old identity is revoked");
     assert_eq!(payload.stamp(), Stamp::new(0, 1));
+    assert_eq!(payload.touched, NOW - 10, "the old identity's window");
+
+    // On a session nothing could be read of (too old to stand in): a new session, nothing of
+    // the old one carried, a window of its own.
+    let mirrored = mirrored();
+    let too_old = cookie(4000, Stamp::new(5, 0), |_| {});
+    let mut detached = state(Some(too_old), Phase::Detached, json!({}));
+    detached.data.known = Known::Only(BTreeSet::new());
+    detached.intent.cycle();
+    detached.data.set("user", json!("bob"));
+    let Plan::Write(write) = plan(&mut detached) else {
+        panic!("Redis may be back: tried first");
+    };
+    let local = local_of(save::after_write(
+        &mut detached,
+        &write,
+        Written::Failed,
+        ctx(&mirrored),
+        &mut ids(),
+    ));
+    let payload = local.issue.expect("a cookie-only session");
+    assert_eq!(local.revoke, Some(id(1)));
+    assert_eq!(payload.touched, NOW, "a window of its own");
+    assert!(!payload.partial && !payload.incomplete, "{payload:?}");
 }
 
 #[test]
@@ -939,6 +995,18 @@ fn unused_sessions_are_touched_when_due() {
             touch,
             "confirmed {age} s ago, revoked here: {revoked_here}"
         );
+    }
+    // Due, but a touch could not re-issue the cookie (outage writes Redis lacks, an older
+    // key): read instead, once.
+    let pending = cookie(300, Stamp::new(5, 1), |p| p.written.push("user".into()));
+    let older = Cookie {
+        newest_key: false,
+        ..cookie(300, Stamp::new(5, 0), |_| {})
+    };
+    for cookie in [pending, older] {
+        let mut state = state(Some(cookie), Phase::Unloaded, json!({}));
+        let plan = save::plan(&mut state, ctx(&mirrored), false, None, &mut ids());
+        assert_eq!(plan, Plan::Read);
     }
 }
 
@@ -1055,7 +1123,7 @@ fn after_the_save_script() {
         (
             "a login took it",
             GoneAnswer::Known {
-                tombstone: Tombstone::Cycled { at: Some(NOW) },
+                tombstone: Tombstone::Cycled,
                 epoch: EPOCH.into(),
             },
             Phase::Superseded,
@@ -1191,10 +1259,28 @@ fn after_the_save_script() {
     assert_eq!(payload.data["cart"], 1);
     assert_eq!(payload.stamp(), Stamp::new(6, 1));
     assert_eq!(
-        payload.mirror_writes(),
-        5,
+        payload.mirror_stamp(),
+        Stamp::new(5, 0),
         "its mirror is the state it loaded"
     );
+    // The same on a hash whose stamp carries outage writes (a merged view left it there): past
+    // what another request's write makes of it too.
+    let mut state7 = state(
+        Some(cookie(10, Stamp::new(5, 1), |_| {})),
+        stored(Stamp::new(5, 1)),
+        json!({"user": "ada"}),
+    );
+    state7.data.set("cart", json!(1));
+    let write = write_of(&mut state7);
+    let local = local_of(save::after_write(
+        &mut state7,
+        &write,
+        Written::Failed,
+        ctx,
+        &mut ids(),
+    ));
+    let payload = local.issue.expect("a cookie");
+    assert!(payload.stamp() > Stamp::new(6, 1), "{:?}", payload.stamp());
     assert!(
         payload.stamp() > Stamp::new(6, 0),
         "newer than the write, had it landed"
@@ -1222,6 +1308,110 @@ fn after_the_save_script() {
     let payload = local.issue.expect("a cookie-only session");
     assert_eq!(payload.data["counter"], 3);
     assert_eq!(state5.legacy, Legacy::Remove);
+}
+
+#[test]
+fn a_save_that_finds_its_session_gone_moves_it_only_as_a_load_would() {
+    let mirrored = mirrored();
+    let ctx = ctx(&mirrored);
+    let older_key = Cookie {
+        newest_key: false,
+        ..fresh()
+    };
+    let no_epoch = cookie(10, Stamp::new(5, 0), |p| p.epoch = None);
+    let closed = Gates {
+        fail_closed: true,
+        ..Gates::default()
+    };
+    let revoked_here = Gates {
+        revoked_here: true,
+        ..Gates::default()
+    };
+    let lost = "epoch-after-restart";
+    // The cookie, the id the request had loaded (its own, or a successor it followed), what
+    // this process knows, the data epoch now; whether the session moves (else it ended).
+    let rows: Vec<(&str, Cookie, SessionId, Gates, &str, bool)> = vec![
+        (
+            "its own id, a new epoch: lost",
+            fresh(),
+            id(1),
+            Gates::default(),
+            lost,
+            true,
+        ),
+        (
+            "its own id, the same epoch: ended",
+            fresh(),
+            id(1),
+            Gates::default(),
+            EPOCH,
+            false,
+        ),
+        (
+            "a successor it followed: lost",
+            fresh(),
+            id(2),
+            Gates::default(),
+            EPOCH,
+            true,
+        ),
+        ("failing closed", fresh(), id(1), closed, lost, false),
+        (
+            "logged out in this process",
+            fresh(),
+            id(1),
+            revoked_here,
+            lost,
+            false,
+        ),
+        (
+            "a cookie of an older key",
+            older_key,
+            id(1),
+            Gates::default(),
+            lost,
+            false,
+        ),
+        (
+            "a cookie that saw no epoch",
+            no_epoch,
+            id(1),
+            Gates::default(),
+            lost,
+            false,
+        ),
+    ];
+    for (case, cookie, at, gates, epoch, moves) in rows {
+        let mut state = state(
+            Some(cookie),
+            Phase::Stored {
+                id: at.clone(),
+                stamp: Stamp::new(5, 0),
+                created: NOW - 10,
+                confirmed: NOW - 10,
+                merged: None,
+            },
+            json!({"user": "ada"}),
+        );
+        state.data.set("cart", json!(1));
+        let answer = GoneAnswer::Known {
+            tombstone: Tombstone::None,
+            epoch: epoch.into(),
+        };
+        match save::after_recheck(&mut state, &at, answer, gates, ctx, &mut ids()) {
+            Plan::Write(write) => {
+                assert!(moves, "{case}: {write:?}");
+                assert!(
+                    matches!(&write.predecessor, Some(Predecessor::Claim { old, .. }) if *old == at),
+                    "{case}: claims the id that was lost"
+                );
+            }
+            other => {
+                assert!(!moves, "{case}: {other:?}");
+                assert_eq!(state.phase, Phase::Ended, "{case}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -1284,20 +1474,24 @@ fn an_older_keys_content_is_never_re_issued_under_the_newest_key() {
         ..cookie
     };
     // A touch of an unused session: re-issued for the newest key only, and only when Redis is
-    // at the cookie's stamp (another tab wrote: its mirror is not vouched for anew).
+    // at the cookie's stamp (another tab wrote, or the cookie has writes Redis has not: its
+    // mirror is not vouched for anew); else read, and re-issued from what Redis has.
+    let reissued = |touched: &Plan| matches!(touched, Plan::Local(local) if local.issue.is_some());
+    let outage_writes = cookie(10, Stamp::new(5, 1), |p| p.written.push("user".into()));
     let rows = [
-        (fresh(), Some(Stamp::new(5, 0)), true),
-        (older(fresh()), Some(Stamp::new(5, 0)), false),
-        (fresh(), Some(Stamp::new(6, 0)), false),
-        (fresh(), None, false),
+        (fresh(), Some(Stamp::new(5, 0)), Some(true)),
+        (older(fresh()), Some(Stamp::new(5, 0)), None),
+        (fresh(), Some(Stamp::new(6, 0)), None),
+        (outage_writes, Some(Stamp::new(5, 0)), None),
+        (fresh(), None, Some(false)),
     ];
-    for (cookie, touched, reissued) in rows {
+    for (cookie, touched, expected) in rows {
         let state = state(Some(cookie), Phase::Unloaded, json!({}));
-        assert_eq!(
-            save::after_touch(&state, touched, ctx).issue.is_some(),
-            reissued,
-            "{touched:?}"
-        );
+        let after = save::after_touch(&state, touched, ctx);
+        match expected {
+            Some(reissue) => assert_eq!(reissued(&after), reissue, "{touched:?}"),
+            None => assert_eq!(after, Plan::Read, "{touched:?}"),
+        }
     }
     // A read: an older key's cookie is re-issued, from what Redis has.
     let forged = older(cookie(10, Stamp::new(9, 3), |p| {

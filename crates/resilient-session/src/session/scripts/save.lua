@@ -9,19 +9,23 @@
 -- ARGV[1]  TTL in seconds
 -- ARGV[2]  'update': only if the hash still exists; 'create': a new hash
 -- ARGV[3]  the stamp a cookie's view was merged against ('' when there is none): its fields
---          (the guarded ones) are written only if the hash still is at that stamp
+--          (the guarded ones) are written only if the hash (a login's: the old one) still is
+--          at that stamp
 -- ARGV[4]  a floor: the new stamp is above the current one and above this
 -- ARGV[5]  the exact stamp to set instead ('' to count one more write)
--- ARGV[6]  '', 'cycle' (a login: the predecessor goes), 'claim' (a move: the predecessor's id
---          is claimed with a tombstone, once) or 'retire' (an import: the old key goes)
+-- ARGV[6]  '', 'cycle' (a login: the predecessor is copied, then goes), 'clean-cycle' (a login
+--          that cleared the session: the predecessor goes, nothing of it is copied), 'claim' (a
+--          move: the predecessor's id is claimed with a tombstone, once) or 'retire' (an import:
+--          the old key goes)
 -- ARGV[7]  the predecessor's tombstone value (cycle, claim)
 -- ARGV[8]  the tombstone's lifetime in seconds (0: none)
 -- ARGV[9..12]  counts: fields to delete, field/value pairs to set, guarded fields to delete,
 --          guarded pairs to set
 -- ARGV[13] what one write adds to a stamp
 -- ARGV[14] the merged view's own stamp
--- ARGV[15] the stamp the request loaded ('' for a create): a save that finds another one has
---          missed writes, and answers the mirrored fields as they are now
+-- ARGV[15] the stamp the request loaded ('' for a create): a save that finds another one (on
+--          the hash, or a login's old one) has missed writes, and answers the mirrored fields
+--          as they are now
 -- ARGV[16] how many mirrored field names follow the fields
 -- ARGV[17] when the session was created, unix seconds (a create keeps it)
 -- then the guarded fields, the other fields, and the mirrored field names, in that order.
@@ -31,6 +35,7 @@
 -- {'taken', tombstone} (a claim found another's tombstone: nothing written).
 local hash = KEYS[1]
 local kind = ARGV[6]
+local cycle = kind == 'cycle' or kind == 'clean-cycle'
 local tombstone = ARGV[7]
 local tombstone_secs = tonumber(ARGV[8])
 
@@ -58,7 +63,7 @@ if kind == 'claim' then
     return {'taken', previous}
   end
   redis.call('SET', KEYS[4], tombstone, 'EX', tombstone_secs)
-elseif kind == 'cycle' then
+elseif cycle then
   -- The predecessor gone, and not by an earlier attempt of this very save: a logout raced.
   if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('GET', KEYS[4]) ~= tombstone then
     return {'gone', ''}
@@ -67,6 +72,16 @@ end
 if ARGV[2] == 'update' and redis.call('EXISTS', hash) == 0 then
   return {'gone', ''}
 end
+-- Where the state the request loaded is now: the hash's stamp, or a login's old hash's (read
+-- once, and only when asked: an update learns it from its HINCRBY).
+local loaded_from = hash
+if cycle then loaded_from = KEYS[3] end
+local before
+local function stamp_now()
+  before = before or tonumber(redis.call('HGET', loaded_from, '\0v') or '0')
+  return before
+end
+local missed = cycle and ARGV[15] ~= '' and stamp_now() ~= tonumber(ARGV[15])
 if kind == 'cycle' then
   -- A login copies the old session as it is now (a write that landed after the login's load
   -- included); the login's own changes follow.
@@ -92,13 +107,12 @@ local guarded_deletes, guarded_sets = tonumber(ARGV[11]), tonumber(ARGV[12])
 local guarded_at = 18
 local at = guarded_at + guarded_deletes + 2 * guarded_sets
 local names_at = at + deletes + 2 * sets
-local missed = false
 
 -- One more write on the stamp: above the current one, and above the floor.
 local function count_write()
   local write = tonumber(ARGV[13])
   local stamp = redis.call('HINCRBY', hash, '\0v', write)
-  if ARGV[15] ~= '' and stamp - write ~= tonumber(ARGV[15]) then
+  if not cycle and ARGV[15] ~= '' and stamp - write ~= tonumber(ARGV[15]) then
     missed = true
   end
   local floor = tonumber(ARGV[4])
@@ -116,11 +130,12 @@ if ARGV[5] ~= '' then
 elseif ARGV[3] ~= '' then
   -- A cookie's view merged over the hash as it was at ARGV[3]: only if it still is. A save of
   -- nothing but that view leaves the hash at the view's own stamp (ARGV[14]), so that a newer
-  -- copy of the same cookie (more writes taken in while Redis was down) still wins over it.
-  if tonumber(redis.call('HGET', hash, '\0v') or '0') == tonumber(ARGV[3]) then
+  -- copy of the same cookie (more writes taken in while Redis was down) still wins over it; a
+  -- login starts a history of its own.
+  if stamp_now() == tonumber(ARGV[3]) then
     if guarded_deletes > 0 then chunked('HDEL', guarded_at, guarded_deletes) end
     if guarded_sets > 0 then chunked('HSET', guarded_at + guarded_deletes, 2 * guarded_sets) end
-    if deletes == 0 and sets == 0 then
+    if deletes == 0 and sets == 0 and not cycle then
       stamp = ARGV[14]
       redis.call('HSET', hash, '\0v', stamp)
     end
@@ -139,7 +154,7 @@ if ARGV[2] == 'create' then
 end
 redis.call('EXPIRE', hash, ARGV[1])
 
-if kind == 'cycle' then
+if cycle then
   redis.call('DEL', KEYS[3])
   if tombstone_secs > 0 then
     redis.call('SET', KEYS[4], tombstone, 'EX', tombstone_secs)
