@@ -1,7 +1,7 @@
 //! Turns a [`Payload`] into a `Set-Cookie` header and a `Cookie` header back into a payload.
 //!
-//! Private mode encrypts the payload with AES-256-GCM (the cookie crate's private jar), with the
-//! cookie's name as associated data. Signed mode signs `name=base64url(payload)` with
+//! Private mode encrypts the payload with AES-256-GCM (in the cookie crate's private-jar format,
+//! each key's cipher set up once), with the cookie's name as associated data. Signed mode signs `name=base64url(payload)` with
 //! HMAC-SHA256 (the cookie crate's signed jar) and sends only `mac ‖ base64url(payload)`. Either
 //! way a value is bound to its cookie's name: it does not verify under another name.
 //!
@@ -25,6 +25,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cookie::{Cookie, CookieJar};
 
 use super::KeyRing;
+use super::aead::Sealer;
 use super::payload::Payload;
 use crate::config::{CookieMode, SameSite, SessionConfig};
 
@@ -42,6 +43,9 @@ pub(crate) struct CookieCodec {
     name: String,
     mode: CookieMode,
     keys: KeyRing,
+    sealer: Sealer,
+    /// The `Set-Cookie` attributes after the value, up to `Max-Age`: the same for every cookie.
+    attributes: String,
     secure: bool,
     http_only: bool,
     same_site: SameSite,
@@ -95,16 +99,21 @@ pub(crate) struct Found {
 
 impl CookieCodec {
     pub(crate) fn new(config: &SessionConfig) -> Self {
-        Self {
+        let mut codec = Self {
             name: config.full_cookie_name(),
             mode: config.mode,
             keys: config.keys.clone(),
+            sealer: Sealer::new(&config.keys),
+            attributes: String::new(),
             secure: config.secure,
             http_only: config.http_only,
             same_site: config.same_site,
             path: config.path.clone(),
             domain: config.domain.clone(),
-        }
+        };
+        let empty = codec.attributes(String::new()).to_string();
+        codec.attributes = empty[codec.name.len() + 1..].to_owned();
+        codec
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -156,10 +165,7 @@ impl CookieCodec {
         }
         let (hint, protected) = value.split_once('.')?;
         let (json, key) = match self.mode {
-            CookieMode::Private => {
-                let (json, key) = self.decrypt(&self.name, protected)?;
-                (json.into_bytes(), key)
-            }
+            CookieMode::Private => self.sealer.open(&self.name, protected)?,
             CookieMode::Signed => self.verify(protected)?,
         };
         let payload = Payload::from_json(&json)?;
@@ -173,31 +179,47 @@ impl CookieCodec {
     /// `text` encrypted with the newest key, bound to `purpose` (never a cookie name of ours:
     /// the result does not verify as a cookie).
     pub(crate) fn seal(&self, purpose: &str, text: &str) -> String {
-        self.encrypt(&format!("{}.{purpose}", self.name), text.to_owned())
+        self.encrypt(&format!("{}.{purpose}", self.name), text.as_bytes())
     }
 
     /// What [`seal`](Self::seal) sealed for `purpose`, under any key of the ring.
     pub(crate) fn unseal(&self, purpose: &str, sealed: &str) -> Option<String> {
-        self.decrypt(&format!("{}.{purpose}", self.name), sealed)
-            .map(|(text, _)| text)
+        let (text, _) = self
+            .sealer
+            .open(&format!("{}.{purpose}", self.name), sealed)?;
+        String::from_utf8(text).ok()
     }
 
     /// The `Set-Cookie` value carrying `payload`, expiring after `max_age`.
     pub(crate) fn encode(&self, payload: &Payload, max_age: Duration) -> Result<String, TooLarge> {
         let json = payload.to_json();
         let protected = match self.mode {
-            CookieMode::Private => self.encrypt(&self.name, json),
+            CookieMode::Private => self.encrypt(&self.name, json.as_bytes()),
             CookieMode::Signed => self.sign(&json),
         };
-        let value = format!("{}.{protected}", payload.touched);
-        let bytes = self.name.len() + 1 + value.len();
+        let touched = payload.touched.to_string();
+        let bytes = self.name.len() + 1 + touched.len() + 1 + protected.len();
         if bytes > MAX_COOKIE_BYTES {
             return Err(TooLarge { bytes });
         }
-        let max_age = time::Duration::seconds(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
-        let mut cookie = self.attributes(value);
-        cookie.set_max_age(max_age);
-        Ok(cookie.to_string())
+        // `name=value` and the attributes, as the cookie crate writes them.
+        let max_age = i64::try_from(max_age.as_secs())
+            .unwrap_or(i64::MAX)
+            .to_string();
+        let mut header = String::with_capacity(bytes + self.attributes.len() + 10 + max_age.len());
+        for part in [
+            self.name.as_str(),
+            "=",
+            &touched,
+            ".",
+            &protected,
+            &self.attributes,
+            "; Max-Age=",
+            &max_age,
+        ] {
+            header.push_str(part);
+        }
+        Ok(header)
     }
 
     /// The `Set-Cookie` value that removes the cookie, with the same attributes.
@@ -223,24 +245,12 @@ impl CookieCodec {
         cookie
     }
 
-    /// AES-256-GCM with the newest key, `name` as associated data.
-    fn encrypt(&self, name: &str, plain: String) -> String {
-        let mut jar = CookieJar::new();
-        jar.private_mut(self.keys.newest())
-            .add(Cookie::new(name.to_owned(), plain));
-        jar.get(name)
-            .map(|c| c.value().to_owned())
-            .unwrap_or_default()
-    }
-
-    /// The plain text and the index of the key (0: the newest) that decrypts `value`.
-    fn decrypt(&self, name: &str, value: &str) -> Option<(String, usize)> {
-        let jar = CookieJar::new();
-        self.keys.all().enumerate().find_map(|(index, key)| {
-            let cookie = Cookie::new(name.to_owned(), value.to_owned());
-            jar.private(key)
-                .decrypt(cookie)
-                .map(|c| (c.value().to_owned(), index))
+    /// AES-256-GCM with the newest key, `name` as associated data. Empty (a value nothing
+    /// opens) in the one case it cannot be made: the system's random source failed.
+    fn encrypt(&self, name: &str, plain: &[u8]) -> String {
+        self.sealer.seal(name, plain).unwrap_or_else(|| {
+            tracing::error!("cannot seal a cookie: the system's random source failed");
+            String::new()
         })
     }
 
@@ -528,6 +538,32 @@ mod tests {
         let mut big = payload();
         big.data.insert("blob".into(), "x".repeat(5000).into());
         assert!(codec.encode(&big, Duration::from_secs(60)).is_err());
+    }
+
+    #[test]
+    fn set_cookie_is_written_as_the_cookie_crate_writes_it() {
+        let configs = [
+            config(CookieMode::Private),
+            config(CookieMode::Signed)
+                .same_site(SameSite::None)
+                .secure(true)
+                .domain("example.com")
+                .path("/app"),
+            config(CookieMode::Private).http_only(false).secure(false),
+        ];
+        for config in configs {
+            let codec = CookieCodec::new(&config);
+            let header = codec
+                .encode(&payload(), Duration::from_secs(3600))
+                .expect("fits");
+            let value = Cookie::parse(header.clone())
+                .expect("parses")
+                .value()
+                .to_owned();
+            let mut expected = codec.attributes(value);
+            expected.set_max_age(time::Duration::hours(1));
+            assert_eq!(header, expected.to_string());
+        }
     }
 
     mod properties {

@@ -14,6 +14,7 @@
 //! # Ok::<(), resilient_session::Error>(())
 //! ```
 
+mod aead;
 mod codec;
 mod keyring;
 mod payload;

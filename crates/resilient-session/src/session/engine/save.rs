@@ -366,8 +366,14 @@ fn write(state: &State, ctx: Ctx<'_>, new_id: &mut dyn FnMut() -> SessionId) -> 
             .map(|(key, value)| (key.clone(), value.to_string()))
             .collect()
     };
+    let login = state.intent == Intent::Cycle;
+    // An update keeps its id; anything else is written under a new one.
+    let id = match &state.phase {
+        Phase::Stored { id, .. } if !login => id.clone(),
+        _ => new_id(),
+    };
     let mut write = Write {
-        id: new_id(),
+        id,
         create: true,
         set: Vec::new(),
         delete: Vec::new(),
@@ -380,12 +386,8 @@ fn write(state: &State, ctx: Ctx<'_>, new_id: &mut dyn FnMut() -> SessionId) -> 
         predecessor: None,
         supersedes: None,
     };
-    let login = state.intent == Intent::Cycle;
     match &state.phase {
-        Phase::Stored {
-            id, stamp, merged, ..
-        } if !login => {
-            write.id = id.clone();
+        Phase::Stored { stamp, merged, .. } if !login => {
             write.create = false;
             (write.set, write.delete) = changes(&state.data.values, &state.data.changed);
             // Only a cookie of the newest key had its view merged, and only then is its
