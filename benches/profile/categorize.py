@@ -31,7 +31,7 @@ def samples(path):
         yield stack
 
 
-REDIS = ("redis::", "RedisManager::query", "bb8", "ValueCodec", "multiplexed")
+REDIS = ("redis::", "fred::", "RedisManager::query", "bb8", "ValueCodec", "multiplexed")
 CRYPTO = ("CookieCodec", "cookie::secure", "aes_gcm", "Sealer", "PrivateJar", "SignedJar")
 
 

@@ -7,7 +7,9 @@ use std::rc::Rc;
 use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{CACHE_CONTROL, COOKIE, HeaderMap, HeaderValue, SET_COOKIE, VARY};
+use actix_web::http::header::{
+    CACHE_CONTROL, COOKIE, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, VARY,
+};
 use resilient_session::{ResponseHeaders, SessionStore, Source};
 use tracing::Instrument;
 
@@ -144,18 +146,29 @@ fn apply(session: &ResponseHeaders, headers: &mut HeaderMap) {
     if !session.is_private() {
         return;
     }
-    let joined = |headers: &HeaderMap, name| {
+    fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
         let values: Vec<&str> = headers
             .get_all(name)
             .filter_map(|v| v.to_str().ok())
             .collect();
         (!values.is_empty()).then(|| values.join(", "))
-    };
-    let vary = ResponseHeaders::vary(joined(headers, &VARY).as_deref());
-    let cache_control = ResponseHeaders::cache_control(joined(headers, &CACHE_CONTROL).as_deref());
-    for (name, value) in [(VARY, vary), (CACHE_CONTROL, cache_control)] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
-        }
+    }
+    for (name, fresh, merged) in [
+        (
+            VARY,
+            "Cookie",
+            ResponseHeaders::vary as fn(Option<&str>) -> String,
+        ),
+        (CACHE_CONTROL, "private", ResponseHeaders::cache_control),
+    ] {
+        // The common case, a response that says neither: no allocation.
+        let value = match joined(headers, &name) {
+            None => HeaderValue::from_static(fresh),
+            Some(existing) => match HeaderValue::from_str(&merged(Some(&existing))) {
+                Ok(value) => value,
+                Err(_) => continue,
+            },
+        };
+        headers.insert(name, value);
     }
 }

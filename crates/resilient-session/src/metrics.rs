@@ -43,6 +43,10 @@
 //!
 //! # Installing a recorder
 //!
+//! Install the recorder before the first request: each [`RedisManager`] registers its
+//! per-operation metrics with the recorder installed when an operation is first recorded, and
+//! keeps the handles (recording is then an atomic add, with no lookup or allocation).
+//!
 //! With Prometheus, the example apps install `metrics-exporter-prometheus`'s recorder once per
 //! process, call [`describe`] and serve its `render()` at `GET /metrics`; see
 //! `examples/common/src/metrics.rs`. Any recorder works; here the `metrics-util` debugging one,
@@ -80,9 +84,13 @@
 //! [`RedisManager::query`]: crate::RedisManager::query
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
-use ::metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
+use ::metrics::{
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 
 use crate::Error;
 
@@ -243,27 +251,94 @@ pub(crate) fn failing_closed(on: bool) {
     }
 }
 
-/// The `outcome` label of a finished Redis operation.
-pub(crate) fn outcome(result: Result<(), &Error>) -> &'static str {
+/// The `outcome` labels of a finished Redis operation.
+const OUTCOMES: [&str; 3] = ["ok", "unavailable", "error"];
+
+fn outcome_index(result: Result<(), &Error>) -> usize {
     match result {
-        Ok(()) => "ok",
-        Err(err) if err.is_unavailable() => "unavailable",
-        Err(_) => "error",
+        Ok(()) => 0,
+        Err(err) if err.is_unavailable() => 1,
+        Err(_) => 2,
     }
 }
 
-/// One Redis operation is over: `elapsed` is `None` when it was refused without being tried.
-pub(crate) fn redis_operation(
-    operation: &'static str,
-    result: Result<(), &Error>,
-    elapsed: Option<Duration>,
-) {
-    counter!(REDIS_COMMANDS, "operation" => operation, "outcome" => outcome(result)).increment(1);
-    if let Some(elapsed) = elapsed {
-        ::metrics::histogram!(REDIS_COMMAND_DURATION, "operation" => operation).record(elapsed);
+/// The `outcome` label of a finished Redis operation.
+pub(crate) fn outcome(result: Result<(), &Error>) -> &'static str {
+    OUTCOMES[outcome_index(result)]
+}
+
+/// The per-operation metrics of one [`RedisManager`](crate::RedisManager), their handles
+/// registered with the recorder on each operation's first use: recording then costs an atomic
+/// add, where looking a labelled metric up costs allocations on every call.
+#[derive(Default)]
+pub(crate) struct Operations {
+    handles: RwLock<Vec<(&'static str, Handles)>>,
+}
+
+struct Handles {
+    /// By outcome, as [`OUTCOMES`] lists them; each registered when first counted.
+    commands: [OnceLock<Counter>; 3],
+    duration: Histogram,
+}
+
+impl Handles {
+    fn new(operation: &'static str) -> Self {
+        Self {
+            commands: Default::default(),
+            duration: histogram!(REDIS_COMMAND_DURATION, "operation" => operation),
+        }
     }
-    if let Err(err) = result {
-        counter!(REDIS_FAILURES, "kind" => err.failure_kind()).increment(1);
+
+    fn record(&self, operation: &'static str, outcome: usize, elapsed: Option<Duration>) {
+        self.commands[outcome]
+            .get_or_init(|| {
+                counter!(REDIS_COMMANDS, "operation" => operation, "outcome" => OUTCOMES[outcome])
+            })
+            .increment(1);
+        if let Some(elapsed) = elapsed {
+            self.duration.record(elapsed);
+        }
+    }
+}
+
+impl Operations {
+    /// One Redis operation is over: `elapsed` is `None` when it was refused without being
+    /// tried.
+    pub(crate) fn record(
+        &self,
+        operation: &'static str,
+        result: Result<(), &Error>,
+        elapsed: Option<Duration>,
+    ) {
+        let outcome = outcome_index(result);
+        let recorded = self
+            .read()
+            .iter()
+            .find(|(name, _)| *name == operation)
+            .map(|(_, handles)| handles.record(operation, outcome, elapsed));
+        if recorded.is_none() {
+            let handles = Handles::new(operation);
+            handles.record(operation, outcome, elapsed);
+            let mut all = self.handles.write().unwrap_or_else(PoisonError::into_inner);
+            if all.iter().all(|(name, _)| *name != operation) {
+                all.push((operation, handles));
+            }
+        }
+        if let Err(err) = result {
+            counter!(REDIS_FAILURES, "kind" => err.failure_kind()).increment(1);
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<(&'static str, Handles)>> {
+        self.handles.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for Operations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operations")
+            .field("registered", &self.read().len())
+            .finish()
     }
 }
 
@@ -347,8 +422,10 @@ mod tests {
             Event::CookieExpired.record();
             Event::CookieExpired.record();
             Event::RevocationQueued.record();
-            redis_operation("get", Ok(()), Some(Duration::from_millis(2)));
-            redis_operation("get", Err(&Error::CircuitOpen), None);
+            let operations = Operations::default();
+            operations.record("get", Ok(()), Some(Duration::from_millis(2)));
+            operations.record("get", Err(&Error::CircuitOpen), None);
+            operations.record("get", Ok(()), Some(Duration::from_millis(1)));
             // Two managers: each counts once in the gauge, however often it changes state.
             let (first, second) = (AtomicBool::new(false), AtomicBool::new(false));
             breaker(BreakerChange::Open, &first);
@@ -364,7 +441,7 @@ mod tests {
         assert_eq!(value(REVOCATIONS, &[("outcome", "queued")]), Some(1));
         assert_eq!(
             value(REDIS_COMMANDS, &[("operation", "get"), ("outcome", "ok")]),
-            Some(1)
+            Some(2)
         );
         assert_eq!(
             value(
@@ -386,6 +463,18 @@ mod tests {
             }
             _ => None,
         });
-        assert_eq!(timed, Some(1), "only the operation that was tried is timed");
+        assert_eq!(
+            timed,
+            Some(2),
+            "only the operations that were tried are timed"
+        );
+        // An outcome is registered when first counted: no series of zeros.
+        assert_eq!(
+            value(
+                REDIS_COMMANDS,
+                &[("operation", "get"), ("outcome", "error")]
+            ),
+            None
+        );
     }
 }

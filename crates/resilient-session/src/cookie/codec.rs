@@ -170,7 +170,7 @@ impl CookieCodec {
         };
         let payload = Payload::from_json(&json)?;
         // Exactly what `encode` wrote: not `+17…` or `017…`, which would parse the same.
-        (hint == payload.touched.to_string()).then_some(Opened {
+        written_as(hint, payload.touched).then_some(Opened {
             payload,
             newest_key: key == 0,
         })
@@ -284,6 +284,18 @@ impl CookieCodec {
         })?;
         let encoded = verified.value().strip_prefix(&format!("{}=", self.name))?;
         Some((URL_SAFE_NO_PAD.decode(encoded).ok()?, index))
+    }
+}
+
+/// Whether `text` is `n` as `to_string` writes it (compared without writing it anew).
+fn written_as(text: &str, n: i64) -> bool {
+    use std::io::Write as _;
+    let mut buffer = [0u8; 20];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    // An i64 takes at most 20 bytes.
+    write!(cursor, "{n}").is_ok() && {
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        text.as_bytes() == &buffer[..len]
     }
 }
 
@@ -538,6 +550,17 @@ mod tests {
         let mut big = payload();
         big.data.insert("blob".into(), "x".repeat(5000).into());
         assert!(codec.encode(&big, Duration::from_secs(60)).is_err());
+    }
+
+    #[test]
+    fn the_hint_must_be_written_as_encode_writes_it() {
+        for n in [0, 7, -7, 1_700_000_000, i64::MIN, i64::MAX] {
+            assert!(written_as(&n.to_string(), n));
+            assert!(!written_as(&format!("+{n}"), n));
+            assert!(!written_as(&format!("0{n}"), n));
+            assert!(!written_as(&format!("{n}0"), n));
+        }
+        assert!(!written_as("", 0));
     }
 
     #[test]

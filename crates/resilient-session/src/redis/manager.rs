@@ -65,6 +65,7 @@ struct Inner {
     wake: Arc<Notify>,
     /// The breaker-open gauge counts this manager.
     breaker_counted_open: AtomicBool,
+    operations: metrics::Operations,
 }
 
 /// How long commands share one pooled connection before taking it from the pool again.
@@ -142,6 +143,7 @@ impl RedisManager {
             settings,
             wake: Arc::clone(&wake),
             breaker_counted_open: AtomicBool::new(false),
+            operations: metrics::Operations::default(),
         });
         runtime.spawn(supervise(Arc::downgrade(&inner), wake));
         metrics::breaker_started();
@@ -299,7 +301,7 @@ impl RedisManager {
         let started = Instant::now();
         let Ok(admission) = inner.breaker.admit(started) else {
             let err = Error::CircuitOpen;
-            metrics::redis_operation(operation, Err(&err), None);
+            inner.operations.record(operation, Err(&err), None);
             return Err(err);
         };
         if admission == Admission::Probe {
@@ -322,7 +324,9 @@ impl RedisManager {
         let transition = permit.settle(outcome);
         let done = result.as_ref().map(drop);
         span.record("outcome", metrics::outcome(done));
-        metrics::redis_operation(operation, done, Some(started.elapsed()));
+        inner
+            .operations
+            .record(operation, done, Some(started.elapsed()));
         match transition {
             Transition::Opened { .. } => {
                 metrics::breaker(BreakerChange::Open, &inner.breaker_counted_open);

@@ -11,7 +11,7 @@
 //! the [`Digest`], never the id.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,13 +22,19 @@ use crate::{Error, Result};
 const ID_BYTES: usize = 32;
 const ID_CHARS: usize = 43;
 
-/// A session id. Its `Debug` output is redacted: ids never reach a log line.
+/// A session id. Its `Debug` output is redacted: ids never reach a log line. Clones share
+/// the text and the digest (a request hands its id around a few times).
 #[derive(Clone)]
-pub(crate) struct SessionId(String, OnceLock<Digest>);
+pub(crate) struct SessionId(Arc<Id>);
+
+struct Id {
+    text: String,
+    digest: OnceLock<Digest>,
+}
 
 impl PartialEq for SessionId {
     fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
+        self.0.text == other.0.text
     }
 }
 
@@ -41,7 +47,7 @@ impl SessionId {
         getrandom::fill(&mut bytes).map_err(|err| {
             Error::Config(format!("the OS random number generator failed: {err}"))
         })?;
-        Ok(Self(URL_SAFE_NO_PAD.encode(bytes), OnceLock::new()))
+        Ok(Self::new(URL_SAFE_NO_PAD.encode(bytes)))
     }
 
     /// Parses an id from a cookie; `None` unless it is exactly what [`generate`](Self::generate)
@@ -50,23 +56,32 @@ impl SessionId {
         if text.len() != ID_CHARS {
             return None;
         }
-        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
-        (bytes.len() == ID_BYTES).then(|| Self(text.to_owned(), OnceLock::new()))
+        // 43 characters decode to at most 33 bytes; exactly 32 for an id.
+        let mut bytes = [0u8; ID_BYTES + 1];
+        let decoded = URL_SAFE_NO_PAD.decode_slice(text, &mut bytes).ok()?;
+        (decoded == ID_BYTES).then(|| Self::new(text.to_owned()))
     }
 
     /// An id that is not random, handed out only when the OS generator failed, to a decision
     /// that is then thrown away (see the save executor).
     pub(crate) fn placeholder() -> Self {
-        Self("A".repeat(ID_CHARS), OnceLock::new())
+        Self::new("A".repeat(ID_CHARS))
+    }
+
+    fn new(text: String) -> Self {
+        Self(Arc::new(Id {
+            text,
+            digest: OnceLock::new(),
+        }))
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        &self.0
+        &self.0.text
     }
 
     /// SHA-256 of the id, computed once per id.
     pub(crate) fn digest(&self) -> &Digest {
-        self.1.get_or_init(|| Digest::of(&self.0))
+        self.0.digest.get_or_init(|| Digest::of(&self.0.text))
     }
 
     /// The Redis key of this session (see [`Digest::redis_key`]).

@@ -95,7 +95,7 @@ impl ResponseHeaders {
         if !self.is_private() {
             return;
         }
-        let joined = |name| {
+        let joined = |headers: &HeaderMap, name| {
             let values: Vec<&str> = headers
                 .get_all(name)
                 .iter()
@@ -103,12 +103,19 @@ impl ResponseHeaders {
                 .collect();
             (!values.is_empty()).then(|| values.join(", "))
         };
-        let vary = Self::vary(joined(VARY).as_deref());
-        let cache_control = Self::cache_control(joined(CACHE_CONTROL).as_deref());
-        for (name, value) in [(VARY, vary), (CACHE_CONTROL, cache_control)] {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(name, value);
-            }
+        for (name, fresh, merged) in [
+            (VARY, "Cookie", Self::vary as fn(Option<&str>) -> String),
+            (CACHE_CONTROL, "private", Self::cache_control),
+        ] {
+            // The common case, a response that says neither: no allocation.
+            let value = match joined(headers, name.clone()) {
+                None => HeaderValue::from_static(fresh),
+                Some(existing) => match HeaderValue::from_str(&merged(Some(&existing))) {
+                    Ok(value) => value,
+                    Err(_) => continue,
+                },
+            };
+            headers.insert(name, value);
         }
     }
 

@@ -32,15 +32,13 @@ impl Script {
 
     /// `EVALSHA` (or `EVAL` with the text) with `keys`; the arguments follow.
     pub(crate) fn command(&self, by_sha: bool, keys: &[&str]) -> redis::Cmd {
-        let mut cmd = if by_sha {
-            let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(self.sha1());
-            cmd
+        // Room for a save's keys, arguments and a few fields: built without regrowing.
+        let mut cmd = redis::Cmd::with_capacity(48, 768);
+        if by_sha {
+            cmd.arg("EVALSHA").arg(self.sha1());
         } else {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(self.text);
-            cmd
-        };
+            cmd.arg("EVAL").arg(self.text);
+        }
         cmd.arg(keys.len()).arg(keys);
         cmd
     }
@@ -69,11 +67,11 @@ pub(crate) fn save_arguments(
         None => Vec::new(),
     };
     cmd.arg(write.ttl)
-        .arg(if write.create { "create" } else { "update" })
-        .arg(guard.map(|g| g.expected.to_string()).unwrap_or_default())
-        .arg(write.floor.bits())
-        .arg(write.stamp.map(|s| s.to_string()).unwrap_or_default())
-        .arg(kind)
+        .arg(if write.create { "create" } else { "update" });
+    stamp_arg(cmd, guard.map(|g| g.expected));
+    cmd.arg(write.floor.bits());
+    stamp_arg(cmd, write.stamp);
+    cmd.arg(kind)
         .arg(tombstone)
         .arg(secs)
         .arg(write.delete.len())
@@ -81,10 +79,9 @@ pub(crate) fn save_arguments(
         .arg(guarded_delete.len())
         .arg(guarded_set.len())
         .arg(Stamp::WRITE)
-        .arg(guard.map(|g| g.view.bits()).unwrap_or_default())
-        .arg(write.loaded.map(|s| s.to_string()).unwrap_or_default())
-        .arg(names.len())
-        .arg(write.created);
+        .arg(guard.map(|g| g.view.bits()).unwrap_or_default());
+    stamp_arg(cmd, write.loaded);
+    cmd.arg(names.len()).arg(write.created);
     cmd.arg(guarded_delete);
     for (field, value) in guarded_set {
         cmd.arg(field).arg(value);
@@ -94,6 +91,14 @@ pub(crate) fn save_arguments(
         cmd.arg(field).arg(value);
     }
     cmd.arg(names);
+}
+
+/// A stamp as the script reads it, `''` for none.
+fn stamp_arg(cmd: &mut redis::Cmd, stamp: Option<Stamp>) {
+    match stamp {
+        Some(stamp) => cmd.arg(stamp.bits()),
+        None => cmd.arg(""),
+    };
 }
 
 /// The save script's answer; `mirrored`: the names the script was given, in that order.
