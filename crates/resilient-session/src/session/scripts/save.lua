@@ -69,9 +69,10 @@ elseif cycle then
     return {'gone', ''}
   end
 end
--- An update renews the TTL first: `EXPIRE` answers 0 for a hash that is gone, and nothing is
--- written then. A create sets it once the hash exists.
-if ARGV[2] == 'update' and redis.call('EXPIRE', hash, ARGV[1]) == 0 then
+-- EXISTS, not an EXPIRE that would also say so: under maxmemory, Redis checks a script for
+-- memory at its first write, and an EXPIRE (which needs none) first would let every later write
+-- past a full Redis.
+if ARGV[2] == 'update' and redis.call('EXISTS', hash) == 0 then
   return {'gone', ''}
 end
 -- Where the state the request loaded is now: the hash's stamp, or a login's old hash's (read
@@ -153,8 +154,8 @@ if deletes > 0 then chunked('HDEL', at, deletes) end
 if sets > 0 then chunked('HSET', at + deletes, 2 * sets) end
 if ARGV[2] == 'create' then
   redis.call('HSET', hash, '\0c', ARGV[17])
-  redis.call('EXPIRE', hash, ARGV[1])
 end
+redis.call('EXPIRE', hash, ARGV[1])
 
 if cycle then
   redis.call('DEL', KEYS[3])
