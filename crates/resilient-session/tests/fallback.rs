@@ -530,12 +530,7 @@ async fn a_failover_that_lost_confirmed_writes_gets_them_back_from_the_mirror() 
 
     // An outage write that landed by a save of nothing but the cookie's view (which leaves the
     // hash at the view's stamp), lost by the failover.
-    server.pause();
-    let during = open(&store, Some(&c2));
-    during.insert("counter", 3).await.expect("insert");
-    let c3 = cookie_header(&finish(&store, &during).await.expect("into the cookie"));
-    server.resume();
-    common::until_connected(store.manager()).await;
+    let c3 = common::written_during_a_pause(&server, &store, &c2, "counter", 3).await;
     let landed = open(&store, Some(&c3));
     assert_eq!(landed.get::<i64>("counter").await.expect("get"), Some(3));
     let before: String = server.query(&["HGET", &key, "\u{0}v"]);
@@ -565,12 +560,7 @@ async fn an_unused_session_is_touched_at_most_once_per_interval() {
     login.insert("role", "admin").await.expect("insert");
     let c0 = cookie_header(&finish(&store, &login).await.expect("cookie"));
     // A cookie with an outage write Redis does not have yet: its stamp is not Redis's.
-    server.pause();
-    let during = open(&store, Some(&c0));
-    during.insert("note", "x").await.expect("insert");
-    let mut cookie = cookie_header(&finish(&store, &during).await.expect("into the cookie"));
-    server.resume();
-    common::until_connected(store.manager()).await;
+    let mut cookie = common::written_during_a_pause(&server, &store, &c0, "note", "x").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let touches = store.stats().touches;

@@ -20,6 +20,11 @@ async fn admin(store: &SessionStore) -> String {
     cookie_header(&finish(store, &login).await.expect("cookie"))
 }
 
+/// The session's `role`, known (the tests read it where it is mirrored or from Redis).
+async fn role(session: &resilient_session::Session) -> Option<String> {
+    session.get::<String>("role").await.expect("known")
+}
+
 #[tokio::test]
 async fn a_parallel_write_is_not_rolled_back_by_the_other_tabs_mirror() {
     let server = RedisServer::start();
@@ -29,10 +34,7 @@ async fn a_parallel_write_is_not_rolled_back_by_the_other_tabs_mirror() {
     // Two tabs, one cookie. R1 loads; R2 leaves admin mode (acknowledged); R1 then writes
     // something else, and its response, the last to arrive, is the browser's cookie.
     let r1 = open(&store, Some(&c0));
-    assert_eq!(
-        r1.get::<String>("role").await.expect("get").as_deref(),
-        Some("admin")
-    );
+    assert_eq!(role(&r1).await.as_deref(), Some("admin"));
     let r2 = open(&store, Some(&c0));
     r2.insert("role", "user").await.expect("insert");
     r2.save().await.expect("acknowledged");
@@ -44,7 +46,7 @@ async fn a_parallel_write_is_not_rolled_back_by_the_other_tabs_mirror() {
     server.pause();
     let during = open(&store, Some(&c1));
     assert_eq!(
-        during.get::<String>("role").await.expect("get").as_deref(),
+        role(&during).await.as_deref(),
         Some("user"),
         "the cookie mirrors Redis's role, not the one its request loaded"
     );
@@ -55,7 +57,7 @@ async fn a_parallel_write_is_not_rolled_back_by_the_other_tabs_mirror() {
 
     let after = open(&store, Some(&c2));
     assert_eq!(
-        after.get::<String>("role").await.expect("get").as_deref(),
+        role(&after).await.as_deref(),
         Some("user"),
         "R2's write stands"
     );
@@ -76,10 +78,7 @@ async fn a_failed_save_with_an_older_cookie_does_not_roll_back_a_newer_write() {
 
     // A tab whose cookie predates R2's write: it loads the right role, then its save fails.
     let r1 = open(&store, Some(&c0));
-    assert_eq!(
-        r1.get::<String>("role").await.expect("get").as_deref(),
-        Some("user")
-    );
+    assert_eq!(role(&r1).await.as_deref(), Some("user"));
     r1.insert("counter", 1).await.expect("insert");
     server.pause();
     let c1 = cookie_header(&finish(&store, &r1).await.expect("into the cookie"));
@@ -88,7 +87,7 @@ async fn a_failed_save_with_an_older_cookie_does_not_roll_back_a_newer_write() {
 
     let after = open(&store, Some(&c1));
     assert_eq!(
-        after.get::<String>("role").await.expect("get").as_deref(),
+        role(&after).await.as_deref(),
         Some("user"),
         "R2's write stands"
     );
@@ -192,10 +191,7 @@ async fn a_failed_save_does_not_roll_back_a_write_made_after_its_load() {
     let c0 = admin(&store).await;
 
     let r2 = open(&store, Some(&c0));
-    assert_eq!(
-        r2.get::<String>("role").await.expect("get").as_deref(),
-        Some("admin")
-    );
+    assert_eq!(role(&r2).await.as_deref(), Some("admin"));
     // Another tab demotes, acknowledged, after R2 loaded.
     let r1 = open(&store, Some(&c0));
     r1.insert("role", "user").await.expect("insert");
@@ -211,7 +207,7 @@ async fn a_failed_save_does_not_roll_back_a_write_made_after_its_load() {
 
     let after = open(&store, Some(&c2));
     assert_eq!(
-        after.get::<String>("role").await.expect("get").as_deref(),
+        role(&after).await.as_deref(),
         Some("user"),
         "R1's acknowledged demotion stands: the cookie wrote only what R2 changed"
     );
@@ -291,10 +287,6 @@ async fn the_request_that_loses_a_move_keeps_its_write() {
     }
 }
 
-async fn role(session: &resilient_session::Session) -> Option<String> {
-    session.get::<String>("role").await.expect("known")
-}
-
 /// A cookie whose outage write (role = user) a login request merges at load; meanwhile another
 /// tab lands the same view and a third request sets role = auditor, acknowledged.
 #[tokio::test]
@@ -302,12 +294,7 @@ async fn a_login_does_not_write_a_merged_view_over_a_newer_write() {
     let server = RedisServer::start();
     let store = role_mirrored(&server).await;
     let c0 = admin(&store).await;
-    server.pause();
-    let during = open(&store, Some(&c0));
-    during.insert("role", "user").await.expect("insert");
-    let c1 = cookie_header(&finish(&store, &during).await.expect("into the cookie"));
-    server.resume();
-    common::until_connected(store.manager()).await;
+    let c1 = common::written_during_a_pause(&server, &store, &c0, "role", "user").await;
 
     let login = open(&store, Some(&c1));
     assert_eq!(role(&login).await.as_deref(), Some("user"), "merged");

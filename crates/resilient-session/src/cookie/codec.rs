@@ -18,6 +18,7 @@
 //! re-seeded one moved to, in its tombstone (bound to another name, so it never verifies as a
 //! cookie).
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use base64::Engine;
@@ -197,28 +198,18 @@ impl CookieCodec {
             CookieMode::Private => self.encrypt(&self.name, json.as_bytes()),
             CookieMode::Signed => self.sign(&json),
         };
-        let touched = payload.touched.to_string();
-        let bytes = self.name.len() + 1 + touched.len() + 1 + protected.len();
-        if bytes > MAX_COOKIE_BYTES {
-            return Err(TooLarge { bytes });
+        // `name=value` and the attributes, as the cookie crate writes them; numbers written in
+        // place.
+        let mut header =
+            String::with_capacity(self.name.len() + protected.len() + self.attributes.len() + 64);
+        let _ = write!(header, "{}={}.{protected}", self.name, payload.touched);
+        if header.len() > MAX_COOKIE_BYTES {
+            return Err(TooLarge {
+                bytes: header.len(),
+            });
         }
-        // `name=value` and the attributes, as the cookie crate writes them.
-        let max_age = i64::try_from(max_age.as_secs())
-            .unwrap_or(i64::MAX)
-            .to_string();
-        let mut header = String::with_capacity(bytes + self.attributes.len() + 10 + max_age.len());
-        for part in [
-            self.name.as_str(),
-            "=",
-            &touched,
-            ".",
-            &protected,
-            &self.attributes,
-            "; Max-Age=",
-            &max_age,
-        ] {
-            header.push_str(part);
-        }
+        let max_age = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        let _ = write!(header, "{}; Max-Age={max_age}", self.attributes);
         Ok(header)
     }
 

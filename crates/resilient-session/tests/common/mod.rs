@@ -74,3 +74,21 @@ pub(crate) async fn stored_session(store: &SessionStore) -> String {
         .expect("a new session sets a cookie");
     cookie_header(&set)
 }
+
+/// The session of `cookie` writes `key` = `value` while Redis is paused, so the write goes into
+/// the cookie; then Redis answers again. Returns the cookie that carries the write.
+pub(crate) async fn written_during_a_pause<T: serde::Serialize>(
+    server: &RedisServer,
+    store: &SessionStore,
+    cookie: &str,
+    key: &str,
+    value: T,
+) -> String {
+    server.pause();
+    let during = open(store, Some(cookie));
+    during.insert(key, value).await.expect("insert");
+    let carried = cookie_header(&finish(store, &during).await.expect("into the cookie"));
+    server.resume();
+    until_connected(store.manager()).await;
+    carried
+}

@@ -1084,6 +1084,11 @@ fn after_the_save_script() {
         Plan::Write(write) => write,
         other => panic!("a write: {other:?}"),
     };
+    // The state after the script answered its write.
+    let answered = |state: &mut State, written: Written| {
+        let write = write_of(state);
+        local_of(save::after_write(state, &write, written, ctx, &mut ids()))
+    };
 
     // Written: the cookie names the hash and its new stamp.
     let mut state1 = state(
@@ -1092,14 +1097,7 @@ fn after_the_save_script() {
         json!({"user": "ada"}),
     );
     state1.data.set("cart", json!(1));
-    let write = write_of(&mut state1);
-    let local = local_of(save::after_write(
-        &mut state1,
-        &write,
-        Written::Yes(Stamp::new(6, 0)),
-        ctx,
-        &mut ids(),
-    ));
+    let local = answered(&mut state1, Written::Yes(Stamp::new(6, 0)));
     let payload = local.issue.expect("a cookie");
     assert_eq!(
         (payload.stamp(), payload.touched, payload.id),
@@ -1204,14 +1202,7 @@ fn after_the_save_script() {
         json!({"user": "ada"}),
     );
     state3.data.set("cart", json!(1));
-    let write = write_of(&mut state3);
-    let local = local_of(save::after_write(
-        &mut state3,
-        &write,
-        Written::Taken(moved_to(2)),
-        ctx,
-        &mut ids(),
-    ));
+    let local = answered(&mut state3, Written::Taken(moved_to(2)));
     let payload = local.issue.expect("a cookie");
     assert_eq!(payload.id, Some(id(1)));
     assert_eq!(
@@ -1227,14 +1218,7 @@ fn after_the_save_script() {
         json!({"user": "ada"}),
     );
     state4.intent.cycle();
-    let write = write_of(&mut state4);
-    let local = local_of(save::after_write(
-        &mut state4,
-        &write,
-        Written::Failed,
-        ctx,
-        &mut ids(),
-    ));
+    let local = answered(&mut state4, Written::Failed);
     assert_eq!(local.revoke, Some(id(1)));
     assert!(local.issue.expect("a cookie").provisional.is_some());
 
@@ -1246,14 +1230,7 @@ fn after_the_save_script() {
         json!({"user": "ada"}),
     );
     state6.data.set("cart", json!(1));
-    let write = write_of(&mut state6);
-    let local = local_of(save::after_write(
-        &mut state6,
-        &write,
-        Written::Failed,
-        ctx,
-        &mut ids(),
-    ));
+    let local = answered(&mut state6, Written::Failed);
     let payload = local.issue.expect("a cookie");
     assert_eq!(payload.id, Some(id(1)));
     assert_eq!(payload.data["cart"], 1);
@@ -1271,14 +1248,7 @@ fn after_the_save_script() {
         json!({"user": "ada"}),
     );
     state7.data.set("cart", json!(1));
-    let write = write_of(&mut state7);
-    let local = local_of(save::after_write(
-        &mut state7,
-        &write,
-        Written::Failed,
-        ctx,
-        &mut ids(),
-    ));
+    let local = answered(&mut state7, Written::Failed);
     let payload = local.issue.expect("a cookie");
     assert!(payload.stamp() > Stamp::new(6, 1), "{:?}", payload.stamp());
     assert!(
@@ -1296,14 +1266,7 @@ fn after_the_save_script() {
         json!({"counter": 3}),
     );
     state5.legacy = Legacy::Remove;
-    let write = write_of(&mut state5);
-    let local = local_of(save::after_write(
-        &mut state5,
-        &write,
-        Written::Failed,
-        ctx,
-        &mut ids(),
-    ));
+    let local = answered(&mut state5, Written::Failed);
     assert_eq!(local.retire.as_deref(), Some("old"));
     let payload = local.issue.expect("a cookie-only session");
     assert_eq!(payload.data["counter"], 3);
