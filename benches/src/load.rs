@@ -1,5 +1,6 @@
 //! The load generator: N connections, each with its own cookie, hammering one route of one
-//! system, with Redis `INFO commandstats` read around the measured window.
+//! system, with Redis `INFO commandstats` and the CPU time of the server and of Redis read around
+//! the measured window.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use hyper::Method;
 use test_redis::RedisServer;
 
 use crate::client::Connection;
+use crate::process::cpu_seconds;
 
 const LOGIN_BODY: &str = r#"{"user_id":"ada","role":"admin"}"#;
 
@@ -99,6 +101,12 @@ pub(crate) struct Sample {
     pub(crate) latencies_us: Vec<u32>,
     pub(crate) seconds: f64,
     pub(crate) commands: BTreeMap<String, u64>,
+    /// Microseconds Redis spent per command (`usec` of `INFO commandstats`).
+    pub(crate) command_usec: BTreeMap<String, u64>,
+    /// CPU seconds the server process used in the measured window.
+    pub(crate) app_cpu: f64,
+    /// CPU seconds the Redis process used in the measured window (commands, network, all).
+    pub(crate) redis_cpu: f64,
 }
 
 impl Sample {
@@ -110,13 +118,21 @@ impl Sample {
         for (command, calls) in other.commands {
             *self.commands.entry(command).or_default() += calls;
         }
+        for (command, usec) in other.command_usec {
+            *self.command_usec.entry(command).or_default() += usec;
+        }
+        self.app_cpu += other.app_cpu;
+        self.redis_cpu += other.redis_cpu;
     }
 }
 
 /// Runs `route` on the system at `addr` with `connections` connections: `warmup`, then
 /// `duration` measured. Without sessions (the plain server), connections skip the setup.
+/// `server_pid` is the process whose CPU time is read.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn measure(
     addr: SocketAddr,
+    server_pid: u32,
     route: Route,
     with_sessions: bool,
     connections: usize,
@@ -162,10 +178,15 @@ pub(crate) async fn measure(
             tokio::time::sleep_until(start.into()).await;
             let reset = Arc::clone(&redis);
             let _ = tokio::task::spawn_blocking(move || reset.reset_stats()).await;
+            let cpu = |pid| cpu_seconds(pid).unwrap_or(0.0);
+            let (app, db) = (cpu(server_pid), cpu(redis.pid()));
             tokio::time::sleep_until(end.into()).await;
-            tokio::task::spawn_blocking(move || redis.commandstats())
-                .await
-                .unwrap_or_default()
+            let (app, db) = (cpu(server_pid) - app, cpu(redis.pid()) - db);
+            let (commands, usec) =
+                tokio::task::spawn_blocking(move || (redis.commandstats(), redis.command_usec()))
+                    .await
+                    .unwrap_or_default();
+            (commands, usec, app, db)
         })
     };
     let mut total = Sample::default();
@@ -175,6 +196,11 @@ pub(crate) async fn measure(
         }
     }
     total.seconds = duration.as_secs_f64();
-    total.commands = stats.await.unwrap_or_default();
+    (
+        total.commands,
+        total.command_usec,
+        total.app_cpu,
+        total.redis_cpu,
+    ) = stats.await.unwrap_or_default();
     total
 }

@@ -13,8 +13,6 @@ mod load;
 mod outage;
 mod process;
 mod report;
-mod servers;
-mod system;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,7 +22,8 @@ use load::{Route, Sample};
 use outage::Timeline;
 use process::ServerProcess;
 use report::Results;
-use system::System;
+use session_bench::servers;
+use session_bench::system::System;
 use test_redis::RedisServer;
 
 struct Options {
@@ -188,6 +187,7 @@ async fn run(options: Options) -> Result<(), String> {
                 }
                 let sample = load::measure(
                     server.addr,
+                    server.pid(),
                     route,
                     server.system.has_sessions(),
                     options.connections,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use actix_session::config::{PersistentSession, TtlExtensionPolicy};
-use actix_session::storage::RedisSessionStore;
+use actix_session::storage::{RedisSessionStore, SessionStore};
 use actix_session::{Session, SessionMiddleware};
 use actix_web::cookie::Key;
 use actix_web::{App, HttpResponse, HttpServer, web};
@@ -17,27 +17,10 @@ pub(super) fn serve(addr: SocketAddr, redis_url: String, rolling: bool) -> Resul
         let store = RedisSessionStore::new(redis_url)
             .await
             .map_err(|e| e.to_string())?;
-        let key = Key::from(&[7u8; 64]);
-        let policy = if rolling {
-            TtlExtensionPolicy::OnEveryRequest
-        } else {
-            TtlExtensionPolicy::OnStateChanges
-        };
         HttpServer::new(move || {
-            let lifecycle = PersistentSession::default()
-                .session_ttl(actix_web::cookie::time::Duration::days(IDLE_DAYS))
-                .session_ttl_extension_policy(policy.clone());
             App::new()
-                .wrap(
-                    SessionMiddleware::builder(store.clone(), key.clone())
-                        .cookie_secure(false)
-                        .session_lifecycle(lifecycle)
-                        .build(),
-                )
-                .route("/noop", web::get().to(|| async { "ok" }))
-                .route("/counter", web::get().to(read))
-                .route("/counter", web::post().to(increment))
-                .route("/login", web::post().to(login))
+                .wrap(middleware(store.clone(), rolling))
+                .configure(routes)
         })
         .bind(addr)
         .map_err(|e| e.to_string())?
@@ -45,6 +28,32 @@ pub(super) fn serve(addr: SocketAddr, redis_url: String, rolling: bool) -> Resul
         .await
         .map_err(|e| e.to_string())
     })
+}
+
+/// actix-session on `store`, with a fixed key; `rolling` is its rolling expiry
+/// (`TtlExtensionPolicy::OnEveryRequest`).
+pub fn middleware<S: SessionStore>(store: S, rolling: bool) -> SessionMiddleware<S> {
+    let policy = if rolling {
+        TtlExtensionPolicy::OnEveryRequest
+    } else {
+        TtlExtensionPolicy::OnStateChanges
+    };
+    let lifecycle = PersistentSession::default()
+        .session_ttl(actix_web::cookie::time::Duration::days(IDLE_DAYS))
+        .session_ttl_extension_policy(policy);
+    SessionMiddleware::builder(store, Key::from(&[7u8; 64]))
+        .cookie_secure(false)
+        .session_lifecycle(lifecycle)
+        .build()
+}
+
+/// The routes, to be wrapped in [`middleware`].
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/noop", web::get().to(|| async { "ok" }))
+        .route("/counter", web::get().to(read))
+        .route("/counter", web::post().to(increment))
+        .route("/login", web::post().to(login));
 }
 
 async fn read(session: Session) -> HttpResponse {

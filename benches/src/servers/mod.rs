@@ -4,23 +4,36 @@
 //! `POST /login` (new session id, stores the user). Answers carry `{"counter": n}` so that the
 //! load generator can tell a counter that went backwards.
 
-mod actix_session;
-mod ours;
+pub mod actix_session;
+pub mod ours;
 mod plain;
-mod tower_sessions;
+pub mod tower_sessions;
 
 use crate::system::System;
 
 /// The idle timeout every system is configured with.
-pub(crate) const IDLE_DAYS: i64 = 7;
+pub const IDLE_DAYS: i64 = 7;
 
 /// Runs `system` on `port` until killed.
-pub(crate) fn serve(system: System, port: u16, redis_url: &str) -> Result<(), String> {
+///
+/// # Errors
+///
+/// When the server cannot start: Redis unreachable for a peer that needs it at start-up, the
+/// port taken.
+pub fn serve(system: System, port: u16, redis_url: &str) -> Result<(), String> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     match system {
         System::Plain => tokio_main(plain::serve(addr)),
         System::OursAxum => tokio_main(ours::serve_axum(addr, redis_url.to_owned())),
         System::OursActix => ours::serve_actix(addr, redis_url.to_owned()),
+        System::OursAxumNoMetrics => {
+            ours::without_metrics()?;
+            tokio_main(ours::serve_axum(addr, redis_url.to_owned()))
+        }
+        System::OursActixNoMetrics => {
+            ours::without_metrics()?;
+            ours::serve_actix(addr, redis_url.to_owned())
+        }
         System::TowerSessions => {
             tokio_main(tower_sessions::serve(addr, redis_url.to_owned(), false))
         }

@@ -1,6 +1,7 @@
 //! Our example apps, exactly as `cargo run -p example-axum` / `example-actix` serve them, with
 //! default session and Redis settings (secret fixed, so all processes agree), importing the
-//! sessions of another app when the example apps' `IMPORT_*` variables say so.
+//! sessions of another app when the example apps' `IMPORT_*` variables say so; or the same apps
+//! without a metrics recorder, to measure what the Prometheus one costs.
 
 use std::net::SocketAddr;
 
@@ -8,7 +9,13 @@ use resilient_session::{KeyRing, RedisManager, SessionStore};
 
 const SECRET: &str = "session-bench-secret-of-at-least-32-bytes";
 
-fn store(addr: SocketAddr, redis_url: String) -> Result<SessionStore, String> {
+/// The store our example apps get from their environment, on Redis at `redis_url`, for an app
+/// bound to `addr`. Must be called within a Tokio runtime.
+///
+/// # Errors
+///
+/// A bad `redis_url`, or bad `IMPORT_*` variables.
+pub fn store(addr: SocketAddr, redis_url: String) -> Result<SessionStore, String> {
     let manager = RedisManager::builder()
         .url(redis_url)
         .build()
@@ -21,6 +28,12 @@ fn store(addr: SocketAddr, redis_url: String) -> Result<SessionStore, String> {
         config = config.import_sessions(import);
     }
     SessionStore::new(manager, config).map_err(|e| e.to_string())
+}
+
+/// Installs the `metrics` facade's no-op recorder, so that the example app finds a recorder in
+/// place and installs no Prometheus one: the same app, its metrics recorded nowhere.
+pub(super) fn without_metrics() -> Result<(), String> {
+    metrics::set_global_recorder(metrics::NoopRecorder).map_err(|e| e.to_string())
 }
 
 pub(super) async fn serve_axum(addr: SocketAddr, redis_url: String) -> Result<(), String> {

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use tower_sessions::{Expiry, Session, SessionManagerLayer, SessionStore};
 use tower_sessions_redis_store::RedisStore;
 use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
 
@@ -22,19 +22,25 @@ pub(super) async fn serve(
     let pool = Pool::new(config, None, None, None, 6).map_err(|e| e.to_string())?;
     let _connections = pool.connect();
     pool.wait_for_connect().await.map_err(|e| e.to_string())?;
-    let layer = SessionManagerLayer::new(RedisStore::new(pool))
-        .with_secure(false)
-        .with_expiry(Expiry::OnInactivity(time::Duration::days(IDLE_DAYS)))
-        .with_always_save(always_save);
-    let app = Router::new()
-        .route("/noop", get(|| async { "ok" }))
-        .route("/counter", get(read).post(increment))
-        .route("/login", post(login))
-        .layer(layer);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| e.to_string())?;
-    axum::serve(listener, app).await.map_err(|e| e.to_string())
+    axum::serve(listener, router(RedisStore::new(pool), always_save))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The routes behind tower-sessions on `store`; `always_save` is its rolling expiry.
+pub fn router<S: SessionStore + Clone>(store: S, always_save: bool) -> Router {
+    let layer = SessionManagerLayer::new(store)
+        .with_secure(false)
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(IDLE_DAYS)))
+        .with_always_save(always_save);
+    Router::new()
+        .route("/noop", get(|| async { "ok" }))
+        .route("/counter", get(read).post(increment))
+        .route("/login", post(login))
+        .layer(layer)
 }
 
 type Reply = Result<Json<Value>, StatusCode>;

@@ -339,6 +339,16 @@ impl RedisServer {
             .collect()
     }
 
+    /// Microseconds Redis spent in each command since the last [`reset_stats`](Self::reset_stats)
+    /// (`usec` in `INFO commandstats`). A script's time includes the commands it runs, which are
+    /// listed with their own time too.
+    pub fn command_usec(&self) -> BTreeMap<String, u64> {
+        self.stats()
+            .into_iter()
+            .map(|(name, stat)| (name, stat.usec))
+            .collect()
+    }
+
     /// Calls per command that Redis answered with an error (`failed_calls` in
     /// `INFO commandstats`), e.g. `auth` with a wrong password.
     pub fn failed_calls(&self) -> BTreeMap<String, u64> {
@@ -715,6 +725,7 @@ fn free_cluster_port() -> u16 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stat {
     calls: u64,
+    usec: u64,
     failed_calls: u64,
 }
 
@@ -733,6 +744,7 @@ fn parse_commandstats(info: &str) -> BTreeMap<String, Stat> {
             };
             let stat = Stat {
                 calls: field("calls")?,
+                usec: field("usec").unwrap_or(0),
                 failed_calls: field("failed_calls").unwrap_or(0),
             };
             Some((name.to_ascii_lowercase(), stat))
@@ -759,10 +771,12 @@ mod tests {
         let stats = parse_commandstats(info);
         let get = Stat {
             calls: 3,
+            usec: 12,
             failed_calls: 1,
         };
         let hset = Stat {
             calls: 10,
+            usec: 1,
             failed_calls: 0,
         };
         assert_eq!(stats.get("get"), Some(&get));
