@@ -63,6 +63,7 @@ impl Results {
         );
         self.throughput(&mut out);
         self.targets(&mut out);
+        self.misses(&mut out);
         self.outage(&mut out);
         out
     }
@@ -152,6 +153,60 @@ impl Results {
                     );
                 }
             }
+        }
+        let _ = writeln!(out);
+    }
+
+    /// For every missed throughput target against a peer: where the request's time goes, ours
+    /// beside theirs (CPU of the server and of Redis, and the Redis commands).
+    fn misses(&self, out: &mut String) {
+        let mut lines = Vec::new();
+        for route in Route::ALL {
+            for ours in [System::OursAxum, System::OursActix] {
+                for other in comparisons(ours, route) {
+                    let (Some(target), Some(a), Some(b)) = (
+                        target(ours, route, other),
+                        self.rate(ours, route),
+                        self.rate(other, route),
+                    ) else {
+                        continue;
+                    };
+                    let (Some(mine), Some(theirs)) =
+                        (self.sample(ours, route), self.sample(other, route))
+                    else {
+                        continue;
+                    };
+                    if a / b >= target {
+                        continue;
+                    }
+                    lines.push(format!(
+                        "- `{}`, {ours} against {other}: {:.2} × (target {target:.2}). Per \
+                         request, server CPU {} µs against {}, Redis CPU {} µs against {}; Redis \
+                         commands {} against {}.",
+                        route.name(),
+                        a / b,
+                        per_request(mine, mine.app_cpu),
+                        per_request(theirs, theirs.app_cpu),
+                        per_request(mine, mine.redis_cpu),
+                        per_request(theirs, theirs.redis_cpu),
+                        commands(mine),
+                        commands(theirs),
+                    ));
+                }
+            }
+        }
+        if lines.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "## Where the time goes, per miss\n");
+        let _ = writeln!(
+            out,
+            "Each missed target, with the costs this run measured for both sides. How the \
+             server's CPU splits (Redis client, engine, cookie, framework, kernel) is profiled in \
+             [PROFILE.md](PROFILE.md).\n"
+        );
+        for line in lines {
+            let _ = writeln!(out, "{line}");
         }
         let _ = writeln!(out);
     }
