@@ -100,6 +100,16 @@ pub enum Framework {
     Actix,
 }
 
+/// Which example app of a framework runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Example {
+    /// The counter app (`example-axum`, `example-actix`): the HTTP contract most tests use.
+    Counter,
+    /// The auth app (`example-axum-login`: axum-login and axum-messages; `example-actix-identity`:
+    /// actix-identity and actix-web-flash-messages), with its own session configuration.
+    Auth,
+}
+
 /// A running example app.
 #[derive(Debug)]
 pub struct TestApp {
@@ -148,7 +158,34 @@ impl TestApp {
         Self::launch(framework, manager, tweak, false).await
     }
 
+    /// Starts `framework`'s auth example app (see [`Example::Auth`]) against `redis`, with its
+    /// session configuration changed by `tweak`.
+    pub async fn start_auth(
+        framework: Framework,
+        redis: &impl TestRedis,
+        tweak: impl FnOnce(SessionConfig) -> SessionConfig,
+    ) -> TestApp {
+        Self::launch_example(
+            Example::Auth,
+            framework,
+            redis.manager(),
+            tweak,
+            redis.is_running(),
+        )
+        .await
+    }
+
     async fn launch(
+        framework: Framework,
+        manager: RedisManagerBuilder,
+        tweak: impl FnOnce(SessionConfig) -> SessionConfig,
+        wait_for_redis: bool,
+    ) -> TestApp {
+        Self::launch_example(Example::Counter, framework, manager, tweak, wait_for_redis).await
+    }
+
+    async fn launch_example(
+        example: Example,
         framework: Framework,
         manager: RedisManagerBuilder,
         tweak: impl FnOnce(SessionConfig) -> SessionConfig,
@@ -157,10 +194,15 @@ impl TestApp {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let addr: SocketAddr = listener.local_addr().expect("local address");
         let keys = KeyRing::from_secret(SECRET).expect("valid secret");
-        let config = tweak(example_common::session_config(keys, addr));
+        let config = example_common::session_config(keys, addr);
+        let config = tweak(match (example, framework) {
+            (Example::Counter, _) => config,
+            (Example::Auth, Framework::Axum) => example_axum_login::session_config(config),
+            (Example::Auth, Framework::Actix) => example_actix_identity::session_config(config),
+        });
         let (store, server) = match framework {
-            Framework::Axum => serve_axum(listener, manager, config),
-            Framework::Actix => serve_actix(listener, manager, config).await,
+            Framework::Axum => serve_axum(example, listener, manager, config),
+            Framework::Actix => serve_actix(example, listener, manager, config).await,
         };
         if wait_for_redis {
             // Let the manager's start-up connection settle, so that tests counting Redis
@@ -181,7 +223,11 @@ impl TestApp {
     /// A client with an empty cookie jar.
     pub fn client(&self) -> Client {
         Client {
-            http: reqwest::Client::new(),
+            // Redirects are answers to look at (the auth apps' login), not to follow.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client"),
             base: self.base.clone(),
             cookie_name: self.store.cookie_name().to_owned(),
             cookie: None,
@@ -190,6 +236,7 @@ impl TestApp {
 }
 
 fn serve_axum(
+    example: Example,
     listener: std::net::TcpListener,
     manager: RedisManagerBuilder,
     config: SessionConfig,
@@ -198,7 +245,10 @@ fn serve_axum(
     let store = SessionStore::new(manager, config).expect("store builds");
     listener.set_nonblocking(true).expect("non-blocking");
     let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-    let router = example_axum::router(store.clone());
+    let router = match example {
+        Example::Counter => example_axum::router(store.clone()),
+        Example::Auth => example_axum_login::router(store.clone()),
+    };
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
@@ -208,6 +258,7 @@ fn serve_axum(
 /// actix-web runs on its own runtime: a thread with an actix `System`, where the store is built
 /// too, as `#[actix_web::main]` would.
 async fn serve_actix(
+    example: Example,
     listener: std::net::TcpListener,
     manager: RedisManagerBuilder,
     config: SessionConfig,
@@ -218,12 +269,25 @@ async fn serve_actix(
             let manager = manager.build().expect("manager builds");
             let store = SessionStore::new(manager, config).expect("store builds");
             let app_store = store.clone();
-            let server = actix_web::HttpServer::new(move || example_actix::app(app_store.clone()))
+            // Each app is a type of its own: the server is built in each arm.
+            let server = match example {
+                Example::Counter => {
+                    actix_web::HttpServer::new(move || example_actix::app(app_store.clone()))
+                        .workers(1)
+                        .disable_signals()
+                        .listen(listener)
+                        .expect("listen")
+                        .run()
+                }
+                Example::Auth => actix_web::HttpServer::new(move || {
+                    example_actix_identity::app(app_store.clone())
+                })
                 .workers(1)
                 .disable_signals()
                 .listen(listener)
                 .expect("listen")
-                .run();
+                .run(),
+            };
             let _ = started.send((store, server.handle()));
             let _ = server.await;
         });
@@ -325,6 +389,15 @@ impl Client {
             .await;
         assert_eq!(reply.status, 200, "login: {}", reply.text);
         reply
+    }
+
+    /// `POST path` with an HTML form's fields.
+    pub async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.post(format!("{}{path}", self.base)).form(fields);
+        if let Some(value) = &self.cookie {
+            request = request.header("cookie", format!("{}={value}", self.cookie_name));
+        }
+        self.receive(request).await
     }
 
     /// `GET path` with this exact `Cookie` header instead of the jar's.

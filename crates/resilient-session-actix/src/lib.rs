@@ -13,6 +13,8 @@
 //! | [`SessionExt`] | `get_session()` on `HttpRequest` and `ServiceRequest` |
 //! | [`SessionMissing`] | the error when the middleware is not installed |
 //! | [`health_handler`] | `GET /api/health/redis`: 200 or 503 with the health JSON |
+//! | `actix_session::ActixSessionBridge` | feature `actix-session`: an `actix_session::Session` backed by ours, for actix-identity |
+//! | `flash::FlashStore` | feature `actix-web-flash-messages`: flash messages kept in the session |
 //!
 //! ```no_run
 //! use actix_web::{App, HttpServer, web};
@@ -47,7 +49,11 @@
 //! [actix-web]: https://docs.rs/actix-web
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "actix-session")]
+pub mod actix_session;
 mod extract;
+#[cfg(feature = "actix-web-flash-messages")]
+pub mod flash;
 mod health;
 mod middleware;
 

@@ -9,6 +9,7 @@
 //! | [`Session`] | the extractor: the request's session, from [`SessionLayer`] |
 //! | [`SessionMissing`] | its rejection, when the layer is not installed |
 //! | [`health_handler`] | `GET /api/health/redis`: 200 or 503 with the health JSON |
+//! | `tower_sessions::TowerSessionLayer` | feature `tower-sessions`: a `tower_sessions::Session` backed by ours, for axum-login and axum-messages |
 //!
 //! ```no_run
 //! use axum::{Router, routing::{get, post}};
@@ -39,6 +40,8 @@
 
 mod extract;
 mod health;
+#[cfg(feature = "tower-sessions")]
+pub mod tower_sessions;
 
 pub use extract::{Session, SessionMissing};
 pub use health::{HealthFuture, health_handler, health_response};

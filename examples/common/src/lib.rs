@@ -2,6 +2,7 @@
 //! configuration, and the user type. The HTTP contract itself is in each app.
 
 pub mod metrics;
+pub mod users;
 
 use std::net::SocketAddr;
 
@@ -73,6 +74,14 @@ impl Settings {
     /// Reads `BIND`, `REDIS_URL` and `SESSION_SECRET`. Must run within a Tokio runtime; does not
     /// wait for Redis.
     pub fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
+        Self::from_env_with(|config| config)
+    }
+
+    /// [`from_env`](Self::from_env), with the session configuration changed by `tweak` (the
+    /// auth examples mirror their auth crate's keys).
+    pub fn from_env_with(
+        tweak: impl FnOnce(SessionConfig) -> SessionConfig,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let bind: SocketAddr = std::env::var("BIND")
             .unwrap_or_else(|_| "127.0.0.1:3000".into())
             .parse()
@@ -92,7 +101,7 @@ impl Settings {
                 "loopback address: the session cookie is sent without `Secure` (plain http)"
             );
         }
-        let mut config = session_config(keys, bind);
+        let mut config = tweak(session_config(keys, bind));
         if let Some(import) = import_from(|name| std::env::var(name).ok())? {
             config = config.import_sessions(import);
         }

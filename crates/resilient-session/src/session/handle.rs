@@ -153,6 +153,88 @@ impl Session {
         Ok(())
     }
 
+    /// Every key and value this request knows: all of them when the session came from Redis;
+    /// while it is served from the cookie, only the keys the cookie carries (the mirrored ones,
+    /// and those written since Redis was last reached); none when nothing is known
+    /// ([`Source::Unavailable`](super::Source::Unavailable)).
+    ///
+    /// For code that hands the whole session to another library (this is how the adapters'
+    /// tower-sessions and actix-session bridges load it). A handler reading one key uses
+    /// [`get`](Self::get), which says when a key is unknown rather than absent.
+    ///
+    /// ```no_run
+    /// # async fn handler(session: resilient_session::Session) {
+    /// for (key, value) in session.known_entries().await {
+    ///     println!("{key} = {value}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn known_entries(&self) -> serde_json::Map<String, Value> {
+        self.loaded().await.data.values.clone()
+    }
+
+    /// What another library changed in its own copy of the session, applied to this one: the
+    /// keys of `before` (what it was given) that `after` lacks are removed, the keys whose value
+    /// `after` changes are set, all at once or, on an error, none. Keys neither mentions are left
+    /// alone: while the session is served from its cookie, the keys the cookie does not carry
+    /// keep their values in Redis.
+    ///
+    /// For the adapters' tower-sessions and actix-session bridges, which hand the session's
+    /// [`known_entries`](Self::known_entries) to such a library and take its changes back.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert): [`Error::ReservedKey`], or [`Error::SessionTooLarge`] when
+    /// the session would outgrow `max_session_bytes` once every change is made.
+    ///
+    /// ```no_run
+    /// # async fn bridge(session: resilient_session::Session) -> resilient_session::Result<()> {
+    /// let before = session.known_entries().await;
+    /// let mut after = before.clone();
+    /// after.insert("theme".into(), "dark".into());
+    /// after.remove("draft");
+    /// session.apply_changes(&before, &after).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn apply_changes(
+        &self,
+        before: &serde_json::Map<String, Value>,
+        after: &serde_json::Map<String, Value>,
+    ) -> Result<()> {
+        if let Some(key) = after.keys().find(|key| key.starts_with('\0')) {
+            return Err(Error::ReservedKey { key: key.clone() });
+        }
+        let mut state = self.loaded().await;
+        let changes: Vec<(&str, Option<&Value>)> = before
+            .keys()
+            .filter(|key| !after.contains_key(*key))
+            .map(|key| (key.as_str(), None))
+            .chain(
+                after
+                    .iter()
+                    .filter(|(key, value)| state.data.values.get(*key) != Some(*value))
+                    .map(|(key, value)| (key.as_str(), Some(value))),
+            )
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let limit = self.store.config().max_session_bytes;
+        let bytes = state.data.bytes_after(&changes);
+        if bytes > limit {
+            return Err(Error::SessionTooLarge { bytes, limit });
+        }
+        for (key, value) in changes {
+            match value {
+                Some(value) => state.data.set(key, value.clone()),
+                None => {
+                    state.data.remove(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Remove `key`, returning its value (`None` when it had none, or when Redis is unavailable
     /// and the cookie did not carry it: it is removed all the same).
     pub async fn remove(&self, key: &str) -> Option<Value> {

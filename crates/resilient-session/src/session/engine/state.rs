@@ -221,13 +221,24 @@ impl Data {
 
     /// Total size of the session in bytes of JSON (keys and values), with `key` set to `value`.
     pub(crate) fn bytes_with(&self, key: &str, value: Option<&Value>) -> usize {
+        self.bytes_after(&[(key, value)])
+    }
+
+    /// Total size of the session in bytes of JSON (keys and values), with each key of
+    /// `changes` set to its value (`None`: removed).
+    pub(crate) fn bytes_after(&self, changes: &[(&str, Option<&Value>)]) -> usize {
+        let changed = |key: &str| changes.iter().any(|(k, _)| *k == key);
         let others: usize = self
             .values
             .iter()
-            .filter(|(k, _)| k.as_str() != key)
+            .filter(|(k, _)| !changed(k))
             .map(|(k, v)| k.len() + json_len(v))
             .sum();
-        others + value.map_or(0, |value| key.len() + json_len(value))
+        let new: usize = changes
+            .iter()
+            .filter_map(|(key, value)| value.map(|value| key.len() + json_len(value)))
+            .sum();
+        others + new
     }
 }
 
