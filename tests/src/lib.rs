@@ -65,7 +65,7 @@ macro_rules! scenarios {
 }
 
 /// The ACL line README documents, as `redis-server` arguments.
-pub const ACL: [&str; 20] = [
+pub const ACL: [&str; 28] = [
     "--user",
     "sessions",
     "on",
@@ -85,6 +85,14 @@ pub const ACL: [&str; 20] = [
     "+hget",
     "+hset",
     "+hdel",
+    "+hmget",
+    "+pttl",
+    "+zadd",
+    "+zrange",
+    "+zrem",
+    "+zremrangebyscore",
+    "+zscore",
+    "+expireat",
     "+info",
 ];
 
@@ -231,6 +239,7 @@ impl TestApp {
             base: self.base.clone(),
             cookie_name: self.store.cookie_name().to_owned(),
             cookie: None,
+            user_agent: None,
         }
     }
 }
@@ -313,6 +322,7 @@ pub struct Client {
     base: String,
     cookie_name: String,
     cookie: Option<String>,
+    user_agent: Option<String>,
 }
 
 /// A response, read whole.
@@ -432,7 +442,21 @@ impl Client {
         self.receive(request).await
     }
 
+    /// Sends this `User-Agent` from now on.
+    pub fn set_user_agent(&mut self, user_agent: &str) {
+        self.user_agent = Some(user_agent.to_owned());
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&mut self, path: &str) -> Reply {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+
     async fn receive(&mut self, request: reqwest::RequestBuilder) -> Reply {
+        let request = match &self.user_agent {
+            Some(user_agent) => request.header("user-agent", user_agent),
+            None => request,
+        };
         let response = request.send().await.expect("the app answers");
         let status = response.status().as_u16();
         let headers: Vec<(String, String)> = response
@@ -470,10 +494,15 @@ impl Client {
     }
 }
 
-/// The Redis keys of sessions (not the epoch, not logout tombstones) on `redis`, sorted.
+/// The Redis keys of sessions (not the epoch, not logout tombstones, not the owners' indexes) on
+/// `redis`, sorted.
 pub fn session_keys(redis: &impl TestRedis) -> Vec<String> {
     let mut keys = redis.keys("session:*");
-    keys.retain(|k| !k.starts_with("session:epoch") && !k.starts_with("session:revoked:"));
+    keys.retain(|k| {
+        !k.starts_with("session:epoch")
+            && !k.starts_with("session:revoked:")
+            && !k.starts_with("session:owner:")
+    });
     keys
 }
 

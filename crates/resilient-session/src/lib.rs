@@ -67,7 +67,9 @@ pub use error::{Error, Result};
 pub use health::{ConnectionState, FallbackReport, HealthReport, PoolStats, RedisHealth};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use redis::{BreakerState, RedisManager, RedisManagerBuilder};
-pub use session::{FinishLater, Import, ResponseHeaders, Session, SessionStore, Source};
+pub use session::{
+    FinishLater, Import, OwnedSession, ResponseHeaders, Session, SessionStore, Source,
+};
 pub use stats::SessionStats;
 pub use store::RedisService;
 #[cfg(feature = "tower-sessions")]

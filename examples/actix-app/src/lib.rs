@@ -4,19 +4,23 @@
 //!
 //! | route | does |
 //! | --- | --- |
-//! | `POST /login` `{"user_id","role"}` | cycles the id, stores the user |
+//! | `POST /login` `{"user_id","role"}` | cycles the id, stores the user, marks the session as theirs (with the user agent) |
 //! | `GET /me` | the user and where the session came from, or 401 |
 //! | `POST /logout` | destroys the session (204) |
 //! | `POST /counter`, `GET /counter` | increments / reads `counter` (503 when nothing about the session is known) |
+//! | `GET /sessions` | the user's sessions (401 when not logged in, 503 when Redis is unavailable) |
+//! | `DELETE /sessions/{handle}` | ends one of the user's sessions (204; 404 when it is not theirs) |
+//! | `POST /logout-others`, `POST /logout-everywhere` | ends the user's other sessions, or all (204) |
 //! | `GET /noop` | never touches the session |
 //! | `GET /api/health/redis` | health, 200 or 503 |
 //! | `GET /metrics` | the process's metrics, Prometheus text format (503 if another recorder was installed) |
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
-use actix_web::{App, HttpResponse, web};
+use actix_web::http::{StatusCode, header};
+use actix_web::{App, HttpRequest, HttpResponse, web};
 use example_common::User;
+use example_common::sessions::{self, Answer};
 use resilient_session_actix::{Session, SessionMiddleware, SessionStore, health_handler};
 use serde_json::json;
 
@@ -49,6 +53,10 @@ pub fn app(
         .route("/login", web::post().to(login))
         .route("/me", web::get().to(me))
         .route("/logout", web::post().to(logout))
+        .route("/sessions", web::get().to(list_sessions))
+        .route("/sessions/{handle}", web::delete().to(revoke_session))
+        .route("/logout-others", web::post().to(logout_others))
+        .route("/logout-everywhere", web::post().to(logout_everywhere))
         .route("/counter", web::get().to(read_counter))
         .route("/counter", web::post().to(increment_counter))
         .route("/noop", web::get().to(noop))
@@ -60,9 +68,16 @@ pub fn app(
         .wrap(SessionMiddleware::new(store))
 }
 
-async fn login(session: Session, user: web::Json<User>) -> HttpResponse {
+async fn login(session: Session, request: HttpRequest, user: web::Json<User>) -> HttpResponse {
     let user = user.into_inner();
     session.cycle_id().await;
+    let user_agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    if let Err(err) = sessions::record_login(&session, &user, user_agent).await {
+        return error(StatusCode::BAD_REQUEST, &err.to_string());
+    }
     match session.insert("user", &user).await {
         Ok(()) => HttpResponse::Ok().json(user),
         Err(err) => error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string()),
@@ -83,6 +98,32 @@ async fn me(session: Session) -> HttpResponse {
 async fn logout(session: Session) -> HttpResponse {
     session.destroy().await;
     HttpResponse::NoContent().finish()
+}
+
+async fn list_sessions(session: Session) -> HttpResponse {
+    answer(sessions::list(&session).await)
+}
+
+async fn revoke_session(session: Session, handle: web::Path<String>) -> HttpResponse {
+    answer(sessions::revoke(&session, &handle).await)
+}
+
+async fn logout_others(session: Session) -> HttpResponse {
+    answer(sessions::logout_others(&session).await)
+}
+
+async fn logout_everywhere(session: Session) -> HttpResponse {
+    answer(sessions::logout_everywhere(&session).await)
+}
+
+fn answer(answer: Answer) -> HttpResponse {
+    match answer {
+        Answer::Json(body) => HttpResponse::Ok().json(body),
+        Answer::NoContent => HttpResponse::NoContent().finish(),
+        Answer::NotLoggedIn => error(StatusCode::UNAUTHORIZED, "not logged in"),
+        Answer::NotFound => error(StatusCode::NOT_FOUND, "no such session of yours"),
+        Answer::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE),
+    }
 }
 
 async fn read_counter(session: Session) -> HttpResponse {

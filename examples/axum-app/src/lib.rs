@@ -3,20 +3,26 @@
 //!
 //! | route | does |
 //! | --- | --- |
-//! | `POST /login` `{"user_id","role"}` | cycles the id, stores the user |
+//! | `POST /login` `{"user_id","role"}` | cycles the id, stores the user, marks the session as theirs (with the user agent) |
 //! | `GET /me` | the user and where the session came from, or 401 |
 //! | `POST /logout` | destroys the session (204) |
 //! | `POST /counter`, `GET /counter` | increments / reads `counter` (503 when nothing about the session is known) |
+//! | `GET /sessions` | the user's sessions (401 when not logged in, 503 when Redis is unavailable) |
+//! | `DELETE /sessions/{handle}` | ends one of the user's sessions (204; 404 when it is not theirs) |
+//! | `POST /logout-others`, `POST /logout-everywhere` | ends the user's other sessions, or all (204) |
 //! | `GET /noop` | never touches the session |
 //! | `GET /api/health/redis` | health, 200 or 503 |
 //! | `GET /metrics` | the process's metrics, Prometheus text format (503 if another recorder was installed) |
 
+use axum::extract::Path;
 use axum::extract::rejection::JsonRejection;
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use example_common::User;
+use example_common::sessions::{self, Answer};
 use resilient_session_axum::{Session, SessionLayer, SessionStore, health_handler};
 use serde_json::json;
 
@@ -29,6 +35,10 @@ pub fn router(store: SessionStore) -> Router {
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/logout", post(logout))
+        .route("/sessions", get(list_sessions))
+        .route("/sessions/{handle}", delete(revoke_session))
+        .route("/logout-others", post(logout_others))
+        .route("/logout-everywhere", post(logout_everywhere))
         .route("/counter", get(read_counter).post(increment_counter))
         .route("/noop", get(noop))
         .route("/api/health/redis", get(health_handler(store.clone())))
@@ -36,7 +46,11 @@ pub fn router(store: SessionStore) -> Router {
         .layer(SessionLayer::new(store))
 }
 
-async fn login(session: Session, body: Result<Json<User>, JsonRejection>) -> Response {
+async fn login(
+    session: Session,
+    headers: HeaderMap,
+    body: Result<Json<User>, JsonRejection>,
+) -> Response {
     let Ok(Json(user)) = body else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -44,6 +58,12 @@ async fn login(session: Session, body: Result<Json<User>, JsonRejection>) -> Res
         );
     };
     session.cycle_id().await;
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    if let Err(err) = sessions::record_login(&session, &user, user_agent).await {
+        return error(StatusCode::BAD_REQUEST, &err.to_string());
+    }
     match session.insert("user", &user).await {
         Ok(()) => Json(user).into_response(),
         Err(err) => error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string()),
@@ -65,6 +85,32 @@ async fn me(session: Session) -> Response {
 async fn logout(session: Session) -> StatusCode {
     session.destroy().await;
     StatusCode::NO_CONTENT
+}
+
+async fn list_sessions(session: Session) -> Response {
+    answer(sessions::list(&session).await)
+}
+
+async fn revoke_session(session: Session, Path(handle): Path<String>) -> Response {
+    answer(sessions::revoke(&session, &handle).await)
+}
+
+async fn logout_others(session: Session) -> Response {
+    answer(sessions::logout_others(&session).await)
+}
+
+async fn logout_everywhere(session: Session) -> Response {
+    answer(sessions::logout_everywhere(&session).await)
+}
+
+fn answer(answer: Answer) -> Response {
+    match answer {
+        Answer::Json(body) => Json(body).into_response(),
+        Answer::NoContent => StatusCode::NO_CONTENT.into_response(),
+        Answer::NotLoggedIn => error(StatusCode::UNAUTHORIZED, "not logged in"),
+        Answer::NotFound => error(StatusCode::NOT_FOUND, "no such session of yours"),
+        Answer::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE),
+    }
 }
 
 async fn read_counter(session: Session) -> Response {

@@ -2,6 +2,7 @@
 //! configuration, and the user type. The HTTP contract itself is in each app.
 
 pub mod metrics;
+pub mod sessions;
 pub mod users;
 
 use std::net::SocketAddr;

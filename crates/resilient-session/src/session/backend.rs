@@ -60,6 +60,11 @@ impl Backend {
         &self.manager
     }
 
+    /// The prefix of every key.
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// The data epoch key that stands for `id`'s session: one per Redis, or one per cluster slot.
     fn epoch_key(&self, digest: &Digest) -> std::borrow::Cow<'_, str> {
         if self.manager.is_cluster() {
@@ -163,7 +168,7 @@ impl Backend {
     }
 
     /// A script command by SHA-1, then by text after `NOSCRIPT` (a restarted Redis).
-    async fn by_sha<T: redis::FromRedisValue + Send>(
+    pub(crate) async fn by_sha<T: redis::FromRedisValue + Send>(
         &self,
         operation: &'static str,
         command: impl Fn(bool) -> redis::Cmd,

@@ -269,6 +269,58 @@ impl Session {
         self.loaded().await.intent.cycle();
     }
 
+    /// Mark the session as `owner`'s, with what the app wants to show of it in the owner's list
+    /// of sessions (`info`: the user agent, an IP address, …): call it at login. At the end of
+    /// the request the session joins the owner's index, under the id it ends with, so that
+    /// [`SessionStore::sessions_of`](super::SessionStore::sessions_of) lists it and
+    /// [`SessionStore::revoke_all`](super::SessionStore::revoke_all) ends it. Only a request
+    /// that calls this sends index commands.
+    ///
+    /// Needs Redis: when the session goes into the cookie instead (an outage), it is not
+    /// indexed; a later login indexes it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SessionValue`] when `info` does not serialise as JSON.
+    ///
+    /// ```no_run
+    /// # async fn login(session: resilient_session::Session) -> resilient_session::Result<()> {
+    /// session.cycle_id().await;
+    /// session.insert("user", "ada").await?;
+    /// session.set_owner("ada", serde_json::json!({"user_agent": "curl/8.5"})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_owner(&self, owner: &str, info: impl Serialize) -> Result<()> {
+        let info = serde_json::to_value(info).map_err(|source| Error::SessionValue {
+            key: "owner info".to_owned(),
+            source,
+        })?;
+        self.loaded().await.owner = Some(super::engine::state::Owner {
+            name: owner.to_owned(),
+            info,
+        });
+        Ok(())
+    }
+
+    /// This session's handle, as [`SessionStore::sessions_of`](super::SessionStore::sessions_of)
+    /// lists it (a digest of its id, not a usable cookie): `None` when it is not in Redis (new,
+    /// or served from its cookie). After a login it changes at the end of the request.
+    ///
+    /// ```no_run
+    /// # async fn handler(session: resilient_session::Session, store: resilient_session::SessionStore) -> resilient_session::Result<()> {
+    /// let current = session.handle().await;
+    /// for listed in store.sessions_of("ada").await? {
+    ///     println!("{} {}", listed.handle, Some(&listed.handle) == current.as_ref());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn handle(&self) -> Option<String> {
+        match &self.loaded().await.phase {
+            super::engine::Phase::Stored { id, .. } => Some(id.digest().to_text()),
+            _ => None,
+        }
+    }
+
     /// End the session: its data is deleted and the cookie removed at the end of the request
     /// (logout). So is the session of an app it was imported from, and its cookie. While Redis
     /// is unavailable the logout is queued and replayed when it is back; until then this process

@@ -52,7 +52,8 @@ impl SessionStore {
         };
         let now = now();
         match self.plan(&mut state, now) {
-            Plan::Local(local) => {
+            // A login's owner mark is for Redis, after the rest.
+            Plan::Local(local) if state.owner.is_none() => {
                 if let Err(err) = self.apply(&mut state, local, now) {
                     tracing::debug!(error = %err, "session not fully persisted");
                 }
@@ -154,6 +155,11 @@ impl SessionStore {
                 }
             }
         };
+        if let super::engine::Phase::Stored { id, created, .. } = &state.phase
+            && let Some(owner) = state.owner.take()
+        {
+            self.register_owner(id, *created, &owner).await;
+        }
         let mut local = local;
         if let Some(payload) = &mut local.issue
             && let Some(id) = &payload.id

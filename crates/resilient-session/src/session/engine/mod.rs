@@ -17,11 +17,13 @@
 //! | [`save`] | the end of the request: what to write, touch or revoke, and the cookie |
 //! | [`fit`] | what gives way when the cookie does not fit in 4096 bytes |
 //! | [`login`] | what a login in a Redis Cluster writes over the old session it read |
+//! | [`owned`] | what an entry of a user's index of sessions stands for |
 
 pub(crate) mod answer;
 pub(crate) mod fit;
 pub(crate) mod load;
 pub(crate) mod login;
+pub(crate) mod owned;
 pub(crate) mod policy;
 pub(crate) mod save;
 pub(crate) mod stamp;

@@ -78,6 +78,16 @@ impl Policy {
             .is_some_and(|fallback| now.saturating_sub(touched) <= fallback.max_age)
     }
 
+    /// The idle timeout, in seconds: the TTL a touch sets.
+    pub(crate) fn idle_secs(&self) -> u64 {
+        u64::try_from(self.idle).unwrap_or(u64::MAX)
+    }
+
+    /// When a session created at `created` ends at the latest, touched or not (unix seconds).
+    pub(crate) fn deadline(&self, created: i64) -> i64 {
+        created.saturating_add(self.absolute)
+    }
+
     /// Seconds the session has left: the idle timeout, cut short by the absolute lifetime. At
     /// least one.
     pub(crate) fn ttl_secs(&self, created: i64, now: i64) -> u64 {

@@ -24,6 +24,15 @@ pub(crate) struct State {
     pub(crate) intent: Intent,
     /// What the response does with our cookie.
     pub(crate) outgoing: Outgoing,
+    /// Whose session this is to be, as the handler said at login: written with the save.
+    pub(crate) owner: Option<Owner>,
+}
+
+/// A session's owner and what the app recorded about the session, at login.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Owner {
+    pub(crate) name: String,
+    pub(crate) info: Value,
 }
 
 /// The client's session cookie.
@@ -301,6 +310,7 @@ impl State {
             data: Data::default(),
             intent: Intent::Keep,
             outgoing: Outgoing::Keep,
+            owner: None,
         }
     }
 

@@ -1,4 +1,4 @@
-//! The scripts (`save.lua`, `retire.lua`, `revoke.lua`), sent by SHA-1, and how their answers
+//! The scripts (`save.lua`, `retire.lua`, `revoke.lua`, `own.lua`, `index.lua`), sent by SHA-1, and how their answers
 //! read.
 
 use std::collections::BTreeSet;
@@ -47,6 +47,8 @@ impl Script {
 pub(crate) static SAVE: Script = Script::new(include_str!("save.lua"));
 pub(crate) static RETIRE: Script = Script::new(include_str!("retire.lua"));
 pub(crate) static REVOKE: Script = Script::new(include_str!("revoke.lua"));
+pub(crate) static OWN: Script = Script::new(include_str!("own.lua"));
+pub(crate) static INDEX: Script = Script::new(include_str!("index.lua"));
 
 /// The script's arguments after the keys (see `scripts/save.lua`). `mirrored`: the mirrored
 /// keys, whose values an update answers when it finds writes it had not seen.

@@ -1,0 +1,391 @@
+//! A user's sessions, in or out of a request: the per-owner index ([`Session::set_owner`] adds
+//! to it), listing, revoking one, the others or all, and the calls on one session by its handle.
+//!
+//! The index is a sorted set at `<namespace>:owner:{<base64url(sha256(owner))>}`, one member per
+//! session (its handle: the digest its keys are named by), scored by the session's absolute
+//! deadline; it expires with its last member. Only a login (`set_owner`) and these calls send
+//! index commands; a plain request sends none. In a Redis Cluster the index and each session are
+//! in slots of their own: every step is a command (or a pipeline) within one slot.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bb8_redis::redis;
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use super::engine::CREATED_FIELD;
+use super::engine::load::MAX_FOLLOW;
+use super::engine::owned::{self, Entry, EntryAnswer, INFO_FIELD, OWNER_FIELD};
+use super::engine::state::Owner;
+use super::id::Digest;
+use super::scripts::{INDEX, OWN};
+use super::store::now;
+use super::{Session, SessionId, SessionStore};
+use crate::Result;
+
+/// One of a user's sessions, as [`SessionStore::sessions_of`] lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct OwnedSession {
+    /// An opaque handle on the session (a digest of its id: not a usable cookie), for
+    /// [`SessionStore::revoke_session`] and the calls by handle.
+    pub handle: String,
+    /// When the session was created, unix seconds.
+    pub created: i64,
+    /// When the session was last seen, unix seconds: its last touch, so within a touch interval.
+    pub last_seen: i64,
+    /// What the app recorded at login ([`Session::set_owner`]).
+    pub info: Value,
+}
+
+fn index_key(namespace: &str, owner: &str) -> String {
+    let digest = Sha256::digest(owner.as_bytes());
+    format!("{namespace}:owner:{{{}}}", URL_SAFE_NO_PAD.encode(digest))
+}
+
+impl Session {
+    /// The store this session belongs to: for a handler that manages the user's other sessions.
+    ///
+    /// ```no_run
+    /// # async fn handler(session: resilient_session::Session) -> resilient_session::Result<()> {
+    /// let listed = session.store().sessions_of("ada").await?;
+    /// # let _ = listed;
+    /// # Ok(()) }
+    /// ```
+    pub fn store(&self) -> &SessionStore {
+        &self.store
+    }
+}
+
+impl SessionStore {
+    /// After a save reached Redis: the session `id` joins `owner`'s index (the session's own
+    /// mark first, so that an index member always has one).
+    pub(crate) async fn register_owner(&self, id: &SessionId, created: i64, owner: &Owner) {
+        let backend = self.backend();
+        let key = id.redis_key(backend.namespace());
+        let info = owner.info.to_string();
+        let marked = backend
+            .by_sha::<i64>("session owner", |by_sha| {
+                let mut cmd = OWN.command(by_sha, &[&key]);
+                cmd.arg(&owner.name).arg(&info);
+                cmd
+            })
+            .await;
+        match marked {
+            Ok(1) => {}
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "the session was not added to its owner's index");
+                return;
+            }
+        }
+        let index = index_key(backend.namespace(), &owner.name);
+        let deadline = self.policy().deadline(created);
+        let handle = id.digest().to_text();
+        let added = backend
+            .by_sha::<i64>("session index", |by_sha| {
+                let mut cmd = INDEX.command(by_sha, &[&index]);
+                cmd.arg(deadline).arg(&handle).arg(now());
+                cmd
+            })
+            .await;
+        if let Err(err) = added {
+            tracing::warn!(error = %err, "the session was not added to its owner's index");
+        }
+    }
+
+    /// The index's members and their scores, those past their deadline dropped first.
+    async fn members(&self, index: &str) -> Result<Vec<(String, i64)>> {
+        let mut pipeline = redis::pipe();
+        pipeline
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(index)
+            .arg("-inf")
+            .arg(format!("({}", now()))
+            .ignore();
+        pipeline
+            .cmd("ZRANGE")
+            .arg(index)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES");
+        let (members,): (Vec<(String, i64)>,) = self
+            .backend()
+            .manager()
+            .query_pipeline("session index read", &pipeline)
+            .await?;
+        Ok(members)
+    }
+
+    /// What Redis holds for the session `digest`: its owner mark, creation, info, TTL, tombstone.
+    async fn entry_answer(&self, digest: &Digest) -> Result<EntryAnswer> {
+        let namespace = self.backend().namespace();
+        let key = digest.redis_key(namespace);
+        let mut pipeline = redis::pipe();
+        pipeline
+            .cmd("HMGET")
+            .arg(&key)
+            .arg(CREATED_FIELD)
+            .arg(INFO_FIELD)
+            .arg(OWNER_FIELD);
+        pipeline.cmd("PTTL").arg(&key);
+        pipeline.cmd("GET").arg(digest.tombstone_key(namespace));
+        type Fields = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let ((created, info, owner), pttl_ms, tombstone): (Fields, i64, Option<String>) = self
+            .backend()
+            .manager()
+            .query_pipeline("session index entry", &pipeline)
+            .await?;
+        Ok(EntryAnswer {
+            created,
+            info,
+            owner,
+            pttl_ms,
+            tombstone,
+        })
+    }
+
+    /// `owner`'s sessions, oldest first. Entries whose session is gone leave the index as it is
+    /// read; a session that moved to a new id (re-seeded after Redis lost its data) is listed
+    /// under the new one. Callable from any task holding the store: an admin endpoint, a job.
+    ///
+    /// # Errors
+    ///
+    /// The Redis error when Redis is unavailable ([`Error::is_unavailable`](crate::Error::is_unavailable)):
+    /// the list is not known then, which is not the same as empty.
+    ///
+    /// ```no_run
+    /// # async fn job(store: resilient_session::SessionStore) -> resilient_session::Result<()> {
+    /// for session in store.sessions_of("ada").await? {
+    ///     println!("{} since {}, last seen {}", session.handle, session.created, session.last_seen);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn sessions_of(&self, owner: &str) -> Result<Vec<OwnedSession>> {
+        let index = index_key(self.backend().namespace(), owner);
+        let policy = self.policy();
+        let mut listed = Vec::new();
+        for (handle, score) in self.members(&index).await? {
+            let Some(mut digest) = Digest::parse(&handle) else {
+                self.forget(&index, &handle).await?;
+                continue;
+            };
+            let mut member = handle;
+            for _ in 0..MAX_FOLLOW {
+                match owned::entry(&self.entry_answer(&digest).await?, owner, &policy, now()) {
+                    Entry::Alive {
+                        created,
+                        last_seen,
+                        info,
+                    } => {
+                        listed.push(OwnedSession {
+                            handle: member,
+                            created,
+                            last_seen,
+                            info,
+                        });
+                        break;
+                    }
+                    Entry::Moved(successor) => {
+                        self.forget(&index, &member).await?;
+                        digest = successor;
+                        member = successor.to_text();
+                        self.remember(&index, &member, score).await?;
+                    }
+                    Entry::Gone => {
+                        self.forget(&index, &member).await?;
+                        break;
+                    }
+                }
+            }
+        }
+        listed.sort_by_key(|session| session.created);
+        Ok(listed)
+    }
+
+    async fn forget(&self, index: &str, member: &str) -> Result<()> {
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(index).arg(member);
+        self.backend()
+            .manager()
+            .query::<i64>("session index remove", &cmd)
+            .await
+            .map(drop)
+    }
+
+    async fn remember(&self, index: &str, member: &str, score: i64) -> Result<()> {
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(index).arg(score).arg(member);
+        self.backend()
+            .manager()
+            .query::<i64>("session index add", &cmd)
+            .await
+            .map(drop)
+    }
+
+    /// Ends `owner`'s session `handle`, everywhere (every copy of its cookie, and the sessions
+    /// it moved to). `false` when `handle` is not one of `owner`'s sessions: nothing is ended.
+    ///
+    /// # Errors
+    ///
+    /// The Redis error when Redis is unavailable: whether `handle` is `owner`'s is not known.
+    /// Once that is known, a logout Redis cannot take is queued and replayed, as a
+    /// [`Session::destroy`] is.
+    ///
+    /// ```no_run
+    /// # async fn admin(store: resilient_session::SessionStore, handle: &str) -> resilient_session::Result<()> {
+    /// if !store.revoke_session("ada", handle).await? {
+    ///     println!("not one of ada's sessions");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke_session(&self, owner: &str, handle: &str) -> Result<bool> {
+        let index = index_key(self.backend().namespace(), owner);
+        let mut cmd = redis::cmd("ZSCORE");
+        cmd.arg(&index).arg(handle);
+        let score: Option<f64> = self
+            .backend()
+            .manager()
+            .query("session index lookup", &cmd)
+            .await?;
+        let (Some(_), Some(digest)) = (score, Digest::parse(handle)) else {
+            return Ok(false);
+        };
+        self.revoke_now_or_later(digest, now()).await;
+        self.forget(&index, handle).await?;
+        Ok(true)
+    }
+
+    /// Ends all of `owner`'s sessions but `keep` (the current one, by its
+    /// [`Session::handle`]): "log out my other devices", or after a password change. Returns
+    /// how many were ended.
+    ///
+    /// # Errors
+    ///
+    /// As [`revoke_session`](Self::revoke_session).
+    ///
+    /// ```no_run
+    /// # async fn handler(session: resilient_session::Session) -> resilient_session::Result<()> {
+    /// let current = session.handle().await;
+    /// session.store().revoke_others("ada", current.as_deref()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke_others(&self, owner: &str, keep: Option<&str>) -> Result<usize> {
+        let index = index_key(self.backend().namespace(), owner);
+        let mut ended = 0;
+        for (handle, _) in self.members(&index).await? {
+            if Some(handle.as_str()) == keep {
+                continue;
+            }
+            if let Some(digest) = Digest::parse(&handle) {
+                self.revoke_now_or_later(digest, now()).await;
+                ended += 1;
+            }
+            self.forget(&index, &handle).await?;
+        }
+        Ok(ended)
+    }
+
+    /// Ends every one of `owner`'s sessions. Returns how many were ended. A handler ending its
+    /// own session this way also calls [`Session::destroy`], so that its cookie goes too.
+    ///
+    /// # Errors
+    ///
+    /// As [`revoke_session`](Self::revoke_session).
+    ///
+    /// From a task outside any request, e.g. after a password reset by e-mail (the store is
+    /// the one the layer uses, cloned):
+    ///
+    /// ```no_run
+    /// # async fn password_changed(store: resilient_session::SessionStore) {
+    /// let job = tokio::spawn(async move { store.revoke_all("ada").await });
+    /// match job.await {
+    ///     Ok(Ok(ended)) => println!("{ended} sessions ended"),
+    ///     Ok(Err(err)) => eprintln!("try again: {err}"),
+    ///     Err(panicked) => eprintln!("{panicked}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn revoke_all(&self, owner: &str) -> Result<usize> {
+        self.revoke_others(owner, None).await
+    }
+
+    /// The data of the session `handle` (its keys and values), `None` when there is no such
+    /// session. Outside a request: nothing is touched or changed.
+    ///
+    /// # Errors
+    ///
+    /// The Redis error when Redis is unavailable.
+    ///
+    /// ```no_run
+    /// # async fn admin(store: resilient_session::SessionStore, handle: &str) -> resilient_session::Result<()> {
+    /// if let Some(data) = store.session_data(handle).await? {
+    ///     println!("user: {:?}", data.get("user"));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn session_data(&self, handle: &str) -> Result<Option<Map<String, Value>>> {
+        let Some(digest) = Digest::parse(handle) else {
+            return Ok(None);
+        };
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(digest.redis_key(self.backend().namespace()));
+        let fields: Vec<(Vec<u8>, Vec<u8>)> =
+            self.backend().manager().query("session read", &cmd).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            fields
+                .into_iter()
+                .filter(|(field, _)| field.first() != Some(&0))
+                .filter_map(|(field, value)| {
+                    let key = String::from_utf8(field).ok()?;
+                    Some((key, serde_json::from_slice(&value).ok()?))
+                })
+                .collect(),
+        ))
+    }
+
+    /// Refreshes the session `handle`'s idle timeout (never past its absolute lifetime), as a
+    /// request's touch does. `false` when there is no such session.
+    ///
+    /// # Errors
+    ///
+    /// The Redis error when Redis is unavailable.
+    ///
+    /// ```no_run
+    /// # async fn keep_alive(store: resilient_session::SessionStore, handle: &str) -> resilient_session::Result<()> {
+    /// store.touch_session(handle).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn touch_session(&self, handle: &str) -> Result<bool> {
+        let Some(digest) = Digest::parse(handle) else {
+            return Ok(false);
+        };
+        let key = digest.redis_key(self.backend().namespace());
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(&key).arg(CREATED_FIELD);
+        let created: Option<String> = self.backend().manager().query("session read", &cmd).await?;
+        let Some(created) = created.and_then(|c| c.parse().ok()) else {
+            return Ok(false);
+        };
+        let mut cmd = redis::cmd("EXPIRE");
+        cmd.arg(&key).arg(self.policy().ttl_secs(created, now()));
+        self.backend().manager().query("session touch", &cmd).await
+    }
+
+    /// Ends the session `handle` everywhere, like [`Session::destroy`] in its own request: a
+    /// logout Redis cannot take now is queued and replayed. An unknown handle does nothing.
+    ///
+    /// ```no_run
+    /// # async fn admin(store: resilient_session::SessionStore, handle: &str) {
+    /// store.delete_session(handle).await;
+    /// # }
+    /// ```
+    pub async fn delete_session(&self, handle: &str) {
+        if let Some(digest) = Digest::parse(handle) {
+            self.revoke_now_or_later(digest, now()).await;
+        }
+    }
+}
