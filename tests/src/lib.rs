@@ -65,7 +65,7 @@ macro_rules! scenarios {
 }
 
 /// The ACL line README documents, as `redis-server` arguments.
-pub const ACL: [&str; 28] = [
+pub const ACL: [&str; 29] = [
     "--user",
     "sessions",
     "on",
@@ -92,7 +92,8 @@ pub const ACL: [&str; 28] = [
     "+zrem",
     "+zremrangebyscore",
     "+zscore",
-    "+expireat",
+    "+zcard",
+    "+pexpireat",
     "+info",
 ];
 

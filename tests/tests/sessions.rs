@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use conformance::{ACL, Client, Framework, TestApp, TestRedis, defaults};
+use conformance::{ACL, Client, Framework, TestApp, TestRedis, defaults, wait_until};
 use resilient_session::redis::redis;
 use serde_json::Value;
 use sha2::Digest as _;
@@ -15,8 +15,11 @@ conformance::scenarios!(
     logout_others_ends_every_other_session,
     logout_everywhere_ends_them_all,
     listing_during_an_outage_says_redis_is_unavailable,
+    revocations_during_an_outage_are_replayed,
     the_index_shrinks_as_sessions_expire_and_then_goes,
     everything_works_under_the_least_privilege_acl,
+    a_login_beyond_the_limit_ends_the_oldest_session,
+    simultaneous_logins_cannot_both_pass_a_limit_of_one,
 );
 conformance::scenarios!(for test_redis::RedisCluster => cluster: sessions_are_listed_and_ended_on_any_deployment);
 
@@ -159,7 +162,60 @@ async fn listing_during_an_outage_says_redis_is_unavailable(framework: Framework
     redis.kill();
     assert!(is_logged_in(&mut one).await, "from the cookie");
     assert_eq!(one.get("/sessions").await.status, 503, "not an empty list");
-    assert_eq!(one.post("/logout-others").await.status, 503);
+}
+
+/// Until every one of `clients` is logged out: Redis back, the queued revocations replayed.
+async fn until_logged_out(clients: &[&Client]) {
+    for client in clients {
+        let client = (*client).clone();
+        wait_until(
+            Duration::from_secs(10),
+            "the revocation is replayed",
+            || {
+                let mut client = client.clone();
+                async move { !is_logged_in(&mut client).await }
+            },
+        )
+        .await;
+    }
+}
+
+async fn revocations_during_an_outage_are_replayed(framework: Framework) {
+    let mut redis = RedisServer::builder().persistent().start();
+    let app = TestApp::start(framework, &redis, defaults).await;
+    let mut one = logged_in(&app, "ada", "one").await;
+    let mut two = logged_in(&app, "ada", "two").await;
+    let mut three = logged_in(&app, "ada", "three").await;
+    let mut bob = logged_in(&app, "bob", "bob's").await;
+    let two_handle = current(&list(&mut two).await);
+    let bobs = current(&list(&mut bob).await);
+
+    redis.kill();
+    assert_eq!(
+        one.delete(&format!("/sessions/{two_handle}")).await.status,
+        204,
+        "queued"
+    );
+    assert_eq!(one.post("/logout-others").await.status, 204, "queued");
+    assert_eq!(
+        one.delete(&format!("/sessions/{bobs}")).await.status,
+        204,
+        "queued: whose it is is checked when Redis is back"
+    );
+    assert!(
+        is_logged_in(&mut one).await,
+        "this one stays, from its cookie"
+    );
+
+    redis.restart();
+    until_logged_out(&[&two, &three]).await;
+    assert!(is_logged_in(&mut one).await, "the current one was kept");
+    assert!(
+        is_logged_in(&mut bob).await,
+        "bob's session is not ada's to end"
+    );
+    assert!(!is_logged_in(&mut two).await && !is_logged_in(&mut three).await);
+    assert_eq!(list(&mut one).await.len(), 1);
 }
 
 async fn the_index_shrinks_as_sessions_expire_and_then_goes(framework: Framework) {
@@ -218,4 +274,36 @@ async fn everything_works_under_the_least_privilege_acl(framework: Framework) {
     assert_eq!(one.post("/logout-everywhere").await.status, 204);
     let log: Vec<redis::Value> = redis.query(&["ACL", "LOG"]);
     assert!(log.is_empty(), "refused: {log:?}");
+}
+
+async fn a_login_beyond_the_limit_ends_the_oldest_session(framework: Framework) {
+    let redis = RedisServer::start();
+    let app = TestApp::start(framework, &redis, |config| config.max_sessions_per_owner(2)).await;
+    let mut one = logged_in(&app, "ada", "one").await;
+    let mut two = logged_in(&app, "ada", "two").await;
+    let mut bob = logged_in(&app, "bob", "bob's").await;
+    let mut three = logged_in(&app, "ada", "three").await;
+    assert!(!is_logged_in(&mut one).await, "the oldest went");
+    assert!(is_logged_in(&mut two).await && is_logged_in(&mut three).await);
+    assert!(
+        is_logged_in(&mut bob).await,
+        "another user's count is their own"
+    );
+    assert_eq!(list(&mut three).await.len(), 2);
+}
+
+async fn simultaneous_logins_cannot_both_pass_a_limit_of_one(framework: Framework) {
+    let redis = RedisServer::start();
+    let app = TestApp::start(framework, &redis, |config| config.max_sessions_per_owner(1)).await;
+    for round in 0..5 {
+        let (mut a, mut b) = (app.client(), app.client());
+        let (ra, rb) = tokio::join!(a.login("ada", "user"), b.login("ada", "user"));
+        assert_eq!((ra.status, rb.status), (200, 200));
+        let (a_in, b_in) = (is_logged_in(&mut a).await, is_logged_in(&mut b).await);
+        assert!(
+            a_in ^ b_in,
+            "round {round}: exactly one of two simultaneous logins stays ({a_in}, {b_in})"
+        );
+        assert_eq!(redis.query::<i64>(&["ZCARD", &index_key("ada")]), 1);
+    }
 }

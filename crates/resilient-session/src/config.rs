@@ -98,6 +98,8 @@ pub struct SessionConfig {
     pub(crate) validator: Option<Validator>,
     pub(crate) import: Option<Arc<Import>>,
     pub(crate) max_queued_logouts: usize,
+    /// `None`: no limit.
+    pub(crate) max_sessions_per_owner: Option<usize>,
 }
 
 impl SessionConfig {
@@ -123,6 +125,7 @@ impl SessionConfig {
             validator: None,
             import: None,
             max_queued_logouts: crate::session::DEFAULT_LOGOUT_QUEUE,
+            max_sessions_per_owner: None,
         }
     }
 
@@ -242,6 +245,16 @@ impl SessionConfig {
     /// cookie stands in for Redis on its own) until the queue has drained. Default 500,000.
     pub fn max_queued_logouts(mut self, logouts: usize) -> Self {
         self.max_queued_logouts = logouts;
+        self
+    }
+
+    /// Most sessions one owner ([`Session::set_owner`](crate::Session::set_owner)) may have at
+    /// once: a login beyond it ends the owner's oldest sessions, decided in one script on the
+    /// owner's index, so that two logins at the same moment cannot both pass a limit. An ended
+    /// session ends as a logout does (every copy of its cookie). Default: no limit. Zero counts
+    /// as one.
+    pub fn max_sessions_per_owner(mut self, sessions: usize) -> Self {
+        self.max_sessions_per_owner = Some(sessions.max(1));
         self
     }
 
@@ -392,6 +405,7 @@ impl fmt::Debug for SessionConfig {
             .field("validator", &self.validator.is_some())
             .field("import", &self.import)
             .field("max_queued_logouts", &self.max_queued_logouts)
+            .field("max_sessions_per_owner", &self.max_sessions_per_owner)
             .finish()
     }
 }

@@ -68,7 +68,7 @@ pub use health::{ConnectionState, FallbackReport, HealthReport, PoolStats, Redis
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use redis::{BreakerState, RedisManager, RedisManagerBuilder};
 pub use session::{
-    FinishLater, Import, OwnedSession, ResponseHeaders, Session, SessionStore, Source,
+    FinishLater, Import, OwnedSession, ResponseHeaders, Revoked, Session, SessionStore, Source,
 };
 pub use stats::SessionStats;
 pub use store::RedisService;

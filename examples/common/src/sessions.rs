@@ -2,7 +2,7 @@
 //! sessions listed, one of them ended, the others, or all. Each function answers with a status
 //! and, for the list, a JSON body; the apps turn that into their framework's response.
 
-use resilient_session::{Result, Session};
+use resilient_session::{Result, Revoked, Session};
 use serde_json::{Value, json};
 
 use crate::User;
@@ -75,13 +75,13 @@ pub async fn revoke(session: &Session, handle: &str) -> Answer {
         return Answer::NotLoggedIn;
     };
     match session.store().revoke_session(&user.user_id, handle).await {
-        Ok(true) => {
+        Ok(Revoked::NotFound) => Answer::NotFound,
+        Ok(_) => {
             if session.handle().await.as_deref() == Some(handle) {
                 session.destroy().await;
             }
             Answer::NoContent
         }
-        Ok(false) => Answer::NotFound,
         Err(err) => failed(&err),
     }
 }

@@ -303,8 +303,8 @@ impl Session {
     }
 
     /// This session's handle, as [`SessionStore::sessions_of`](super::SessionStore::sessions_of)
-    /// lists it (a digest of its id, not a usable cookie): `None` when it is not in Redis (new,
-    /// or served from its cookie). After a login it changes at the end of the request.
+    /// lists it (a digest of its id, not a usable cookie): `None` for a new session, or when
+    /// nothing about it is known. After a login it changes at the end of the request.
     ///
     /// ```no_run
     /// # async fn handler(session: resilient_session::Session, store: resilient_session::SessionStore) -> resilient_session::Result<()> {
@@ -315,10 +315,17 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn handle(&self) -> Option<String> {
-        match &self.loaded().await.phase {
-            super::engine::Phase::Stored { id, .. } => Some(id.digest().to_text()),
+        let state = self.loaded().await;
+        let id = match &state.phase {
+            super::engine::Phase::Stored { id, .. } => Some(id),
+            // Served from its cookie: the session the cookie is of.
+            super::engine::Phase::Fallback => match &state.cookie {
+                super::engine::ClientCookie::Valid(cookie) => cookie.payload.id.as_ref(),
+                _ => None,
+            },
             _ => None,
-        }
+        };
+        id.map(|id| id.digest().to_text())
     }
 
     /// End the session: its data is deleted and the cookie removed at the end of the request

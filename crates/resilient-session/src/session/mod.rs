@@ -35,7 +35,7 @@ pub(crate) use engine::Stamp;
 pub use handle::{Session, Source};
 pub(crate) use id::SessionId;
 pub use import::Import;
-pub use owners::OwnedSession;
+pub use owners::{OwnedSession, Revoked};
 pub use response::ResponseHeaders;
 pub(crate) use revocations::DEFAULT_CAPACITY as DEFAULT_LOGOUT_QUEUE;
 pub use save::FinishLater;

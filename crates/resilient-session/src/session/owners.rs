@@ -3,7 +3,9 @@
 //!
 //! The index is a sorted set at `<namespace>:owner:{<base64url(sha256(owner))>}`, one member per
 //! session (its handle: the digest its keys are named by), scored by the session's absolute
-//! deadline; it expires with its last member. Only a login (`set_owner`) and these calls send
+//! deadline (milliseconds); it expires with its last member. With
+//! [`SessionConfig::max_sessions_per_owner`](crate::SessionConfig::max_sessions_per_owner), a
+//! login pushes the oldest out, in the same script. Only a login (`set_owner`) and these calls send
 //! index commands; a plain request sends none. In a Redis Cluster the index and each session are
 //! in slots of their own: every step is a command (or a pipeline) within one slot.
 
@@ -18,6 +20,7 @@ use super::engine::load::MAX_FOLLOW;
 use super::engine::owned::{self, Entry, EntryAnswer, INFO_FIELD, OWNER_FIELD};
 use super::engine::state::Owner;
 use super::id::Digest;
+use super::revocations::Target;
 use super::scripts::{INDEX, OWN};
 use super::store::now;
 use super::{Session, SessionId, SessionStore};
@@ -36,6 +39,29 @@ pub struct OwnedSession {
     pub last_seen: i64,
     /// What the app recorded at login ([`Session::set_owner`]).
     pub info: Value,
+}
+
+/// What a revocation of an owner's sessions did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revoked {
+    /// This many sessions ended, now.
+    Now(usize),
+    /// Redis is unavailable: queued, and replayed once it is back, as a logout is. Until then
+    /// a copy of such a session served from its cookie may still be used, for at most
+    /// `fallback_max_age`; once Redis is back, its next request finds it ended.
+    Queued,
+    /// Not one of the owner's sessions: nothing ended.
+    NotFound,
+}
+
+/// Now, in unix milliseconds: the index's scores (deadlines) are, so that the order of two
+/// logins in one second is kept.
+fn now_ms() -> i64 {
+    now().saturating_mul(1000)
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::from(d.subsec_millis()))
 }
 
 fn index_key(namespace: &str, owner: &str) -> String {
@@ -80,17 +106,28 @@ impl SessionStore {
             }
         }
         let index = index_key(backend.namespace(), &owner.name);
-        let deadline = self.policy().deadline(created);
+        // What is left of its life, from now to the millisecond: two logins in one second keep
+        // their order.
+        let left = self.policy().deadline(created).saturating_sub(now());
+        let deadline_ms = now_ms().saturating_add(left.saturating_mul(1000));
         let handle = id.digest().to_text();
+        let limit = self.config().max_sessions_per_owner.unwrap_or(0);
         let added = backend
-            .by_sha::<i64>("session index", |by_sha| {
+            .by_sha::<Vec<String>>("session index", |by_sha| {
                 let mut cmd = INDEX.command(by_sha, &[&index]);
-                cmd.arg(deadline).arg(&handle).arg(now());
+                cmd.arg(deadline_ms).arg(&handle).arg(now_ms()).arg(limit);
                 cmd
             })
             .await;
-        if let Err(err) = added {
-            tracing::warn!(error = %err, "the session was not added to its owner's index");
+        match added {
+            Ok(evicted) => {
+                for digest in evicted.iter().filter_map(|handle| Digest::parse(handle)) {
+                    self.revoke_now_or_later(digest, now()).await;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "the session was not added to its owner's index");
+            }
         }
     }
 
@@ -101,7 +138,7 @@ impl SessionStore {
             .cmd("ZREMRANGEBYSCORE")
             .arg(index)
             .arg("-inf")
-            .arg(format!("({}", now()))
+            .arg(format!("({}", now_ms()))
             .ignore();
         pipeline
             .cmd("ZRANGE")
@@ -224,22 +261,36 @@ impl SessionStore {
     }
 
     /// Ends `owner`'s session `handle`, everywhere (every copy of its cookie, and the sessions
-    /// it moved to). `false` when `handle` is not one of `owner`'s sessions: nothing is ended.
+    /// it moved to). [`Revoked::NotFound`] when `handle` is not one of `owner`'s sessions:
+    /// nothing is ended. While Redis is unavailable the revocation is queued (whether the handle
+    /// is `owner`'s is checked when it is replayed).
     ///
     /// # Errors
     ///
-    /// The Redis error when Redis is unavailable: whether `handle` is `owner`'s is not known.
-    /// Once that is known, a logout Redis cannot take is queued and replayed, as a
-    /// [`Session::destroy`] is.
+    /// A Redis error that is not an outage (a command the Redis user may not run, say).
     ///
     /// ```no_run
     /// # async fn admin(store: resilient_session::SessionStore, handle: &str) -> resilient_session::Result<()> {
-    /// if !store.revoke_session("ada", handle).await? {
+    /// use resilient_session::Revoked;
+    ///
+    /// if store.revoke_session("ada", handle).await? == Revoked::NotFound {
     ///     println!("not one of ada's sessions");
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn revoke_session(&self, owner: &str, handle: &str) -> Result<bool> {
+    pub async fn revoke_session(&self, owner: &str, handle: &str) -> Result<Revoked> {
+        let Some(session) = Digest::parse(handle) else {
+            return Ok(Revoked::NotFound);
+        };
+        let queued = Target::Owned {
+            owner: owner.into(),
+            session,
+        };
+        self.now_or_queued(self.revoke_owned(owner, handle).await, queued)
+    }
+
+    /// [`revoke_session`](Self::revoke_session), with Redis's errors as they are.
+    pub(crate) async fn revoke_owned(&self, owner: &str, handle: &str) -> Result<Revoked> {
         let index = index_key(self.backend().namespace(), owner);
         let mut cmd = redis::cmd("ZSCORE");
         cmd.arg(&index).arg(handle);
@@ -249,16 +300,30 @@ impl SessionStore {
             .query("session index lookup", &cmd)
             .await?;
         let (Some(_), Some(digest)) = (score, Digest::parse(handle)) else {
-            return Ok(false);
+            return Ok(Revoked::NotFound);
         };
         self.revoke_now_or_later(digest, now()).await;
         self.forget(&index, handle).await?;
-        Ok(true)
+        Ok(Revoked::Now(1))
+    }
+
+    /// An answer of Redis, or `queued` for replay when Redis was unavailable.
+    fn now_or_queued(&self, answer: Result<Revoked>, queued: Target) -> Result<Revoked> {
+        match answer {
+            Err(err) if err.is_unavailable() => {
+                tracing::debug!(error = %err, "revocation queued until Redis is available");
+                let now = now();
+                let until = self.policy().revocation_matters_until(now, now, true);
+                self.revoke_later(queued, until, now);
+                Ok(Revoked::Queued)
+            }
+            answer => answer,
+        }
     }
 
     /// Ends all of `owner`'s sessions but `keep` (the current one, by its
-    /// [`Session::handle`]): "log out my other devices", or after a password change. Returns
-    /// how many were ended.
+    /// [`Session::handle`]): "log out my other devices", or after a password change. While Redis
+    /// is unavailable the revocation is queued and replayed.
     ///
     /// # Errors
     ///
@@ -270,7 +335,16 @@ impl SessionStore {
     /// session.store().revoke_others("ada", current.as_deref()).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn revoke_others(&self, owner: &str, keep: Option<&str>) -> Result<usize> {
+    pub async fn revoke_others(&self, owner: &str, keep: Option<&str>) -> Result<Revoked> {
+        let queued = Target::Owner {
+            owner: owner.into(),
+            keep: keep.and_then(Digest::parse),
+        };
+        self.now_or_queued(self.revoke_owner(owner, keep).await, queued)
+    }
+
+    /// [`revoke_others`](Self::revoke_others), with Redis's errors as they are.
+    pub(crate) async fn revoke_owner(&self, owner: &str, keep: Option<&str>) -> Result<Revoked> {
         let index = index_key(self.backend().namespace(), owner);
         let mut ended = 0;
         for (handle, _) in self.members(&index).await? {
@@ -283,11 +357,12 @@ impl SessionStore {
             }
             self.forget(&index, &handle).await?;
         }
-        Ok(ended)
+        Ok(Revoked::Now(ended))
     }
 
-    /// Ends every one of `owner`'s sessions. Returns how many were ended. A handler ending its
-    /// own session this way also calls [`Session::destroy`], so that its cookie goes too.
+    /// Ends every one of `owner`'s sessions. A handler ending its own session this way also
+    /// calls [`Session::destroy`], so that its cookie goes too. While Redis is unavailable the
+    /// revocation is queued and replayed.
     ///
     /// # Errors
     ///
@@ -300,13 +375,13 @@ impl SessionStore {
     /// # async fn password_changed(store: resilient_session::SessionStore) {
     /// let job = tokio::spawn(async move { store.revoke_all("ada").await });
     /// match job.await {
-    ///     Ok(Ok(ended)) => println!("{ended} sessions ended"),
+    ///     Ok(Ok(revoked)) => println!("{revoked:?}"),
     ///     Ok(Err(err)) => eprintln!("try again: {err}"),
     ///     Err(panicked) => eprintln!("{panicked}"),
     /// }
     /// # }
     /// ```
-    pub async fn revoke_all(&self, owner: &str) -> Result<usize> {
+    pub async fn revoke_all(&self, owner: &str) -> Result<Revoked> {
         self.revoke_others(owner, None).await
     }
 

@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 
 use super::SessionStore;
+use super::id::Digest;
 use super::revocations::{Attempt, RETRY_PAUSE, Target};
 use super::store::{Inner, now};
 use crate::stats::Counters;
@@ -40,6 +41,17 @@ pub(crate) async fn replay(store: Weak<Inner>, wake: Arc<Notify>) {
                 }
             },
             Target::Legacy(key) => store_now.backend().delete(key).await,
+            Target::Owned { owner, session } => store_now
+                .revoke_owned(owner, &session.to_text())
+                .await
+                .map(drop),
+            Target::Owner { owner, keep } => {
+                let keep = keep.map(Digest::to_text);
+                store_now
+                    .revoke_owner(owner, keep.as_deref())
+                    .await
+                    .map(drop)
+            }
         };
         let revocations = store_now.revocations();
         match done {

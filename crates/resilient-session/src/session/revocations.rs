@@ -1,4 +1,5 @@
-//! Logouts made while Redis was down, replayed when it is back.
+//! Logouts made while Redis was down, replayed when it is back; so are the revocations of an
+//! owner's sessions (see `owners.rs`), whose index cannot be read then.
 //!
 //! A logout that cannot reach Redis goes into an in-memory queue of key digests (never ids),
 //! each with the time after which no copy of its cookie can be honoured any more (then it is
@@ -38,6 +39,13 @@ pub(crate) enum Target {
     Session(Digest),
     /// An imported app's session key.
     Legacy(Box<str>),
+    /// One of an owner's sessions, by its handle: ended if it is theirs.
+    Owned { owner: Box<str>, session: Digest },
+    /// All of an owner's sessions, but `keep`.
+    Owner {
+        owner: Box<str>,
+        keep: Option<Digest>,
+    },
 }
 
 #[derive(Debug)]
