@@ -20,6 +20,7 @@ conformance::scenarios!(
     everything_works_under_the_least_privilege_acl,
     a_login_beyond_the_limit_ends_the_oldest_session,
     simultaneous_logins_cannot_both_pass_a_limit_of_one,
+    a_session_reseeded_from_its_cookie_stays_listed,
 );
 conformance::scenarios!(for test_redis::RedisCluster => cluster: sessions_are_listed_and_ended_on_any_deployment);
 
@@ -306,4 +307,31 @@ async fn simultaneous_logins_cannot_both_pass_a_limit_of_one(framework: Framewor
         );
         assert_eq!(redis.query::<i64>(&["ZCARD", &index_key("ada")]), 1);
     }
+}
+
+async fn a_session_reseeded_from_its_cookie_stays_listed(framework: Framework) {
+    let redis = RedisServer::start();
+    let app = TestApp::start(framework, &redis, defaults).await;
+    let mut one = logged_in(&app, "ada", "one").await;
+    let mut two = logged_in(&app, "ada", "two").await;
+    let old = current(&list(&mut one).await);
+
+    // Redis loses one session's hash, and says so with a new data epoch (a partial loss: a
+    // failover in a cluster loses one shard's keys, the index lives on another).
+    let epoch_key = redis
+        .keys("session:epoch*")
+        .into_iter()
+        .next()
+        .expect("an epoch");
+    redis.run(&["DEL", &format!("session:{{{old}}}")]);
+    redis.run(&["SET", &epoch_key, "another-epoch"]);
+    assert!(is_logged_in(&mut one).await, "re-seeded from its cookie");
+
+    let listed = list(&mut one).await;
+    assert_eq!(listed.len(), 2, "still listed: {listed:?}");
+    let new = current(&listed);
+    assert_ne!(new, old, "under its new id");
+    // And it ends with the others.
+    assert_eq!(two.post("/logout-everywhere").await.status, 204);
+    assert!(!is_logged_in(&mut one).await);
 }

@@ -41,6 +41,15 @@ pub struct OwnedSession {
     pub info: Value,
 }
 
+/// Why a session is marked as an owner's.
+#[derive(Debug, Clone, Copy)]
+enum Mark {
+    /// The owner logged in to it.
+    Login,
+    /// It is the successor of one of the owner's sessions: marked unless someone else owns it.
+    Adopt,
+}
+
 /// What a revocation of an owner's sessions did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -89,17 +98,9 @@ impl SessionStore {
     pub(crate) async fn register_owner(&self, id: &SessionId, created: i64, owner: &Owner) {
         let backend = self.backend();
         let key = id.redis_key(backend.namespace());
-        let info = owner.info.to_string();
-        let marked = backend
-            .by_sha::<i64>("session owner", |by_sha| {
-                let mut cmd = OWN.command(by_sha, &[&key]);
-                cmd.arg(&owner.name).arg(&info);
-                cmd
-            })
-            .await;
-        match marked {
-            Ok(1) => {}
-            Ok(_) => return,
+        match self.mark(&key, &owner.name, &owner.info, Mark::Login).await {
+            Ok(true) => {}
+            Ok(false) => return,
             Err(err) => {
                 tracing::warn!(error = %err, "the session was not added to its owner's index");
                 return;
@@ -129,6 +130,24 @@ impl SessionStore {
                 tracing::warn!(error = %err, "the session was not added to its owner's index");
             }
         }
+    }
+
+    /// Marks the session at `key` as `owner`'s (`own.lua`): `false` when it is gone, or, to
+    /// adopt it, someone else's.
+    async fn mark(&self, key: &str, owner: &str, info: &Value, mark: Mark) -> Result<bool> {
+        let info = info.to_string();
+        let mode = match mark {
+            Mark::Login => "login",
+            Mark::Adopt => "adopt",
+        };
+        self.backend()
+            .by_sha::<i64>("session owner", |by_sha| {
+                let mut cmd = OWN.command(by_sha, &[key]);
+                cmd.arg(owner).arg(&info).arg(mode);
+                cmd
+            })
+            .await
+            .map(|marked| marked == 1)
     }
 
     /// The index's members and their scores, those past their deadline dropped first.
@@ -224,6 +243,10 @@ impl SessionStore {
                         break;
                     }
                     Entry::Moved(successor) => {
+                        // The same session under a new id (its cookie re-seeded it): it keeps
+                        // its place, and gets back the mark the cookie could not carry.
+                        let key = successor.redis_key(self.backend().namespace());
+                        self.mark(&key, owner, &Value::Null, Mark::Adopt).await?;
                         self.forget(&index, &member).await?;
                         digest = successor;
                         member = successor.to_text();
