@@ -15,8 +15,10 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod proxy;
 
 pub use cluster::RedisCluster;
+pub use proxy::FaultProxy;
 
 use std::collections::BTreeMap;
 use std::fs::File;
