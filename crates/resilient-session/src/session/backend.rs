@@ -305,12 +305,12 @@ impl Backend {
     /// given), so that no copy of the cookie re-seeds the session, even from a Redis that lost
     /// its data; one script (`revoke.lua`), whose new tombstone names the successor the old one
     /// named, so that an attempt whose answer was lost does not end the chain. Returns the
-    /// tombstone it replaced, as text.
+    /// tombstone it replaced, as text, and the session's owner mark, if it had one.
     pub(crate) async fn revoke(
         &self,
         digest: &Digest,
         tombstone_secs: Option<u64>,
-    ) -> Result<Option<String>> {
+    ) -> Result<(Option<String>, Option<String>)> {
         let (hash, tombstone) = (
             digest.redis_key(&self.namespace),
             digest.tombstone_key(&self.namespace),

@@ -318,6 +318,8 @@ impl Session {
         let state = self.loaded().await;
         let id = match &state.phase {
             super::engine::Phase::Stored { id, .. } => Some(id),
+            // Moving to a new id at the end of this request: until then, the old one.
+            super::engine::Phase::Moving { from, .. } => Some(from),
             // Served from its cookie: the session the cookie is of.
             super::engine::Phase::Fallback => match &state.cookie {
                 super::engine::ClientCookie::Valid(cookie) => cookie.payload.id.as_ref(),

@@ -5,8 +5,9 @@ use serde_json::{Map, Value};
 use super::backend::Fields;
 use super::engine::answer::{GoneAnswer, Hash, HashAnswer, LegacyAnswer, Unavailable};
 use super::engine::load::{Answer, Loaded, Loader, Query, Step};
-use super::engine::state::{ClientCookie, Legacy, Outgoing};
-use super::engine::{CREATED_FIELD, STAMP_FIELD, Stamp, State};
+use super::engine::owned::{INFO_FIELD, OWNER_FIELD};
+use super::engine::state::{ClientCookie, Legacy, Outgoing, Owner};
+use super::engine::{CREATED_FIELD, Phase, STAMP_FIELD, Stamp, State};
 use super::store::now;
 use super::tombstone::tombstone_of;
 use super::{SessionId, SessionStore};
@@ -21,24 +22,29 @@ impl SessionStore {
         self.verify(state, now);
         let mut loader = Loader::new(self.load_input(state, now));
         let mut step = loader.start();
+        let mut owners = Vec::new();
         let loaded = loop {
             match step {
                 Step::Done(loaded) => break loaded,
                 Step::Ask(query) => {
-                    let answer = self.ask(query, now).await;
+                    let answer = self.ask(query, now, &mut owners).await;
                     step = loader.answer(answer);
                 }
             }
         };
         self.note(&loaded);
         apply(state, loaded);
+        if let Phase::Stored { id, .. } = &state.phase {
+            state.indexed = owners.into_iter().find(|(of, _)| of == id);
+        }
     }
 
-    async fn ask(&self, query: Query, now: i64) -> Answer {
+    /// Runs one query; the owner marks of the hashes it read go into `owners`.
+    async fn ask(&self, query: Query, now: i64, owners: &mut Vec<(SessionId, Owner)>) -> Answer {
         let backend = self.backend();
         match query {
             Query::Hash { id, touch } => Answer::Hash(match backend.load(&id, touch).await {
-                Ok(Some(fields)) => match self.parse(fields) {
+                Ok(Some(fields)) => match self.parse(owner_mark(&id, fields, owners)) {
                     Ok(hash) => HashAnswer::Found(hash),
                     Err(reason) => HashAnswer::Corrupt(reason),
                 },
@@ -218,6 +224,25 @@ impl SessionStore {
             created,
         })
     }
+}
+
+/// Takes the owner mark out of a hash's `fields` (into `owners`, for `id`).
+fn owner_mark(id: &SessionId, fields: Fields, owners: &mut Vec<(SessionId, Owner)>) -> Fields {
+    let (mut name, mut info) = (None, Value::Null);
+    let mut rest = Vec::with_capacity(fields.len());
+    for (field, value) in fields {
+        if field == OWNER_FIELD.as_bytes() {
+            name = String::from_utf8(value).ok();
+        } else if field == INFO_FIELD.as_bytes() {
+            info = serde_json::from_slice(&value).unwrap_or(Value::Null);
+        } else {
+            rest.push((field, value));
+        }
+    }
+    if let Some(name) = name {
+        owners.push((id.clone(), Owner { name, info }));
+    }
+    rest
 }
 
 /// Puts what the load serves into the state.

@@ -38,27 +38,38 @@ impl SessionStore {
     }
 
     /// A logout, now: `DEL` and a "revoked" tombstone for `digest`, then for every successor a
-    /// "moved" tombstone names.
+    /// "moved" tombstone names; each leaves its owner's index. Returns the owner the session
+    /// `digest` had, if any.
     ///
     /// # Errors
     ///
     /// The link of the chain Redis could not take, and why: the caller queues it.
-    pub(crate) async fn revoke_chain(&self, digest: Digest) -> Result<(), (Digest, Error)> {
+    pub(crate) async fn revoke_chain(
+        &self,
+        digest: Digest,
+    ) -> Result<Option<String>, (Digest, Error)> {
         let secs = self.policy().tombstone_secs();
         let mut next = Some(digest);
+        let mut first_owner = None;
         let mut steps = 0;
         while let Some(digest) = next {
-            let previous = self
+            let (previous, owner) = self
                 .backend()
                 .revoke(&digest, secs)
                 .await
                 .map_err(|err| (digest, err))?;
+            if let Some(owner) = &owner {
+                self.unindex(owner, &digest).await;
+            }
+            if steps == 0 {
+                first_owner = owner;
+            }
             steps += 1;
             next = tombstone_of(previous.as_deref(), |_| None)
                 .successor()
                 .filter(|_| steps <= MAX_FOLLOW);
         }
-        Ok(())
+        Ok(first_owner)
     }
 
     /// [`revoke_chain`](Self::revoke_chain), queueing what Redis cannot take now.

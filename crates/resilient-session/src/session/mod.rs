@@ -11,7 +11,8 @@
 //! the engine's pure core; `load.rs` and `save.rs` run its plans against Redis.
 //!
 //! Redis round trips per request: not read and no touch due, 0; read, 1 (`HGETALL`, with
-//! `EXPIRE` in the same pipeline when a touch is due); read and written, 2; logout, 1. A new
+//! `EXPIRE` in the same pipeline when a touch is due); read and written, 2; logout, 1 (2 for a
+//! session marked with [`Session::set_owner`]: its owner's index loses it). A new
 //! visitor whose session nobody writes to costs nothing and gets no cookie.
 
 mod backend;

@@ -95,7 +95,16 @@ impl Session {
 impl SessionStore {
     /// After a save reached Redis: the session `id` joins `owner`'s index (the session's own
     /// mark first, so that an index member always has one).
-    pub(crate) async fn register_owner(&self, id: &SessionId, created: i64, owner: &Owner) {
+    ///
+    /// `replacing`: the id it had before (a login or a privilege change cycled it), and whose
+    /// it was: that member goes, first, so that it does not count toward the limit.
+    pub(crate) async fn register_owner(
+        &self,
+        id: &SessionId,
+        created: i64,
+        owner: &Owner,
+        replacing: Option<(Digest, &str)>,
+    ) {
         let backend = self.backend();
         let key = id.redis_key(backend.namespace());
         match self.mark(&key, &owner.name, &owner.info, Mark::Login).await {
@@ -107,16 +116,35 @@ impl SessionStore {
             }
         }
         let index = index_key(backend.namespace(), &owner.name);
+        let mut predecessor = String::new();
+        if let Some((old, previous)) = replacing {
+            if previous == owner.name {
+                // Removed by the index script, before it counts.
+                predecessor = old.to_text();
+            } else {
+                self.unindex(previous, &old).await;
+            }
+        }
+        let limit = self.config().max_sessions_per_owner.unwrap_or(0);
+        if limit > 0 {
+            // Members whose sessions ended without a logout (idle, expired) do not count.
+            if let Err(err) = self.sessions_of(&owner.name).await {
+                tracing::debug!(error = %err, "the owner's index was not pruned before the limit");
+            }
+        }
         // What is left of its life, from now to the millisecond: two logins in one second keep
         // their order.
         let left = self.policy().deadline(created).saturating_sub(now());
         let deadline_ms = now_ms().saturating_add(left.saturating_mul(1000));
         let handle = id.digest().to_text();
-        let limit = self.config().max_sessions_per_owner.unwrap_or(0);
         let added = backend
             .by_sha::<Vec<String>>("session index", |by_sha| {
                 let mut cmd = INDEX.command(by_sha, &[&index]);
-                cmd.arg(deadline_ms).arg(&handle).arg(now_ms()).arg(limit);
+                cmd.arg(deadline_ms)
+                    .arg(&handle)
+                    .arg(now_ms())
+                    .arg(limit)
+                    .arg(&predecessor);
                 cmd
             })
             .await;
@@ -129,6 +157,14 @@ impl SessionStore {
             Err(err) => {
                 tracing::warn!(error = %err, "the session was not added to its owner's index");
             }
+        }
+    }
+
+    /// Takes the session `digest` out of `owner`'s index (its logout, its new id).
+    pub(crate) async fn unindex(&self, owner: &str, digest: &Digest) {
+        let index = index_key(self.backend().namespace(), owner);
+        if let Err(err) = self.forget(&index, &digest.to_text()).await {
+            tracing::debug!(error = %err, "an ended session stays in its owner's index until it is read");
         }
     }
 
@@ -151,7 +187,7 @@ impl SessionStore {
     }
 
     /// The index's members and their scores, those past their deadline dropped first.
-    async fn members(&self, index: &str) -> Result<Vec<(String, i64)>> {
+    async fn members(&self, index: &str) -> Result<Vec<(String, f64)>> {
         let mut pipeline = redis::pipe();
         pipeline
             .cmd("ZREMRANGEBYSCORE")
@@ -165,7 +201,7 @@ impl SessionStore {
             .arg(0)
             .arg(-1)
             .arg("WITHSCORES");
-        let (members,): (Vec<(String, i64)>,) = self
+        let (members,): (Vec<(String, f64)>,) = self
             .backend()
             .manager()
             .query_pipeline("session index read", &pipeline)
@@ -246,11 +282,18 @@ impl SessionStore {
                         // The same session under a new id (its cookie re-seeded it): it keeps
                         // its place, and gets back the mark the cookie could not carry.
                         let key = successor.redis_key(self.backend().namespace());
-                        self.mark(&key, owner, &Value::Null, Mark::Adopt).await?;
+                        if !self.mark(&key, owner, &Value::Null, Mark::Adopt).await? {
+                            // Gone meanwhile, or someone else's now.
+                            self.forget(&index, &member).await?;
+                            break;
+                        }
+                        // Added before the old one goes: the index is never empty (and
+                        // deleted, its expiry with it) in between.
+                        let next = successor.to_text();
+                        self.remember(&index, &next, score).await?;
                         self.forget(&index, &member).await?;
                         digest = successor;
-                        member = successor.to_text();
-                        self.remember(&index, &member, score).await?;
+                        member = next;
                     }
                     Entry::Gone => {
                         self.forget(&index, &member).await?;
@@ -273,7 +316,7 @@ impl SessionStore {
             .map(drop)
     }
 
-    async fn remember(&self, index: &str, member: &str, score: i64) -> Result<()> {
+    async fn remember(&self, index: &str, member: &str, score: f64) -> Result<()> {
         let mut cmd = redis::cmd("ZADD");
         cmd.arg(index).arg(score).arg(member);
         self.backend()
@@ -370,15 +413,16 @@ impl SessionStore {
     pub(crate) async fn revoke_owner(&self, owner: &str, keep: Option<&str>) -> Result<Revoked> {
         let index = index_key(self.backend().namespace(), owner);
         let mut ended = 0;
-        for (handle, _) in self.members(&index).await? {
-            if Some(handle.as_str()) == keep {
+        // The live sessions, moved ones under their new ids: `keep` is compared with those.
+        for session in self.sessions_of(owner).await? {
+            if Some(session.handle.as_str()) == keep {
                 continue;
             }
-            if let Some(digest) = Digest::parse(&handle) {
+            if let Some(digest) = Digest::parse(&session.handle) {
                 self.revoke_now_or_later(digest, now()).await;
                 ended += 1;
             }
-            self.forget(&index, &handle).await?;
+            self.forget(&index, &session.handle).await?;
         }
         Ok(Revoked::Now(ended))
     }

@@ -31,7 +31,7 @@ pub(crate) async fn replay(store: Weak<Inner>, wake: Arc<Notify>) {
         }
         let done = match &target {
             Target::Session(digest) => match store_now.revoke_chain(*digest).await {
-                Ok(()) => Ok(()),
+                Ok(_) => Ok(()),
                 Err((left, err)) if left == *digest => Err(err),
                 // The first link is done; the rest of the chain waits in its turn.
                 Err((left, _)) => {

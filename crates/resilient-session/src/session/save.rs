@@ -155,11 +155,7 @@ impl SessionStore {
                 }
             }
         };
-        if let super::engine::Phase::Stored { id, created, .. } = &state.phase
-            && let Some(owner) = state.owner.take()
-        {
-            self.register_owner(id, *created, &owner).await;
-        }
+        self.reindex(state).await;
         let mut local = local;
         if let Some(payload) = &mut local.issue
             && let Some(id) = &payload.id
@@ -241,14 +237,35 @@ impl SessionStore {
         }
     }
 
+    /// After a save reached Redis: the session joins the index of the owner a login named, or
+    /// moves in its owner's index when the id changed (a login, a privilege change).
+    async fn reindex(&self, state: &mut State) {
+        let super::engine::Phase::Stored { id, created, .. } = &state.phase else {
+            return;
+        };
+        let before = state.indexed.take();
+        let moved = before.as_ref().filter(|(of, _)| of != id);
+        let Some(owner) = state
+            .owner
+            .take()
+            .or_else(|| moved.map(|(_, owner)| owner.clone()))
+        else {
+            state.indexed = before;
+            return;
+        };
+        let replacing = moved.map(|(of, previous)| (*of.digest(), previous.name.as_str()));
+        self.register_owner(id, *created, &owner, replacing).await;
+        state.indexed = Some((id.clone(), owner));
+    }
+
     /// A logout: the id revoked (with the successors its tombstones name), an imported app's
     /// key deleted; whatever Redis cannot take now is queued and replayed when it is back.
     async fn end(&self, state: &mut State, end: End, now: i64) {
         if let Some(id) = &end.revoke {
             // A tombstone as well as the `DEL`: no copy of the cookie can re-seed the session,
-            // not even after Redis lost its data or failed over.
+            // not even after Redis lost its data or failed over. (And out of its owner's index.)
             match self.revoke_chain(*id.digest()).await {
-                Ok(()) => {}
+                Ok(_) => {}
                 Err((left, err)) if left == *id.digest() => {
                     tracing::debug!(error = %err, "logout queued until Redis is available");
                     let payload = state.valid_cookie().map(|c| Arc::clone(&c.payload));

@@ -26,6 +26,9 @@ pub(crate) struct State {
     pub(crate) outgoing: Outgoing,
     /// Whose session this is to be, as the handler said at login: written with the save.
     pub(crate) owner: Option<Owner>,
+    /// Whose the session was when it was loaded from Redis, under which id: a login that
+    /// cycles the id moves it in the owner's index, a logout takes it out.
+    pub(crate) indexed: Option<(SessionId, Owner)>,
 }
 
 /// A session's owner and what the app recorded about the session, at login.
@@ -311,6 +314,7 @@ impl State {
             intent: Intent::Keep,
             outgoing: Outgoing::Keep,
             owner: None,
+            indexed: None,
         }
     }
 

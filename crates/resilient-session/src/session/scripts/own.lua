@@ -8,10 +8,13 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
 if ARGV[3] == 'adopt' then
+  -- What the app recorded is not known here: only the owner is set back.
   local current = redis.call('HGET', KEYS[1], '\0o')
   if current and current ~= ARGV[1] then
     return 0
   end
+  redis.call('HSET', KEYS[1], '\0o', ARGV[1])
+  return 1
 end
 redis.call('HSET', KEYS[1], '\0o', ARGV[1], '\0i', ARGV[2])
 return 1

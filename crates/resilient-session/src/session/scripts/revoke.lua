@@ -4,7 +4,13 @@
 -- (0: none). When the tombstone it replaces named a successor ("moved:<digest>:…", or a
 -- "revoked:<digest>" left by an earlier attempt of this logout whose answer was lost), the new
 -- one names it too ("revoked:<digest>"), so that every attempt learns the successor to revoke
--- in turn. Returns the tombstone that was there.
+-- in turn. Returns the tombstone that was there, and the session's owner (for its index), if it
+-- had one.
+-- A key that is not a hash (corrupt data) has no owner: it goes all the same.
+local owner = redis.pcall('HGET', KEYS[1], '\0o')
+if type(owner) == 'table' then
+  owner = false
+end
 redis.call('DEL', KEYS[1])
 local previous = redis.call('GET', KEYS[2])
 local secs = tonumber(ARGV[1])
@@ -19,4 +25,4 @@ if secs > 0 then
   end
   redis.call('SET', KEYS[2], value, 'EX', secs)
 end
-return previous
+return {previous, owner}
