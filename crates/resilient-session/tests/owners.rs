@@ -142,3 +142,35 @@ async fn a_plain_request_sends_no_index_command() {
     }
     assert_eq!(commands.get("hgetall"), Some(&2), "{commands:?}");
 }
+
+#[tokio::test]
+async fn a_session_marked_as_someone_elses_since_is_not_the_first_owners_to_end() {
+    let redis = RedisServer::start();
+    let store = store_with(&redis, config()).await;
+    let cookie = login(&store, None, "ada").await;
+    let handle = handle(&store, &cookie).await;
+    // The app marks it as bob's, without a new id.
+    let session = open(&store, Some(&cookie));
+    session.set_owner("bob", json!(null)).await.expect("owner");
+    session.insert("user", "bob").await.expect("insert");
+    let cookie = finish(&store, &session).await.unwrap_or(cookie);
+
+    assert_eq!(
+        store
+            .revoke_session("ada", &handle)
+            .await
+            .expect("answered"),
+        Revoked::NotFound,
+        "no longer ada's"
+    );
+    assert_eq!(
+        store.revoke_all("ada").await.expect("answered"),
+        Revoked::Now(0)
+    );
+    assert_eq!(
+        user(&store, &cookie).await.as_deref(),
+        Some("bob"),
+        "not ended"
+    );
+    assert_eq!(handles(&store, "bob").await, [handle]);
+}

@@ -358,14 +358,13 @@ impl SessionStore {
     /// [`revoke_session`](Self::revoke_session), with Redis's errors as they are.
     pub(crate) async fn revoke_owned(&self, owner: &str, handle: &str) -> Result<Revoked> {
         let index = index_key(self.backend().namespace(), owner);
-        let mut cmd = redis::cmd("ZSCORE");
-        cmd.arg(&index).arg(handle);
-        let score: Option<f64> = self
-            .backend()
-            .manager()
-            .query("session index lookup", &cmd)
-            .await?;
-        let (Some(_), Some(digest)) = (score, Digest::parse(handle)) else {
+        // Listed as the owner's: in the index, and marked as theirs (not re-marked since as
+        // another user's).
+        let listed = self.sessions_of(owner).await?;
+        let (true, Some(digest)) = (
+            listed.iter().any(|session| session.handle == handle),
+            Digest::parse(handle),
+        ) else {
             return Ok(Revoked::NotFound);
         };
         self.revoke_now_or_later(digest, now()).await;
