@@ -6,13 +6,15 @@
 //! Options: `--quick` (a few seconds per case), `--rounds N`, `--seconds S` (measured per case),
 //! `--connections N` (default 64), `--systems a,b` (names as in the table), `--routes r,s`
 //! (`noop`, `read`, `write`, `new-visitor`, `login`), `--no-throughput`,
-//! `--no-outage`, `--out PATH`.
+//! `--no-outage`, `--out PATH`; `--soak [--minutes M]` runs the soak run instead (see
+//! `soak.rs`: faults every 30 s for M minutes, 10 by default).
 
 mod client;
 mod load;
 mod outage;
 mod process;
 mod report;
+mod soak;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,6 +38,8 @@ struct Options {
     systems: Vec<System>,
     routes: Vec<Route>,
     out: Option<String>,
+    /// Minutes of the soak run, when it is the one asked for.
+    soak: Option<f64>,
 }
 
 fn main() {
@@ -61,7 +65,8 @@ fn main() {
         Err(err) => {
             eprintln!(
                 "{err}\nusage: session-bench [--quick] [--rounds N] [--seconds S] \
-                 [--connections N] [--systems a,b] [--routes r,s] [--no-throughput] [--no-outage] [--out PATH]"
+                 [--connections N] [--systems a,b] [--routes r,s] [--no-throughput] [--no-outage] [--out PATH] \
+                 | --soak [--minutes M]"
             );
             std::process::exit(2);
         }
@@ -97,6 +102,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         systems: System::ALL.to_vec(),
         routes: Route::ALL.to_vec(),
         out: None,
+        soak: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -141,6 +147,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .collect::<Result<_, _>>()?;
             }
             "--out" => options.out = Some(value("--out")?),
+            "--soak" => options.soak = Some(options.soak.unwrap_or(10.0)),
+            "--minutes" => {
+                options.soak = Some(
+                    value("--minutes")?
+                        .parse()
+                        .map_err(|e| format!("--minutes: {e}"))?,
+                );
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -163,6 +177,9 @@ fn check_tools() -> Result<(), String> {
 }
 
 async fn run(options: Options) -> Result<(), String> {
+    if let Some(minutes) = options.soak {
+        return soak::run(minutes, options.connections).await;
+    }
     let redis = Arc::new(RedisServer::start());
     let mut servers = Vec::new();
     for system in options
