@@ -37,6 +37,27 @@ fn through(proxy: &FaultProxy) -> RedisManagerBuilder {
         .breaker_max_backoff(Duration::from_millis(500))
 }
 
+/// Redis behind a fault proxy, the app through it, a client logged in who counted to 2.
+async fn behind_a_proxy(framework: Framework) -> (RedisServer, FaultProxy, TestApp, Client) {
+    let redis = RedisServer::start();
+    let proxy = FaultProxy::start(redis.port());
+    let app = TestApp::start_with(framework, through(&proxy), &redis, defaults).await;
+    let mut client = app.client();
+    client.login("ada", "admin").await;
+    count(&mut client, 1, 2).await;
+    (redis, proxy, app, client)
+}
+
+/// Once healed, the session is served from Redis again within the breaker's back-off (at most
+/// 500 ms here) and a second for the machine.
+async fn back_within_the_breaker_backoff(client: &mut Client, counter: i64) {
+    let back = served_from_redis_again(client, counter).await;
+    assert!(
+        back < Duration::from_secs(2),
+        "back on Redis after {back:?}"
+    );
+}
+
 /// Counts with `POST /counter` from `from` to `to`, each answer 200 and within the budget;
 /// returns where each was served from.
 async fn count(client: &mut Client, from: i64, to: i64) -> Vec<String> {
@@ -76,12 +97,7 @@ async fn latency_below_the_command_timeout_is_served_from_redis(framework: Frame
 }
 
 async fn latency_above_the_command_timeout_falls_back_within_the_budget(framework: Framework) {
-    let redis = RedisServer::start();
-    let proxy = FaultProxy::start(redis.port());
-    let app = TestApp::start_with(framework, through(&proxy), &redis, defaults).await;
-    let mut client = app.client();
-    client.login("ada", "admin").await;
-    count(&mut client, 1, 2).await;
+    let (_redis, proxy, app, mut client) = behind_a_proxy(framework).await;
 
     proxy.set_latency(Duration::from_millis(400), Duration::ZERO);
     let sources = count(&mut client, 3, 10).await;
@@ -104,50 +120,28 @@ async fn latency_above_the_command_timeout_falls_back_within_the_budget(framewor
     );
 
     proxy.heal();
-    let back = served_from_redis_again(&mut client, 11).await;
-    assert!(
-        back < Duration::from_secs(2),
-        "back on Redis after {back:?}"
-    );
+    back_within_the_breaker_backoff(&mut client, 11).await;
 }
 
 async fn a_blackhole_falls_back_and_recovers_once_healed(framework: Framework) {
-    let redis = RedisServer::start();
-    let proxy = FaultProxy::start(redis.port());
-    let app = TestApp::start_with(framework, through(&proxy), &redis, defaults).await;
-    let mut client = app.client();
-    client.login("ada", "admin").await;
-    count(&mut client, 1, 2).await;
+    let (_redis, proxy, _app, mut client) = behind_a_proxy(framework).await;
 
     proxy.blackhole(true);
     let sources = count(&mut client, 3, 8).await;
     assert!(sources.iter().all(|s| s == "cookie"), "{sources:?}");
 
     proxy.heal();
-    let back = served_from_redis_again(&mut client, 8).await;
-    assert!(
-        back < Duration::from_secs(2),
-        "back on Redis after {back:?}"
-    );
+    back_within_the_breaker_backoff(&mut client, 8).await;
     count(&mut client, 9, 9).await;
 }
 
 async fn half_open_connections_are_replaced(framework: Framework) {
-    let redis = RedisServer::start();
-    let proxy = FaultProxy::start(redis.port());
-    let app = TestApp::start_with(framework, through(&proxy), &redis, defaults).await;
-    let mut client = app.client();
-    client.login("ada", "admin").await;
-    count(&mut client, 1, 2).await;
+    let (_redis, proxy, _app, mut client) = behind_a_proxy(framework).await;
 
     // Every open connection dies silently; new ones work.
     proxy.half_open();
     count(&mut client, 3, 5).await;
-    let back = served_from_redis_again(&mut client, 5).await;
-    assert!(
-        back < Duration::from_secs(2),
-        "on a new connection after {back:?}"
-    );
+    back_within_the_breaker_backoff(&mut client, 5).await;
     assert_eq!(count(&mut client, 6, 6).await, ["redis"]);
 }
 
