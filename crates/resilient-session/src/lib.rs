@@ -6,7 +6,7 @@
 //! | module | what it is |
 //! | --- | --- |
 //! | [`layer`] | [`SessionLayer`]: the tower middleware (cookie in, lazy [`Session`], persist, `Set-Cookie` out) |
-//! | [`session`] | [`SessionStore`] (the engine: load, touch, save, delete, cycle ids, cookie fallback) and [`Session`] |
+//! | [`session`] | [`SessionStore`] (the engine: load, touch, save, delete, cycle ids, cookie fallback; a user's sessions listed and revoked, [`OwnedSession`], [`Revoked`]) and [`Session`] |
 //! | [`cookie`] | the encrypted cookie payload and the [`KeyRing`] |
 //! | [`config`] | [`SessionConfig`]: cookie attributes, lifetimes, mirrored keys, fallback age |
 //! | [`store`] | [`RedisService`]: typed `get` / `set` / `delete` / `mget` / `mset` over JSON, namespaces, TTLs |
