@@ -538,6 +538,39 @@ pub fn defaults(config: SessionConfig) -> SessionConfig {
     config
 }
 
+/// A load of `clients` clients of `app`, each counting with `POST /counter` (pausing `pause`
+/// between requests) until `stop`, checking that its counter goes up by one each time (a 5xx
+/// is counted, not checked). Each task returns its client, its last counter and its 5xx.
+pub fn counting_load(
+    app: &TestApp,
+    clients: usize,
+    pause: Duration,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(Client, i64, u32)>> {
+    use std::sync::atomic::Ordering;
+    (0..clients)
+        .map(|_| {
+            let mut client = app.client();
+            let stop = std::sync::Arc::clone(stop);
+            tokio::spawn(async move {
+                let (mut last, mut server_errors) = (0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    let reply = client.post("/counter").await;
+                    if reply.status >= 500 {
+                        server_errors += 1;
+                        continue;
+                    }
+                    let counter = reply.json["counter"].as_i64().expect("a counter");
+                    assert_eq!(counter, last + 1, "strictly increasing, nothing lost");
+                    last = counter;
+                    tokio::time::sleep(pause).await;
+                }
+                (client, last, server_errors)
+            })
+        })
+        .collect()
+}
+
 /// Counts from `from` up to `to` with `POST /counter`, checking each answer and where it was
 /// served from.
 pub async fn count_to(client: &mut Client, from: i64, to: i64, source: &str) {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use conformance::{Client, Framework, TestApp, defaults, served_from_redis_again, wait_until};
+use conformance::{
+    Client, Framework, TestApp, counting_load, defaults, served_from_redis_again, wait_until,
+};
 use resilient_session::{BreakerState, RedisManager, RedisManagerBuilder};
 use test_redis::{FaultProxy, RedisServer};
 
@@ -198,35 +200,6 @@ async fn connections_redis_closes_when_idle_cost_nothing(framework: Framework) {
     );
 }
 
-/// `clients` clients counting until `stop`; each returns its last counter and its 5xx.
-fn load(
-    app: &TestApp,
-    clients: usize,
-    stop: &Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<(Client, i64, u32)>> {
-    (0..clients)
-        .map(|_| {
-            let mut client = app.client();
-            let stop = Arc::clone(stop);
-            tokio::spawn(async move {
-                let (mut last, mut server_errors) = (0, 0);
-                while !stop.load(Ordering::Relaxed) {
-                    let reply = client.post("/counter").await;
-                    if reply.status >= 500 {
-                        server_errors += 1;
-                        continue;
-                    }
-                    let counter = reply.json["counter"].as_i64().expect("a counter");
-                    assert_eq!(counter, last + 1, "strictly increasing, nothing lost");
-                    last = counter;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                (client, last, server_errors)
-            })
-        })
-        .collect()
-}
-
 /// Stops the load; checks no 5xx, progress, and that every client's counter is in Redis.
 async fn end_load(stop: &Arc<AtomicBool>, tasks: Vec<tokio::task::JoinHandle<(Client, i64, u32)>>) {
     stop.store(true, Ordering::Relaxed);
@@ -242,7 +215,7 @@ async fn client_kill_under_load_costs_no_5xx(framework: Framework) {
     let redis = RedisServer::start();
     let app = TestApp::start(framework, &redis, defaults).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks = load(&app, 10, &stop);
+    let tasks = counting_load(&app, 10, Duration::from_millis(10), &stop);
     tokio::time::sleep(Duration::from_millis(500)).await;
     for _ in 0..3 {
         redis.run(&["CLIENT", "KILL", "TYPE", "normal"]);
@@ -266,7 +239,7 @@ async fn debug_sleep_under_load_costs_no_5xx(framework: Framework) {
         .start();
     let app = TestApp::start(framework, &redis, defaults).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks = load(&app, 10, &stop);
+    let tasks = counting_load(&app, 10, Duration::from_millis(10), &stop);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Redis stops answering for two seconds (a slow command, a fork on a big dataset).
     let blocked = {
@@ -292,7 +265,7 @@ async fn a_restart_from_the_aof_under_load_loses_nothing(framework: Framework) {
     let mut redis = RedisServer::builder().persistent().start();
     let app = TestApp::start(framework, &redis, defaults).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks = load(&app, 10, &stop);
+    let tasks = counting_load(&app, 10, Duration::from_millis(10), &stop);
     tokio::time::sleep(Duration::from_millis(800)).await;
     redis.restart();
     tokio::time::sleep(Duration::from_secs(2)).await;

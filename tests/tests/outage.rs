@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use conformance::{
-    Client, Framework, TestApp, count_to, decrypt_cookie, defaults, redis_key_of,
+    Client, Framework, TestApp, count_to, counting_load, decrypt_cookie, defaults, redis_key_of,
     served_from_redis_again, session_keys, wait_until,
 };
 use resilient_session::{BreakerState, RedisManager};
@@ -208,27 +208,7 @@ async fn fifty_clients_through_an_outage_lose_nothing(framework: Framework) {
     let app = TestApp::start(framework, &redis, defaults).await;
     let stop = Arc::new(AtomicBool::new(false));
     let breaker_opened = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let mut client = app.client();
-        let stop = Arc::clone(&stop);
-        tasks.push(tokio::spawn(async move {
-            let mut last = 0;
-            let mut server_errors = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let reply = client.post("/counter").await;
-                if reply.status >= 500 {
-                    server_errors += 1;
-                    continue;
-                }
-                let counter = reply.json["counter"].as_i64().expect("a counter");
-                assert_eq!(counter, last + 1, "strictly increasing, nothing lost");
-                last = counter;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (client, last, server_errors)
-        }));
-    }
+    let tasks = counting_load(&app, 50, Duration::from_millis(20), &stop);
     let watcher = {
         let store = app.store.clone();
         let opened = Arc::clone(&breaker_opened);

@@ -227,22 +227,23 @@ impl SessionStore {
 }
 
 /// Takes the owner mark out of a hash's `fields` (into `owners`, for `id`).
-fn owner_mark(id: &SessionId, fields: Fields, owners: &mut Vec<(SessionId, Owner)>) -> Fields {
+fn owner_mark(id: &SessionId, mut fields: Fields, owners: &mut Vec<(SessionId, Owner)>) -> Fields {
+    // In place: most hashes have no mark, and a load allocates nothing more for it.
     let (mut name, mut info) = (None, Value::Null);
-    let mut rest = Vec::with_capacity(fields.len());
-    for (field, value) in fields {
+    fields.retain(|(field, value)| {
         if field == OWNER_FIELD.as_bytes() {
-            name = String::from_utf8(value).ok();
+            name = String::from_utf8(value.clone()).ok();
         } else if field == INFO_FIELD.as_bytes() {
-            info = serde_json::from_slice(&value).unwrap_or(Value::Null);
+            info = serde_json::from_slice(value).unwrap_or(Value::Null);
         } else {
-            rest.push((field, value));
+            return true;
         }
-    }
+        false
+    });
     if let Some(name) = name {
         owners.push((id.clone(), Owner { name, info }));
     }
-    rest
+    fields
 }
 
 /// Puts what the load serves into the state.

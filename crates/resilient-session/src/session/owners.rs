@@ -67,10 +67,9 @@ pub enum Revoked {
 /// Now, in unix milliseconds: the index's scores (deadlines) are, so that the order of two
 /// logins in one second is kept.
 fn now_ms() -> i64 {
-    now().saturating_mul(1000)
-        + std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::from(d.subsec_millis()))
+    // One reading of the clock: seconds and milliseconds of the same instant.
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
 }
 
 fn index_key(namespace: &str, owner: &str) -> String {
@@ -357,7 +356,6 @@ impl SessionStore {
 
     /// [`revoke_session`](Self::revoke_session), with Redis's errors as they are.
     pub(crate) async fn revoke_owned(&self, owner: &str, handle: &str) -> Result<Revoked> {
-        let index = index_key(self.backend().namespace(), owner);
         // Listed as the owner's: in the index, and marked as theirs (not re-marked since as
         // another user's).
         let listed = self.sessions_of(owner).await?;
@@ -367,8 +365,8 @@ impl SessionStore {
         ) else {
             return Ok(Revoked::NotFound);
         };
+        // The revocation takes it out of the index too (it is marked as the owner's).
         self.revoke_now_or_later(digest, now()).await;
-        self.forget(&index, handle).await?;
         Ok(Revoked::Now(1))
     }
 
@@ -410,18 +408,18 @@ impl SessionStore {
 
     /// [`revoke_others`](Self::revoke_others), with Redis's errors as they are.
     pub(crate) async fn revoke_owner(&self, owner: &str, keep: Option<&str>) -> Result<Revoked> {
-        let index = index_key(self.backend().namespace(), owner);
         let mut ended = 0;
         // The live sessions, moved ones under their new ids: `keep` is compared with those.
         for session in self.sessions_of(owner).await? {
             if Some(session.handle.as_str()) == keep {
                 continue;
             }
+            // Each revocation takes its session out of the index (they are marked as the
+            // owner's: that is how the listing found them).
             if let Some(digest) = Digest::parse(&session.handle) {
                 self.revoke_now_or_later(digest, now()).await;
                 ended += 1;
             }
-            self.forget(&index, &session.handle).await?;
         }
         Ok(Revoked::Now(ended))
     }
