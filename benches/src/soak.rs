@@ -163,10 +163,10 @@ async fn fault(n: usize, redis: &mut RedisServer, proxy: &FaultProxy) -> &'stati
             let port = redis.port();
             let _ = tokio::task::spawn_blocking(move || {
                 let url = format!("redis://127.0.0.1:{port}/");
-                if let Ok(mut conn) = resilient_session::redis::redis::Client::open(url)
-                    .and_then(|c| c.get_connection())
+                if let Ok(mut conn) =
+                    test_redis::redis::Client::open(url).and_then(|c| c.get_connection())
                 {
-                    let _: Result<(), _> = resilient_session::redis::redis::cmd("DEBUG")
+                    let _: Result<(), _> = test_redis::redis::cmd("DEBUG")
                         .arg("SLEEP")
                         .arg(2)
                         .query(&mut conn);

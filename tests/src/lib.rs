@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use resilient_session::{KeyRing, RedisManagerBuilder, SessionConfig, SessionStore};
+use resilient_session::{KeyRing, RedisManagerBuilder, SessionConfig, SessionEngine};
 use serde_json::Value;
 
 mod topology;
@@ -125,7 +125,7 @@ pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     /// The app's session store (for its stats and config).
-    pub store: SessionStore,
+    pub store: SessionEngine,
     server: Server,
 }
 
@@ -250,9 +250,9 @@ fn serve_axum(
     listener: std::net::TcpListener,
     manager: RedisManagerBuilder,
     config: SessionConfig,
-) -> (SessionStore, Server) {
+) -> (SessionEngine, Server) {
     let manager = manager.build().expect("manager builds");
-    let store = SessionStore::new(manager, config).expect("store builds");
+    let store = SessionEngine::new(manager, config).expect("store builds");
     listener.set_nonblocking(true).expect("non-blocking");
     let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
     let router = match example {
@@ -272,12 +272,12 @@ async fn serve_actix(
     listener: std::net::TcpListener,
     manager: RedisManagerBuilder,
     config: SessionConfig,
-) -> (SessionStore, Server) {
+) -> (SessionEngine, Server) {
     let (started, ready) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         actix_rt::System::new().block_on(async move {
             let manager = manager.build().expect("manager builds");
-            let store = SessionStore::new(manager, config).expect("store builds");
+            let store = SessionEngine::new(manager, config).expect("store builds");
             let app_store = store.clone();
             // Each app is a type of its own: the server is built in each arm.
             let server = match example {

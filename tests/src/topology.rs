@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use resilient_session::RedisManagerBuilder;
-use resilient_session::redis::redis::{FromRedisValue, Value};
+use test_redis::redis::{FromRedisValue, Value};
 use test_redis::{RedisCluster, RedisServer};
 
 /// What a scenario needs of a Redis deployment, so that one scenario runs on a single

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use conformance::{ACL, Client, Framework, TestApp, TestRedis, decrypt_cookie, redis_key_of};
-use resilient_session::redis::redis;
 use test_redis::RedisCluster;
+use test_redis::redis;
 
 conformance::scenarios!(
     failover_and_a_killed_primary_under_load,

@@ -25,7 +25,7 @@ fn acl_server() -> RedisServer {
 
 /// Commands the ACL refused since the server started (`ACL LOG`), described.
 fn denials(redis: &RedisServer) -> Vec<String> {
-    let log: Vec<resilient_session::redis::redis::Value> = redis.query(&["ACL", "LOG"]);
+    let log: Vec<test_redis::redis::Value> = redis.query(&["ACL", "LOG"]);
     log.into_iter().map(|entry| format!("{entry:?}")).collect()
 }
 
@@ -233,7 +233,7 @@ async fn a_sentinel_failover_is_followed_without_a_restart(framework: Framework)
         .sentinel(primary.port(), "sessions")
         .start();
     wait_until(Duration::from_secs(20), "Sentinel sees the replica", || {
-        let replicas: Vec<resilient_session::redis::redis::Value> =
+        let replicas: Vec<test_redis::redis::Value> =
             sentinel.query(&["SENTINEL", "REPLICAS", "sessions"]);
         async move { !replicas.is_empty() }
     })

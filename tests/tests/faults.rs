@@ -245,11 +245,10 @@ async fn debug_sleep_under_load_costs_no_5xx(framework: Framework) {
     let blocked = {
         let port = redis.port();
         tokio::task::spawn_blocking(move || {
-            let client =
-                resilient_session::redis::redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-                    .expect("a client");
+            let client = test_redis::redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                .expect("a client");
             let mut conn = client.get_connection().expect("a connection");
-            let _: () = resilient_session::redis::redis::cmd("DEBUG")
+            let _: () = test_redis::redis::cmd("DEBUG")
                 .arg("SLEEP")
                 .arg(2)
                 .query(&mut conn)

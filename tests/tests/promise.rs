@@ -413,7 +413,7 @@ fn old_session(redis: &RedisServer, id: i128) -> (String, String) {
         expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
     };
     let bytes = rmp_serde::to_vec(&record).expect("encodes");
-    let _: () = resilient_session::redis::redis::cmd("SET")
+    let _: () = test_redis::redis::cmd("SET")
         .arg(&key)
         .arg(bytes)
         .query(&mut redis.connection())

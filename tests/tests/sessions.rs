@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use conformance::{ACL, Client, Framework, TestApp, TestRedis, defaults, wait_until};
-use resilient_session::redis::redis;
 use serde_json::Value;
 use sha2::Digest as _;
 use test_redis::RedisServer;
+use test_redis::redis;
 
 conformance::scenarios!(
     sessions_are_listed_and_ended_one_by_one,

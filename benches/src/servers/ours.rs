@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use resilient_session::{KeyRing, RedisManager, SessionStore};
+use resilient_session::{KeyRing, RedisManager, SessionEngine};
 
 const SECRET: &str = "session-bench-secret-of-at-least-32-bytes";
 
@@ -15,7 +15,7 @@ const SECRET: &str = "session-bench-secret-of-at-least-32-bytes";
 /// # Errors
 ///
 /// A bad `redis_url`, or bad `IMPORT_*` variables.
-pub fn store(addr: SocketAddr, redis_url: String) -> Result<SessionStore, String> {
+pub fn store(addr: SocketAddr, redis_url: String) -> Result<SessionEngine, String> {
     let manager = RedisManager::builder()
         .url(redis_url)
         .build()
@@ -27,7 +27,7 @@ pub fn store(addr: SocketAddr, redis_url: String) -> Result<SessionStore, String
     {
         config = config.import_sessions(import);
     }
-    SessionStore::new(manager, config).map_err(|e| e.to_string())
+    SessionEngine::new(manager, config).map_err(|e| e.to_string())
 }
 
 /// Installs the `metrics` facade's no-op recorder, so that the example app finds a recorder in

@@ -54,12 +54,12 @@ pub const ACTIX_IDENTITY_KEYS: [&str; 3] = [
 /// use actix_session::SessionExt as _;
 /// use actix_web::{App, HttpRequest, test, web};
 /// use resilient_session_actix::actix_session::ActixSessionBridge;
-/// use resilient_session_actix::{KeyRing, RedisManager, SessionConfig, SessionMiddleware, SessionStore};
+/// use resilient_session_actix::{KeyRing, RedisManager, SessionConfig, SessionMiddleware, SessionEngine};
 ///
 /// // Redis is down on purpose (nothing listens on port 1): the session lives in its cookie.
 /// let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
 /// let keys = KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?;
-/// let store = SessionStore::new(manager, SessionConfig::new(keys))?;
+/// let store = SessionEngine::new(manager, SessionConfig::new(keys))?;
 /// let app = test::init_service(
 ///     App::new()
 ///         .wrap(ActixSessionBridge::new())

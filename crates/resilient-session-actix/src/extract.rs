@@ -23,7 +23,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use actix_web::{App, http::header, test, web};
 /// use resilient_session_actix::{
-///     KeyRing, RedisManager, Session, SessionConfig, SessionMiddleware, SessionStore,
+///     KeyRing, RedisManager, Session, SessionConfig, SessionMiddleware, SessionEngine,
 /// };
 ///
 /// async fn count(session: Session) -> String {
@@ -34,7 +34,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 ///
 /// let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
 /// let keys = KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?;
-/// let store = SessionStore::new(manager, SessionConfig::new(keys).mirrored_keys(["n"]))?;
+/// let store = SessionEngine::new(manager, SessionConfig::new(keys).mirrored_keys(["n"]))?;
 /// let app = test::init_service(
 ///     App::new()
 ///         .wrap(SessionMiddleware::new(store))

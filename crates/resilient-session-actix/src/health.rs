@@ -6,13 +6,13 @@ use std::pin::Pin;
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, ContentType};
-use resilient_session::{HealthReport, SessionStore};
+use resilient_session::{HealthReport, SessionEngine};
 
 /// A handler for `GET /api/health/redis`: one `PING` through the breaker (none while it is
 /// open), then 200 with the health JSON when Redis is healthy, 503 when not.
 ///
 /// ```no_run
-/// # fn app(store: resilient_session_actix::SessionStore) {
+/// # fn app(store: resilient_session_actix::SessionEngine) {
 /// use actix_web::{App, web};
 /// use resilient_session_actix::health_handler;
 ///
@@ -20,7 +20,7 @@ use resilient_session::{HealthReport, SessionStore};
 /// # }
 /// ```
 pub fn health_handler(
-    store: SessionStore,
+    store: SessionEngine,
 ) -> impl Fn() -> Pin<Box<dyn Future<Output = HttpResponse>>> + Clone + 'static {
     move || {
         let store = store.clone();

@@ -2,7 +2,7 @@
 //! when Redis does not.
 //!
 //! actix-web is not tower-based, so this crate drives the framework-agnostic engine of the core
-//! crate ([`SessionStore::open`] before the handler, [`SessionStore::finish`] after it), exactly
+//! crate ([`SessionEngine::open`] before the handler, [`SessionEngine::finish`] after it), exactly
 //! as the tower layer does. Same [`SessionConfig`], same defaults, same cookie: the axum and the
 //! actix apps can serve one site together.
 //!
@@ -20,7 +20,7 @@
 //! use actix_web::{App, HttpServer, web};
 //! use resilient_session_actix::{
 //!     health_handler, KeyRing, RedisManager, Session, SessionConfig, SessionMiddleware,
-//!     SessionStore,
+//!     SessionEngine,
 //! };
 //!
 //! async fn count(session: Session) -> String {
@@ -32,7 +32,7 @@
 //! #[actix_web::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let keys = KeyRing::from_secret(std::env::var("SESSION_SECRET")?)?;
-//!     let store = SessionStore::new(RedisManager::from_env()?, SessionConfig::new(keys))?;
+//!     let store = SessionEngine::new(RedisManager::from_env()?, SessionConfig::new(keys))?;
 //!     HttpServer::new(move || {
 //!         App::new()
 //!             .wrap(SessionMiddleware::new(store.clone()))
@@ -61,6 +61,6 @@ pub use extract::{Session, SessionExt, SessionMissing};
 pub use health::{health_handler, health_response};
 pub use middleware::{InnerSessionMiddleware, SessionMiddleware};
 pub use resilient_session::{
-    CookieMode, Error, HealthReport, KeyRing, RedisManager, SameSite, SessionConfig, SessionStore,
-    Source,
+    ConfigError, CookieMode, Error, HealthReport, KeyRing, RedisManager, SameSite, SessionConfig,
+    SessionEngine, Source,
 };

@@ -10,7 +10,8 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::header::{
     CACHE_CONTROL, COOKIE, HeaderMap, HeaderName, HeaderValue, SET_COOKIE, VARY,
 };
-use resilient_session::{ResponseHeaders, SessionStore, Source};
+use resilient_session::adapter::{self, ResponseHeaders};
+use resilient_session::{SessionEngine, Source};
 use tracing::Instrument;
 
 /// Adds sessions to an actix-web app: `App::new().wrap(SessionMiddleware::new(store))`.
@@ -32,12 +33,12 @@ use tracing::Instrument;
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use actix_web::{App, HttpResponse, http::header, test, web};
 /// use resilient_session_actix::{
-///     KeyRing, RedisManager, Session, SessionConfig, SessionMiddleware, SessionStore,
+///     KeyRing, RedisManager, Session, SessionConfig, SessionMiddleware, SessionEngine,
 /// };
 ///
 /// let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
 /// let keys = KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?;
-/// let store = SessionStore::new(manager, SessionConfig::new(keys))?;
+/// let store = SessionEngine::new(manager, SessionConfig::new(keys))?;
 /// let app = test::init_service(
 ///     App::new().wrap(SessionMiddleware::new(store)).route(
 ///         "/login",
@@ -58,12 +59,12 @@ use tracing::Instrument;
 /// ```
 #[derive(Debug, Clone)]
 pub struct SessionMiddleware {
-    store: SessionStore,
+    store: SessionEngine,
 }
 
 impl SessionMiddleware {
     /// Middleware serving sessions from `store`.
-    pub fn new(store: SessionStore) -> Self {
+    pub fn new(store: SessionEngine) -> Self {
         Self { store }
     }
 }
@@ -92,7 +93,7 @@ where
 #[derive(Debug)]
 pub struct InnerSessionMiddleware<S> {
     service: Rc<S>,
-    store: SessionStore,
+    store: SessionEngine,
 }
 
 impl<S, B> Service<ServiceRequest> for InnerSessionMiddleware<S>
@@ -108,7 +109,7 @@ where
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let cookies = request.headers().get_all(COOKIE);
-        let session = self.store.open(cookies.map(HeaderValue::as_bytes));
+        let session = adapter::open(&self.store, cookies.map(HeaderValue::as_bytes));
         request.extensions_mut().insert(session.clone());
         let span = tracing::debug_span!("session", session.source = tracing::field::Empty);
         let response = {
@@ -124,7 +125,7 @@ where
                     let source = session.loaded_source().map_or("unused", Source::as_str);
                     request_span.record("session.source", source);
                 }
-                let headers = match store.try_finish(&session) {
+                let headers = match adapter::try_finish(&store, &session) {
                     Ok(headers) => headers,
                     Err(later) => later.await,
                 };

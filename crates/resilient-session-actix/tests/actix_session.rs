@@ -6,18 +6,18 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, test, web};
 use resilient_session_actix::actix_session::ActixSessionBridge;
 use resilient_session_actix::{
-    KeyRing, RedisManager, SessionConfig, SessionMiddleware, SessionStore,
+    KeyRing, RedisManager, SessionConfig, SessionEngine, SessionMiddleware,
 };
 use serde_json::Value;
 use test_redis::RedisServer;
 
-fn store(redis: &RedisServer, max_session_bytes: usize) -> SessionStore {
+fn store(redis: &RedisServer, max_session_bytes: usize) -> SessionEngine {
     let manager = RedisManager::builder()
         .url(redis.url())
         .build()
         .expect("a manager");
     let keys = KeyRing::from_secret("actix-session-bridge-test-secret-32-bytes").expect("keys");
-    SessionStore::new(
+    SessionEngine::new(
         manager,
         SessionConfig::new(keys).max_session_bytes(max_session_bytes),
     )

@@ -19,7 +19,7 @@ use http::request::Parts;
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use axum::{Router, body::Body, http::{Request, header}, routing::post};
 /// use resilient_session_axum::{
-///     KeyRing, RedisManager, Session, SessionConfig, SessionLayer, SessionStore,
+///     KeyRing, RedisManager, Session, SessionConfig, SessionLayer, SessionEngine,
 /// };
 /// use tower::ServiceExt;
 ///
@@ -31,7 +31,7 @@ use http::request::Parts;
 ///
 /// let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
 /// let keys = KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?;
-/// let store = SessionStore::new(manager, SessionConfig::new(keys).mirrored_keys(["n"]))?;
+/// let store = SessionEngine::new(manager, SessionConfig::new(keys).mirrored_keys(["n"]))?;
 /// let app = Router::new().route("/", post(count)).layer(SessionLayer::new(store));
 ///
 /// let first = app.clone().oneshot(Request::post("/").body(Body::empty())?).await?;

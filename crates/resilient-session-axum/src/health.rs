@@ -7,7 +7,7 @@ use axum_core::body::Body;
 use axum_core::response::Response;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
-use resilient_session::{HealthReport, SessionStore};
+use resilient_session::{HealthReport, SessionEngine};
 
 /// The future a [`health_handler`] returns.
 pub type HealthFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
@@ -16,14 +16,14 @@ pub type HealthFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 /// open), then 200 with the health JSON when Redis is healthy, 503 when not.
 ///
 /// ```no_run
-/// # fn app(store: resilient_session_axum::SessionStore) -> axum::Router {
+/// # fn app(store: resilient_session_axum::SessionEngine) -> axum::Router {
 /// use axum::{Router, routing::get};
 /// use resilient_session_axum::health_handler;
 ///
 /// Router::new().route("/api/health/redis", get(health_handler(store)))
 /// # }
 /// ```
-pub fn health_handler(store: SessionStore) -> impl Fn() -> HealthFuture + Clone + Send + Sync {
+pub fn health_handler(store: SessionEngine) -> impl Fn() -> HealthFuture + Clone + Send + Sync {
     move || {
         let store = store.clone();
         Box::pin(async move { health_response(&store.health().await) })

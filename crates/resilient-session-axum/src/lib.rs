@@ -14,7 +14,7 @@
 //! ```no_run
 //! use axum::{Router, routing::{get, post}};
 //! use resilient_session_axum::{
-//!     health_handler, KeyRing, RedisManager, Session, SessionConfig, SessionLayer, SessionStore,
+//!     health_handler, KeyRing, RedisManager, Session, SessionConfig, SessionLayer, SessionEngine,
 //! };
 //!
 //! async fn count(session: Session) -> String {
@@ -25,7 +25,7 @@
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let keys = KeyRing::from_secret(std::env::var("SESSION_SECRET")?)?;
-//! let store = SessionStore::new(RedisManager::from_env()?, SessionConfig::new(keys))?;
+//! let store = SessionEngine::new(RedisManager::from_env()?, SessionConfig::new(keys))?;
 //! let app = Router::new()
 //!     .route("/counter", post(count))
 //!     .route("/api/health/redis", get(health_handler(store.clone())))
@@ -46,6 +46,6 @@ pub mod tower_sessions;
 pub use extract::{Session, SessionMissing};
 pub use health::{HealthFuture, health_handler, health_response};
 pub use resilient_session::{
-    CookieMode, Error, HealthReport, KeyRing, RedisManager, SameSite, SessionConfig, SessionLayer,
-    SessionStore, Source,
+    ConfigError, CookieMode, Error, HealthReport, KeyRing, RedisManager, SameSite, SessionConfig,
+    SessionEngine, SessionLayer, Source,
 };

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use tower_layer::Layer;
 use tower_service::Service;
 use tower_sessions_core::session::{Id, Record};
-use tower_sessions_core::session_store::{self, SessionStore};
+use tower_sessions_core::session_store;
 
 /// The tower-sessions session type this layer provides: tower-sessions 0.14's, the one
 /// axum-login 0.18 and axum-messages 0.8 take.
@@ -249,7 +249,7 @@ impl Bridge {
 }
 
 #[async_trait::async_trait]
-impl SessionStore for Bridge {
+impl session_store::SessionStore for Bridge {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         self.check_running()?;
         let deleted = self.lock(&self.state).deleted.take();

@@ -10,7 +10,7 @@ use axum::extract::Path;
 use axum::http::{Request, StatusCode, header};
 use axum::routing::{get, post};
 use resilient_session_axum::tower_sessions::{TowerSession, TowerSessionLayer};
-use resilient_session_axum::{KeyRing, RedisManager, SessionConfig, SessionLayer, SessionStore};
+use resilient_session_axum::{KeyRing, RedisManager, SessionConfig, SessionEngine, SessionLayer};
 use serde_json::Value;
 use test_redis::RedisServer;
 use tower::ServiceExt;
@@ -25,7 +25,7 @@ fn app(redis: &RedisServer, max_session_bytes: usize) -> (Router, String) {
         .expect("a manager");
     let keys = KeyRing::from_secret("tower-sessions-bridge-test-secret-32-bytes").expect("keys");
     let config = SessionConfig::new(keys).max_session_bytes(max_session_bytes);
-    let store = SessionStore::new(manager, config).expect("a store");
+    let store = SessionEngine::new(manager, config).expect("a store");
     let cookie_name = store.cookie_name().to_owned();
     let fail = || async { StatusCode::INTERNAL_SERVER_ERROR };
     let router = Router::new()

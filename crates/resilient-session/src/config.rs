@@ -1,39 +1,4 @@
 //! [`SessionConfig`]: the cookie, the lifetimes and the fallback rules.
-//!
-//! # How we chose the defaults
-//!
-//! The most secure choice, unless it breaks common use:
-//!
-//! - **Cookie** `__Host-session`, `Secure`, `HttpOnly`, `SameSite=Lax`, `Path=/`, no `Domain`:
-//!   sent only over HTTPS, invisible to scripts, not sent on cross-site sub-requests (`Strict`
-//!   would log users out when they follow a link from another site), and scoped to this host.
-//!   The `__Host-` prefix makes browsers refuse the cookie from a sibling subdomain or over plain
-//!   http, so nobody else can plant or shadow it; it is on whenever the other attributes allow
-//!   it (`Secure`, `Path=/`, no `Domain`), so a development setup without `Secure` gets plain
-//!   `session`.
-//! - **Payload** encrypted and authenticated (AES-256-GCM): the mirrored values (who is logged in,
-//!   their role) are not readable by the client. Signing only is available for apps that want to
-//!   read the cookie elsewhere.
-//! - **Idle timeout** 7 days, refreshed by use; **absolute lifetime** 30 days, after which the
-//!   session ends however much it is used, so a stolen cookie does not live for ever.
-//! - **Touch interval** 5 minutes: the idle timeout is refreshed at most this often, one `EXPIRE`,
-//!   instead of a write on every request.
-//! - **Fallback max age** 1 hour: while Redis is down, a cookie is honoured on its own only if
-//!   Redis confirmed it within the last hour. See the README's revocation horizon.
-//! - **Logout queue** 500,000 logouts made while Redis is down (about 50 MB at most): enough
-//!   that a flood of anonymous logouts cannot push a real one out; should it fill all the same,
-//!   the process fails closed.
-//!
-//! ```
-//! use std::time::Duration;
-//! use resilient_session::{KeyRing, SessionConfig};
-//!
-//! let config = SessionConfig::new(KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?)
-//!     .cookie_name("app_session")
-//!     .idle_timeout(Duration::from_secs(24 * 3600))
-//!     .mirrored_keys(["user"]);
-//! # Ok::<(), resilient_session::Error>(())
-//! ```
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -42,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::ConfigError;
 use crate::cookie::KeyRing;
 use crate::session::Import;
-use crate::{Error, Result};
 
 /// The cookie's `SameSite` attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +38,43 @@ pub enum CookieMode {
 pub type Validator =
     Arc<dyn Fn(&Map<String, Value>) -> std::result::Result<(), String> + Send + Sync>;
 
-/// Everything about sessions that an application configures. See the [module docs](self) for the
-/// defaults and why.
+/// Everything about sessions that an application configures: the cookie, the lifetimes and the
+/// fallback rules.
+///
+/// # How we chose the defaults
+///
+/// The most secure choice, unless it breaks common use:
+///
+/// - **Cookie** `__Host-session`, `Secure`, `HttpOnly`, `SameSite=Lax`, `Path=/`, no `Domain`:
+///   sent only over HTTPS, invisible to scripts, not sent on cross-site sub-requests (`Strict`
+///   would log users out when they follow a link from another site), and scoped to this host.
+///   The `__Host-` prefix makes browsers refuse the cookie from a sibling subdomain or over plain
+///   http, so nobody else can plant or shadow it; it is on whenever the other attributes allow
+///   it (`Secure`, `Path=/`, no `Domain`), so a development setup without `Secure` gets plain
+///   `session`.
+/// - **Payload** encrypted and authenticated (AES-256-GCM): the mirrored values (who is logged in,
+///   their role) are not readable by the client. Signing only is available for apps that want to
+///   read the cookie elsewhere.
+/// - **Idle timeout** 7 days, refreshed by use; **absolute lifetime** 30 days, after which the
+///   session ends however much it is used, so a stolen cookie does not live for ever.
+/// - **Touch interval** 5 minutes: the idle timeout is refreshed at most this often, one `EXPIRE`,
+///   instead of a write on every request.
+/// - **Fallback max age** 1 hour: while Redis is down, a cookie is honoured on its own only if
+///   Redis confirmed it within the last hour. See the guide's page on outages (`docs/outages.md`, the revocation horizon).
+/// - **Logout queue** 500,000 logouts made while Redis is down (about 50 MB at most): enough
+///   that a flood of anonymous logouts cannot push a real one out; should it fill all the same,
+///   the process fails closed.
+///
+/// ```
+/// use std::time::Duration;
+/// use resilient_session::{KeyRing, SessionConfig};
+///
+/// let config = SessionConfig::new(KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?)
+///     .cookie_name("app_session")
+///     .idle_timeout(Duration::from_secs(24 * 3600))
+///     .mirrored_keys(["user"]);
+/// # Ok::<(), resilient_session::ConfigError>(())
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct SessionConfig {
@@ -274,7 +274,7 @@ impl SessionConfig {
     ///     Some(user) if !user.is_object() => Err("user must be an object".into()),
     ///     _ => Ok(()),
     /// });
-    /// # Ok::<(), resilient_session::Error>(())
+    /// # Ok::<(), resilient_session::ConfigError>(())
     /// ```
     pub fn validate<F>(mut self, validator: F) -> Self
     where
@@ -308,29 +308,29 @@ impl SessionConfig {
     }
 
     /// Refuses settings that cannot work, at start-up.
-    pub(crate) fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
         let name = &self.cookie_name;
         let valid_token = !name.is_empty()
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !valid_token {
-            return Err(Error::Config(format!(
+            return Err(ConfigError::Invalid(format!(
                 "cookie name {name:?} is not a valid HTTP token"
             )));
         }
         if self.host_prefix == Some(true)
             && (!self.secure || self.path != "/" || self.domain.is_some())
         {
-            return Err(Error::Config(
+            return Err(ConfigError::Invalid(
                 "the __Host- prefix requires Secure, Path=/ and no Domain".into(),
             ));
         }
         if self.same_site == SameSite::None && !self.secure {
-            return Err(Error::Config("SameSite=None requires Secure".into()));
+            return Err(ConfigError::Invalid("SameSite=None requires Secure".into()));
         }
         if !self.path.starts_with('/') || self.path.contains(';') {
-            return Err(Error::Config(format!(
+            return Err(ConfigError::Invalid(format!(
                 "invalid cookie path {:?}",
                 self.path
             )));
@@ -340,14 +340,14 @@ impl SessionConfig {
             .as_deref()
             .is_some_and(|d| d.is_empty() || d.contains(';'))
         {
-            return Err(Error::Config("invalid cookie domain".into()));
+            return Err(ConfigError::Invalid("invalid cookie domain".into()));
         }
         if self.namespace.is_empty()
             || self
                 .namespace
                 .contains(|c: char| c.is_whitespace() || c == '{' || c == '}')
         {
-            return Err(Error::Config(
+            return Err(ConfigError::Invalid(
                 "the namespace must be non-empty, without spaces or braces (braces would move \
                  the Redis Cluster hash tag)"
                     .into(),
@@ -356,27 +356,27 @@ impl SessionConfig {
         if self.idle_timeout < Duration::from_secs(1)
             || self.absolute_lifetime < Duration::from_secs(1)
         {
-            return Err(Error::Config(
+            return Err(ConfigError::Invalid(
                 "idle_timeout and absolute_lifetime must be at least one second".into(),
             ));
         }
         if let Some(import) = &self.import {
             let name = import.cookie_name();
             if name == self.full_cookie_name() {
-                return Err(Error::Config(
+                return Err(ConfigError::Invalid(
                     "the imported sessions' cookie needs another name than ours".into(),
                 ));
             }
             if name.is_empty()
                 || name.contains(|c: char| !c.is_ascii_graphic() || ";=,".contains(c))
             {
-                return Err(Error::Config(format!(
+                return Err(ConfigError::Invalid(format!(
                     "the imported sessions' cookie name {name:?} is not a cookie name"
                 )));
             }
         }
         if self.touch_interval >= self.idle_timeout {
-            return Err(Error::Config(
+            return Err(ConfigError::Invalid(
                 "touch_interval must be shorter than idle_timeout".into(),
             ));
         }

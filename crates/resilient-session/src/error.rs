@@ -1,50 +1,107 @@
-//! The crate's error type.
+//! The crate's error types.
 //!
-//! One enum, [`Error`], for everything that can fail. Callers mostly need to know one thing:
-//! is Redis unavailable (so a fallback applies), or is something else wrong? The predicates
-//! [`Error::is_unavailable`], [`Error::is_timeout`] and [`Error::is_decode`] answer that without
-//! matching on variants. Messages carry context (the operation, the key) but never a password,
-//! a session id or a secret.
-//!
-//! ```
-//! use resilient_session::Error;
-//!
-//! fn describe(err: &Error) -> &'static str {
-//!     if err.is_unavailable() {
-//!         "Redis is down: serve from the fallback"
-//!     } else if err.is_decode() {
-//!         "stored value has the wrong shape"
-//!     } else {
-//!         "a bug or a misconfiguration"
-//!     }
-//! }
-//! assert_eq!(describe(&Error::CircuitOpen), "Redis is down: serve from the fallback");
-//! ```
+//! Two enums, so that what a handler can meet is apart from what stops an app at start-up:
+//! [`ConfigError`] from building things (a Redis URL, a setting, a secret), [`Error`] from
+//! serving requests (Redis unavailable, a value of the wrong type, a session too large). Callers
+//! of [`Error`] mostly need to know one thing: is Redis unavailable (so a fallback applies), or
+//! is something else wrong? The predicates [`Error::is_unavailable`], [`Error::is_timeout`] and
+//! [`Error::is_decode`] answer that without matching on variants. Messages carry context (the
+//! operation, the key, the setting) but never a password, a session id or a secret.
 
+use std::fmt;
 use std::time::Duration;
 
 use bb8_redis::redis::{ErrorKind, RedisError, ServerErrorKind};
 
-/// Everything that can go wrong in this crate.
+/// A setting refused at start-up: by [`RedisManagerBuilder::build`](crate::RedisManagerBuilder::build),
+/// [`RedisManager::from_env`](crate::RedisManager::from_env), [`KeyRing::new`](crate::KeyRing::new)
+/// or [`SessionEngine::new`](crate::SessionEngine::new). The message names the setting to fix.
+///
+/// ```
+/// use resilient_session::{ConfigError, KeyRing};
+///
+/// let err = KeyRing::from_secret("short").unwrap_err();
+/// assert!(matches!(err, ConfigError::Invalid(_)));
+/// assert!(err.to_string().contains("32 bytes"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A Redis URL could not be parsed. The URL itself is not repeated: it may hold a password.
+    #[error(
+        "{setting} is not a Redis URL (expected redis://[user[:password]@]host[:port][/db], or \
+         rediss:// for TLS)"
+    )]
+    InvalidUrl {
+        /// Where the URL came from: an environment variable (`REDIS_URL`) or a builder method.
+        setting: &'static str,
+        /// What the Redis client said about it.
+        #[source]
+        source: RedisClientError,
+    },
+
+    /// A setting cannot work; the message names it and says what it accepts.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+
+    /// A Redis manager or session engine was built outside a Tokio runtime.
+    #[error("no Tokio runtime: build the RedisManager and the SessionEngine from within one")]
+    NoRuntime,
+
+    /// The operating system's random number generator failed (for [`KeyRing::generate`](crate::KeyRing::generate)).
+    #[error("the operating system's random number generator failed")]
+    Randomness {
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the Redis client said, as the source of [`Error::Redis`] and
+/// [`ConfigError::InvalidUrl`]. Its message is the client's; the client's own error type stays
+/// private, so that a new major version of the client is not a breaking change here.
+pub struct RedisClientError(pub(crate) RedisError);
+
+impl fmt::Display for RedisClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for RedisClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for RedisClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let source = std::error::Error::source(&self.0)?;
+        // The client's message already ends with its I/O error's: said once, not twice.
+        (!self.0.to_string().contains(&source.to_string())).then_some(source)
+    }
+}
+
+/// What can go wrong while serving a request: Redis unavailable, a value of the wrong type, a
+/// session over its size limit.
+///
+/// ```
+/// use resilient_session::Error;
+///
+/// fn describe(err: &Error) -> &'static str {
+///     if err.is_unavailable() {
+///         "Redis is down: serve from the fallback"
+///     } else if err.is_decode() {
+///         "stored value has the wrong shape"
+///     } else {
+///         "a bug or bad data"
+///     }
+/// }
+/// assert_eq!(describe(&Error::CircuitOpen), "Redis is down: serve from the fallback");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The Redis URL could not be parsed. The URL itself is not repeated: it may hold a password.
-    #[error("invalid Redis URL (check the scheme, host, port and database number)")]
-    InvalidUrl {
-        /// What the Redis client said about it.
-        #[source]
-        source: RedisError,
-    },
-
-    /// A configuration value was refused at start-up.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-
-    /// `RedisManager::build` was called outside a Tokio runtime.
-    #[error("no Tokio runtime: build the RedisManager from within a Tokio runtime")]
-    NoRuntime,
-
     /// The circuit breaker is open: Redis failed repeatedly and is not being contacted.
     #[error("Redis is unavailable: the circuit breaker is open")]
     CircuitOpen,
@@ -65,7 +122,7 @@ pub enum Error {
         operation: &'static str,
         /// The client's error.
         #[source]
-        source: RedisError,
+        source: RedisClientError,
     },
 
     /// A value read from Redis is not valid JSON for the requested type.
@@ -140,6 +197,23 @@ pub enum Error {
         key: String,
     },
 
+    /// The operating system's random number generator failed: no session id could be made, and
+    /// nothing was saved.
+    #[error("the operating system's random number generator failed: nothing was saved")]
+    Randomness {
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A time to live of zero, or one too long for Redis, was passed to a
+    /// [`RedisService`](crate::RedisService) call.
+    #[error("a Redis TTL must be between 1 ms and u64::MAX ms, not {ttl:?}")]
+    InvalidTtl {
+        /// The TTL passed.
+        ttl: Duration,
+    },
+
     /// A value could not be serialised to JSON.
     #[error("value for Redis key `{key}` could not be encoded as JSON")]
     Encode {
@@ -153,6 +227,15 @@ pub enum Error {
 
 /// A crate-wide `Result` alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn redis(operation: &'static str, source: RedisError) -> Self {
+        Error::Redis {
+            operation,
+            source: RedisClientError(source),
+        }
+    }
+}
 
 impl Error {
     /// Redis cannot serve requests right now: refused or dropped connection, timeout, open
@@ -171,7 +254,9 @@ impl Error {
                 ..
             } => true,
             Error::Redis { source, .. } => {
-                is_connection_error(source) || is_auth_error(source) || is_server_busy(source)
+                is_connection_error(&source.0)
+                    || is_auth_error(&source.0)
+                    || is_server_busy(&source.0)
             }
             _ => false,
         }
@@ -181,7 +266,7 @@ impl Error {
     pub fn is_timeout(&self) -> bool {
         match self {
             Error::Timeout { .. } => true,
-            Error::Redis { source, .. } => source.is_timeout(),
+            Error::Redis { source, .. } => source.0.is_timeout(),
             _ => false,
         }
     }
@@ -198,7 +283,9 @@ impl Error {
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Error::Timeout { .. } => true,
-            Error::Redis { source, .. } => is_connection_error(source) || refused_for_now(source),
+            Error::Redis { source, .. } => {
+                is_connection_error(&source.0) || refused_for_now(&source.0)
+            }
             _ => false,
         }
     }
@@ -207,22 +294,22 @@ impl Error {
     pub(crate) fn breaks_connection(&self) -> bool {
         match self {
             Error::Timeout { .. } => true,
-            Error::Redis { source, .. } => is_connection_error(source),
+            Error::Redis { source, .. } => is_connection_error(&source.0),
             _ => false,
         }
     }
 
     /// The connection was closed under the command (a Redis restart, a killed node).
     pub(crate) fn is_connection_dropped(&self) -> bool {
-        matches!(self, Error::Redis { source, .. } if source.is_connection_dropped())
+        matches!(self, Error::Redis { source, .. } if source.0.is_connection_dropped())
     }
 
     /// The node is a replica now (`READONLY`): after a failover, connections to it must go.
     pub(crate) fn is_read_only(&self) -> bool {
         match self {
             Error::Redis { source, .. } => {
-                source.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
-                    || server_codes(source).iter().any(|c| c == "READONLY")
+                source.0.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+                    || server_codes(&source.0).iter().any(|c| c == "READONLY")
             }
             _ => false,
         }
@@ -231,7 +318,7 @@ impl Error {
     /// Redis does not know the script asked for by its SHA-1 (`NOSCRIPT`).
     pub(crate) fn is_no_script(&self) -> bool {
         match self {
-            Error::Redis { source, .. } => server_codes(source).iter().any(|c| c == "NOSCRIPT"),
+            Error::Redis { source, .. } => server_codes(&source.0).iter().any(|c| c == "NOSCRIPT"),
             _ => false,
         }
     }
@@ -246,10 +333,10 @@ impl Error {
             Error::Redis {
                 operation: "connect",
                 source,
-            } if !is_auth_error(source) => "connection",
-            Error::Redis { source, .. } if is_connection_error(source) => "connection",
-            Error::Redis { source, .. } if is_auth_error(source) => "auth",
-            Error::Redis { source, .. } if is_server_busy(source) => "refused",
+            } if !is_auth_error(&source.0) => "connection",
+            Error::Redis { source, .. } if is_connection_error(&source.0) => "connection",
+            Error::Redis { source, .. } if is_auth_error(&source.0) => "auth",
+            Error::Redis { source, .. } if is_server_busy(&source.0) => "refused",
             _ if self.is_no_script() => "noscript",
             _ => "other",
         }
@@ -258,7 +345,7 @@ impl Error {
     /// Redis said the key holds another type (`WRONGTYPE`): the data is not ours to read.
     pub(crate) fn is_wrong_type(&self) -> bool {
         match self {
-            Error::Redis { source, .. } => server_codes(source).iter().any(|c| c == "WRONGTYPE"),
+            Error::Redis { source, .. } => server_codes(&source.0).iter().any(|c| c == "WRONGTYPE"),
             _ => false,
         }
     }
@@ -331,10 +418,26 @@ mod tests {
     use super::*;
 
     fn redis_err(source: RedisError) -> Error {
-        Error::Redis {
-            operation: "get",
-            source,
+        Error::redis("get", source)
+    }
+
+    /// The error and its causes, as a log line joins them.
+    fn chain(err: &dyn std::error::Error) -> String {
+        let mut text = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            text = format!("{text}: {cause}");
+            source = cause.source();
         }
+        text
+    }
+
+    #[test]
+    fn a_refused_connection_says_why_once() {
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let text = chain(&Error::redis("connect", refused));
+        assert_eq!(text.matches("refused").count(), 1, "{text}");
+        assert!(text.starts_with("Redis connect failed: "), "{text}");
     }
 
     #[test]
@@ -413,10 +516,7 @@ mod tests {
                 "{code}"
             );
         }
-        let connect = Error::Redis {
-            operation: "connect",
-            source: server_error("WRONGPASS", "x"),
-        };
+        let connect = Error::redis("connect", server_error("WRONGPASS", "x"));
         assert_eq!(connect.failure_kind(), "auth");
     }
 

@@ -1,42 +1,4 @@
 //! Health of the Redis connection, and the report served at `GET /api/health/redis`.
-//!
-//! [`RedisHealth`] is the full picture for programs (connection state, breaker, pool statistics,
-//! last error). [`HealthReport`] is what the adapters serve: it serialises to exactly the JSON of
-//! the architecture document this crate grew from:
-//!
-//! ```json
-//! {
-//!   "status": "healthy",
-//!   "timestamp": "2024-01-15T10:30:00.000Z",
-//!   "service": "redis",
-//!   "details": {
-//!     "session_service": true,
-//!     "redis_connection": {
-//!       "state": "connected",
-//!       "connectedAt": "2024-01-15T10:25:00.000Z",
-//!       "errorCount": 0,
-//!       "isHealthy": true
-//!     }
-//!   }
-//! }
-//! ```
-//!
-//! The session store's report adds a `details.fallback` section on degraded operation: the
-//! breaker state, and how many requests were served from or written to the cookie. The logouts
-//! waiting for Redis are not in it: the report is for anyone to read, and how many logouts a
-//! process holds is no one else's business (nor feedback for someone trying to fill the queue);
-//! [`SessionStore::stats`](crate::SessionStore::stats) and the metrics have them.
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), resilient_session::Error> {
-//! use resilient_session::{HealthReport, RedisManager};
-//!
-//! let manager = RedisManager::from_env()?;
-//! let health = manager.check().await; // one PING through the breaker
-//! let report = HealthReport::new(&health, health.is_healthy);
-//! println!("{} {}", report.status_code(), serde_json::to_string(&report).unwrap_or_default());
-//! # Ok(()) }
-//! ```
 
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
@@ -97,7 +59,44 @@ pub struct RedisHealth {
     pub pool: PoolStats,
 }
 
-/// The health report, in the JSON shape of `GET /api/health/redis`; see the [module docs](self).
+/// The health report, in the JSON shape of `GET /api/health/redis`.
+///
+/// [`RedisHealth`] is the full picture for programs (connection state, breaker, pool statistics,
+/// last error). [`HealthReport`] is what the adapters serve: it serialises to this JSON:
+///
+/// ```json
+/// {
+///   "status": "healthy",
+///   "timestamp": "2024-01-15T10:30:00.000Z",
+///   "service": "redis",
+///   "details": {
+///     "session_service": true,
+///     "redis_connection": {
+///       "state": "connected",
+///       "connectedAt": "2024-01-15T10:25:00.000Z",
+///       "errorCount": 0,
+///       "isHealthy": true
+///     }
+///   }
+/// }
+/// ```
+///
+/// The session store's report adds a `details.fallback` section on degraded operation: the
+/// breaker state, and how many requests were served from or written to the cookie. The logouts
+/// waiting for Redis are not in it: the report is for anyone to read, and how many logouts a
+/// process holds is no one else's business (nor feedback for someone trying to fill the queue);
+/// [`SessionEngine::stats`](crate::SessionEngine::stats) and the metrics have them.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), resilient_session::ConfigError> {
+/// use resilient_session::{HealthReport, RedisManager};
+///
+/// let manager = RedisManager::from_env()?;
+/// let health = manager.check().await; // one PING through the breaker
+/// let report = HealthReport::new(&health, health.is_healthy);
+/// println!("{} {}", report.status_code(), serde_json::to_string(&report).unwrap_or_default());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthReport {
     status: Status,

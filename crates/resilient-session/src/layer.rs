@@ -1,48 +1,4 @@
 //! The tower middleware: [`SessionLayer`], the [`SessionService`] it wraps a service in, and
-//! its [`ResponseFuture`].
-//!
-//! Per request: the session cookie is parsed (no I/O) and a lazy [`Session`] goes into the
-//! request extensions; after the inner service answered, [`SessionStore::finish`] persists or
-//! touches the session and the response gets its headers: the `Set-Cookie`, and, whenever the
-//! handler read the session (or a cookie is set), `Vary: Cookie` and `Cache-Control: private`.
-//! The middleware never fails a request of its own: Redis errors end in the cookie fallback,
-//! bad cookies in a fresh session.
-//!
-//! Each request runs in a `DEBUG` span named `session`; its `session.source` field says where
-//! the session came from (`redis`, `cookie`, `new`, or `unused`), never which session it was.
-//!
-//! A runnable example, with Redis down on purpose (nothing listens on port 1): the session
-//! still works, from its cookie.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! use http::{Request, Response, header};
-//! use resilient_session::{
-//!     KeyRing, RedisManager, Session, SessionConfig, SessionLayer, SessionStore, Source,
-//! };
-//! use tower::{Layer, ServiceExt, service_fn};
-//!
-//! let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
-//! let keys = KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?;
-//! let store = SessionStore::new(manager, SessionConfig::new(keys).mirrored_keys(["visits"]))?;
-//!
-//! let app = SessionLayer::new(store).layer(service_fn(|request: Request<()>| async move {
-//!     let session = request.extensions().get::<Session>().cloned().ok_or("no session")?;
-//!     let visits: u64 = session.get("visits").await?.unwrap_or(0) + 1;
-//!     session.insert("visits", visits).await?;
-//!     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Response::new(visits.to_string()))
-//! }));
-//!
-//! let first = app.clone().oneshot(Request::new(())).await?;
-//! let set_cookie = first.headers()[header::SET_COOKIE].to_str()?;
-//! let cookie = set_cookie.split(';').next().ok_or("name=value")?.to_owned();
-//! assert_eq!(first.into_body(), "1");
-//!
-//! let request = Request::builder().header(header::COOKIE, cookie).body(())?;
-//! assert_eq!(app.oneshot(request).await?.into_body(), "2");
-//! # Ok(()) }
-//! ```
 
 use std::future::Future;
 use std::pin::Pin;
@@ -54,17 +10,61 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{FinishLater, Session, SessionStore, Source};
+use crate::adapter::FinishLater;
+use crate::{Session, SessionEngine, Source};
 
-/// Adds sessions to a tower service; see the [module docs](self).
+/// Adds sessions to a tower service.
+///
+/// Per request: the session cookie is parsed (no I/O) and a lazy [`Session`] goes into the
+/// request extensions; after the inner service answered, [`adapter::finish`](crate::adapter::finish) persists or
+/// touches the session and the response gets its headers: the `Set-Cookie`, and, whenever the
+/// handler read the session (or a cookie is set), `Vary: Cookie` and `Cache-Control: private`.
+/// The middleware never fails a request of its own: Redis errors end in the cookie fallback,
+/// bad cookies in a fresh session.
+///
+/// Each request runs in a `DEBUG` span named `session`; its `session.source` field says where
+/// the session came from (`redis`, `cookie`, `new`, or `unused`), never which session it was.
+///
+/// A runnable example, with Redis down on purpose (nothing listens on port 1): the session
+/// still works, from its cookie.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use http::{Request, Response, header};
+/// use resilient_session::{
+///     KeyRing, RedisManager, Session, SessionConfig, SessionLayer, SessionEngine, Source,
+/// };
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
+/// let keys = KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?;
+/// let store = SessionEngine::new(manager, SessionConfig::new(keys).mirrored_keys(["visits"]))?;
+///
+/// let app = SessionLayer::new(store).layer(service_fn(|request: Request<()>| async move {
+///     let session = request.extensions().get::<Session>().cloned().ok_or("no session")?;
+///     let visits: u64 = session.get("visits").await?.unwrap_or(0) + 1;
+///     session.insert("visits", visits).await?;
+///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Response::new(visits.to_string()))
+/// }));
+///
+/// let first = app.clone().oneshot(Request::new(())).await?;
+/// let set_cookie = first.headers()[header::SET_COOKIE].to_str()?;
+/// let cookie = set_cookie.split(';').next().ok_or("name=value")?.to_owned();
+/// assert_eq!(first.into_body(), "1");
+///
+/// let request = Request::builder().header(header::COOKIE, cookie).body(())?;
+/// assert_eq!(app.oneshot(request).await?.into_body(), "2");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct SessionLayer {
-    store: SessionStore,
+    store: SessionEngine,
 }
 
 impl SessionLayer {
     /// A layer serving sessions from `store`.
-    pub fn new(store: SessionStore) -> Self {
+    pub fn new(store: SessionEngine) -> Self {
         Self { store }
     }
 }
@@ -84,7 +84,7 @@ impl<S> Layer<S> for SessionLayer {
 #[derive(Debug, Clone)]
 pub struct SessionService<S> {
     inner: S,
-    store: SessionStore,
+    store: SessionEngine,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>

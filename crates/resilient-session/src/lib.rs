@@ -1,19 +1,23 @@
 //! Server-side sessions in Redis that keep working when Redis does not.
 //!
-//! This crate is the framework-agnostic core; `resilient-session-axum` and
-//! `resilient-session-actix` adapt it to their frameworks. Its layers, top down:
+//! Sessions live in Redis. While Redis cannot be reached, each session goes on in its encrypted
+//! cookie, which mirrors the keys you choose and carries what was written since; when Redis is
+//! back, Redis wins, and logouts made meanwhile are replayed. This crate is the
+//! framework-agnostic core; `resilient-session-axum` and `resilient-session-actix` adapt it to
+//! their frameworks.
 //!
-//! | module | what it is |
+//! | item | what it is |
 //! | --- | --- |
-//! | [`layer`] | [`SessionLayer`]: the tower middleware (cookie in, lazy [`Session`], persist, `Set-Cookie` out) |
-//! | [`session`] | [`SessionStore`] (the engine: load, touch, save, delete, cycle ids, cookie fallback; a user's sessions listed and revoked, [`OwnedSession`], [`Revoked`]) and [`Session`] |
-//! | [`cookie`] | the encrypted cookie payload and the [`KeyRing`] |
-//! | [`config`] | [`SessionConfig`]: cookie attributes, lifetimes, mirrored keys, fallback age |
-//! | [`store`] | [`RedisService`]: typed `get` / `set` / `delete` / `mget` / `mset` over JSON, namespaces, TTLs |
-//! | [`redis`] | [`RedisManager`]: bb8 pool, timeouts, retries with backoff, circuit breaker, health |
-//! | [`health`] | [`RedisHealth`] and the [`HealthReport`] served at `GET /api/health/redis` |
-//! | [`error`] | the one [`Error`] type, with `is_unavailable()`-style predicates |
-//! | [`metrics`] | the metric names (Redis commands, failures, breaker, fallbacks, touches, refused cookies) recorded through the `metrics` facade |
+//! | [`SessionEngine`] | the engine: load, touch, save, delete, cycle ids, cookie fallback; a user's sessions listed and revoked ([`OwnedSession`], [`Revoked`]) |
+//! | [`Session`] | the per-request handle handlers use |
+//! | [`SessionLayer`] | the tower middleware (cookie in, lazy [`Session`], persist, `Set-Cookie` out) |
+//! | [`SessionConfig`], [`KeyRing`] | cookie attributes, lifetimes, mirrored keys, fallback age; the secrets that protect the cookie |
+//! | [`RedisManager`], [`RedisManagerBuilder`] | the Redis connection: pool, timeouts, retries with backoff, circuit breaker, health |
+//! | [`RedisService`] | typed `get` / `set` / `delete` / `mget` / `mset` over JSON, namespaces, TTLs |
+//! | [`HealthReport`], [`RedisHealth`] | what `GET /api/health/redis` serves |
+//! | [`Error`], [`ConfigError`] | what a request can meet; what start-up can refuse |
+//! | [`metrics`] | the metric names recorded through the `metrics` facade |
+//! | [`adapter`] | for framework adapters: the calls around a handler |
 //!
 //! # Features
 //!
@@ -25,14 +29,14 @@
 //! # Quick start
 //!
 //! ```no_run
-//! # #[tokio::main] async fn main() -> Result<(), resilient_session::Error> {
-//! use resilient_session::{KeyRing, RedisManager, SessionConfig, SessionLayer, SessionStore};
+//! # #[tokio::main] async fn main() -> Result<(), resilient_session::ConfigError> {
+//! use resilient_session::{KeyRing, RedisManager, SessionConfig, SessionEngine, SessionLayer};
 //!
 //! // Starts even if Redis is down; connects in the background.
 //! let manager = RedisManager::from_env()?;
 //! let keys = KeyRing::from_secret(std::env::var("SESSION_SECRET").unwrap_or_default())?;
 //! let config = SessionConfig::new(keys).mirrored_keys(["user"]); // `user` survives an outage
-//! let layer = SessionLayer::new(SessionStore::new(manager, config)?);
+//! let layer = SessionLayer::new(SessionEngine::new(manager, config)?);
 //! // Add `layer` to your tower / axum service; handlers take a `Session`.
 //! # let _ = layer;
 //! # Ok(()) }
@@ -48,28 +52,27 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod config;
-pub mod cookie;
-pub mod error;
-pub mod health;
-pub mod layer;
+pub mod adapter;
+mod config;
+mod cookie;
+mod error;
+mod health;
+mod layer;
 pub mod metrics;
-pub mod redis;
-pub mod session;
+mod redis;
+mod session;
 mod stats;
-pub mod store;
+mod store;
 #[cfg(feature = "tower-sessions")]
-pub mod tower_sessions_store;
+mod tower_sessions_store;
 
 pub use config::{CookieMode, SameSite, SessionConfig, Validator};
-pub use cookie::KeyRing;
-pub use error::{Error, Result};
+pub use cookie::{KeyRing, MIN_SECRET_BYTES};
+pub use error::{ConfigError, Error, RedisClientError, Result};
 pub use health::{ConnectionState, FallbackReport, HealthReport, PoolStats, RedisHealth};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
-pub use redis::{BreakerState, RedisManager, RedisManagerBuilder};
-pub use session::{
-    FinishLater, Import, OwnedSession, ResponseHeaders, Revoked, Session, SessionStore, Source,
-};
+pub use redis::{BreakerState, DEFAULT_REDIS_URL, RedisManager, RedisManagerBuilder};
+pub use session::{Import, OwnedSession, Revoked, Session, SessionEngine, Source};
 pub use stats::SessionStats;
 pub use store::RedisService;
 #[cfg(feature = "tower-sessions")]

@@ -24,12 +24,12 @@
 //! | `resilient_session_sessions_imported_total` | counter | | sessions of tower-sessions or actix-session carried over ([`Import`](crate::Import)) |
 //!
 //! `operation` is the name the library gives a Redis operation (`session load`, `session save`,
-//! `session touch`, `ping`, `epoch`, the names passed to [`RedisManager::query`], ...): a small,
+//! `session touch`, `ping`, `epoch`, `get`, `set`, ... for [`RedisService`](crate::RedisService)): a small,
 //! fixed set. No label ever holds a session id, a cookie, a key or a password. Counters are per
 //! process; the gauge is too, so with several [`RedisManager`]s in one process it shows the
 //! latest change of any of them.
 //!
-//! The session counters are the ones [`SessionStore::stats`](crate::SessionStore::stats)
+//! The session counters are the ones [`SessionEngine::stats`](crate::SessionEngine::stats)
 //! returns, for every store of the process together (`cookies_rejected` there is
 //! `reason="invalid"` plus `reason="oversized"` here).
 //!
@@ -65,7 +65,7 @@
 //!         // Nothing listens on port 1.
 //!         let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
 //!         assert!(manager.ping().await.is_err());
-//!         Ok::<_, resilient_session::Error>(())
+//!         Ok::<_, resilient_session::ConfigError>(())
 //!     })?;
 //!     Ok::<_, Box<dyn std::error::Error>>(())
 //! })?;
@@ -81,7 +81,6 @@
 //! ```
 //!
 //! [`RedisManager`]: crate::RedisManager
-//! [`RedisManager::query`]: crate::RedisManager::query
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{OnceLock, PoisonError, RwLock};

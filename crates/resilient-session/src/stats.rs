@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::metrics::Event;
 
 /// A snapshot of the session engine's counters since start; see
-/// [`SessionStore::stats`](crate::SessionStore::stats).
+/// [`SessionEngine::stats`](crate::SessionEngine::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct SessionStats {

@@ -81,7 +81,7 @@ impl RedisService {
         &self.manager
     }
 
-    /// Health of the underlying connection (`getHealthStatus` in the architecture this grew from).
+    /// Health of the underlying connection.
     pub fn health(&self) -> RedisHealth {
         self.manager.health()
     }
@@ -214,10 +214,7 @@ fn set_command(key: &str, value: &[u8], ttl: Option<Duration>) -> Result<redis::
 
 fn ttl_millis(ttl: Duration) -> Result<u64> {
     match u64::try_from(ttl.as_millis()) {
-        Ok(0) => Err(Error::Config(
-            "a TTL must be at least one millisecond".into(),
-        )),
+        Ok(0) | Err(_) => Err(Error::InvalidTtl { ttl }),
         Ok(millis) => Ok(millis),
-        Err(_) => Err(Error::Config("a TTL must fit in u64 milliseconds".into())),
     }
 }

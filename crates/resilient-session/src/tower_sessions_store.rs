@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use bb8_redis::redis;
 use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
-use tower_sessions_core::session_store::{self, SessionStore};
+use tower_sessions_core::session_store::{self, SessionStore as _};
 
 use crate::health::RedisHealth;
 use crate::{Error, RedisManager};
@@ -100,7 +100,7 @@ impl TowerSessionsStore {
 }
 
 #[async_trait]
-impl SessionStore for TowerSessionsStore {
+impl session_store::SessionStore for TowerSessionsStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         // A new id until one is free (a collision of 128-bit ids is not expected, but cheap to
         // rule out).
@@ -172,10 +172,7 @@ mod tests {
             std::io::ErrorKind::ConnectionRefused,
             "connection refused",
         ));
-        let err = backend(Error::Redis {
-            operation: "tower-sessions load",
-            source: refused,
-        });
+        let err = backend(Error::redis("tower-sessions load", refused));
         let text = err.to_string();
         assert!(text.contains("tower-sessions load"), "{text}");
         assert!(text.contains("connection refused"), "{text}");

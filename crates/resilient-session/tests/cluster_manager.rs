@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use resilient_session::redis::redis;
-use resilient_session::{Error, RedisManager};
+use resilient_session::{Error, RedisManager, RedisService};
 use test_redis::RedisCluster;
 
 mod common;
@@ -20,12 +19,9 @@ async fn connected(cluster: &RedisCluster) -> RedisManager {
 }
 
 async fn set_get(manager: &RedisManager, key: &str) -> Result<Option<String>, Error> {
-    let mut set = redis::cmd("SET");
-    set.arg(key).arg("v");
-    manager.query::<()>("set", &set).await?;
-    let mut get = redis::cmd("GET");
-    get.arg(key);
-    manager.query("get", &get).await
+    let service = RedisService::new(manager.clone());
+    service.set(key, "v", None).await?;
+    service.get(key).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

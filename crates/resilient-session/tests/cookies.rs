@@ -4,7 +4,7 @@
 //! that is refused costs no Redis command anyway.
 
 use proptest::prelude::*;
-use resilient_session::{RedisManager, SessionStore, Source};
+use resilient_session::{RedisManager, SessionEngine, Source};
 
 mod common;
 use common::{config, cookie_header, finish, open};
@@ -16,17 +16,17 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
-fn store() -> SessionStore {
+fn store() -> SessionEngine {
     let manager = RedisManager::builder()
         .url("redis://127.0.0.1:1")
         .build()
         .expect("a manager");
-    SessionStore::new(manager, config().mirrored_keys(["user"])).expect("a store")
+    SessionEngine::new(manager, config().mirrored_keys(["user"])).expect("a store")
 }
 
 /// Sends `value` as our cookie, used (`read`) or not: the session is never one of ours, and
 /// the response removes the cookie if it says anything at all.
-async fn refused(store: &SessionStore, value: &str, read: bool) {
+async fn refused(store: &SessionEngine, value: &str, read: bool) {
     let header = format!("{}={value}", store.cookie_name());
     let session = open(store, Some(&header));
     if read {

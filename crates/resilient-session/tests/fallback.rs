@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use resilient_session::{Error, KeyRing, SessionConfig, SessionStore, Source};
+use resilient_session::{Error, KeyRing, SessionConfig, SessionEngine, Source};
 use test_redis::RedisServer;
 
 mod common;
@@ -281,7 +281,7 @@ async fn a_full_logout_queue_fails_the_process_closed_until_it_drains() {
 async fn rotated(
     server: &RedisServer,
     tweak: impl FnOnce(SessionConfig) -> SessionConfig,
-) -> SessionStore {
+) -> SessionEngine {
     let ring = KeyRing::new(["a-brand-new-secret-of-at-least-32-bytes", SECRET]).expect("ring");
     store_with(
         server,

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use base64::Engine;
+use resilient_session::adapter;
 use resilient_session::{Import, Source};
 use serde_json::{Value, json};
 use test_redis::RedisServer;
@@ -21,7 +22,7 @@ struct Record {
 }
 
 /// A store that imports tower-sessions' sessions (cookie `id`, no key prefix).
-async fn importing(server: &RedisServer) -> resilient_session::SessionStore {
+async fn importing(server: &RedisServer) -> resilient_session::SessionEngine {
     store_with(
         server,
         config().import_sessions(Import::tower_sessions("id")),
@@ -45,7 +46,7 @@ fn old_session(server: &RedisServer, id: i128, expires_in: time::Duration) -> (S
     };
     let bytes = rmp_serde::to_vec(&record).expect("encodes");
     let mut conn = server.connection();
-    let _: () = resilient_session::redis::redis::cmd("SET")
+    let _: () = test_redis::redis::cmd("SET")
         .arg(&key)
         .arg(bytes)
         .query(&mut conn)
@@ -62,7 +63,7 @@ async fn an_old_session_moves_once_and_its_cookie_is_replaced() {
     let session = open(&store, Some(&old_cookie));
     assert_eq!(session.get::<i64>("counter").await.expect("get"), Some(2));
     assert_eq!(session.source().await, Source::Redis);
-    let response = store.finish(&session).await;
+    let response = adapter::finish(&store, &session).await;
     let headers: Vec<&str> = response.set_cookies().collect();
     assert_eq!(headers.len(), 2, "{response:?}");
     assert!(
@@ -98,7 +99,11 @@ async fn with_redis_down_the_old_session_waits_and_nothing_forks() {
     // A write now would start a second session beside the old one: it is not kept.
     let _ = session.insert("counter", 1).await;
     assert!(
-        store.finish(&session).await.set_cookies().next().is_none(),
+        adapter::finish(&store, &session)
+            .await
+            .set_cookies()
+            .next()
+            .is_none(),
         "no cookie set or removed"
     );
 
@@ -127,7 +132,7 @@ async fn an_expired_or_unknown_old_session_starts_fresh_and_loses_its_cookie() {
             None,
             "{cookie}"
         );
-        let response = store.finish(&session).await;
+        let response = adapter::finish(&store, &session).await;
         let removed: Vec<&str> = response.set_cookies().collect();
         assert!(
             removed.len() == 1 && removed[0].starts_with("id=;"),
@@ -185,7 +190,7 @@ async fn data_over_our_limits_is_not_imported_nor_deleted() {
     assert_eq!(session.get::<i64>("counter").await.expect("get"), None);
     assert_eq!(store.stats().corrupt_sessions, 1);
     assert_eq!(store.stats().sessions_imported, 0);
-    store.finish(&session).await;
+    adapter::finish(&store, &session).await;
     assert_eq!(
         server.query::<i64>(&["EXISTS", &old_key]),
         1,
@@ -202,7 +207,7 @@ fn the_old_cookie_name_must_differ_from_ours() {
             let manager = resilient_session::RedisManager::builder()
                 .build()
                 .expect("manager");
-            resilient_session::SessionStore::new(manager, same)
+            resilient_session::SessionEngine::new(manager, same)
         })
         .expect_err("refused");
     assert!(err.to_string().contains("another name"), "{err}");
@@ -213,7 +218,7 @@ fn the_old_cookie_name_must_differ_from_ours() {
             let manager = resilient_session::RedisManager::builder()
                 .build()
                 .expect("manager");
-            resilient_session::SessionStore::new(manager, config)
+            resilient_session::SessionEngine::new(manager, config)
         });
         assert!(refused.is_err(), "{bad:?}");
     }
@@ -246,7 +251,7 @@ async fn a_refused_import_write_deletes_nothing_until_our_copy_exists() {
     // Reads work out of memory, writes do not.
     let session = open(&store, Some(&old_cookie));
     assert_eq!(session.get::<i64>("counter").await.expect("get"), Some(2));
-    let response = store.finish(&session).await;
+    let response = adapter::finish(&store, &session).await;
     assert_eq!(
         server.query::<i64>(&["EXISTS", &old_key]),
         1,
@@ -281,7 +286,7 @@ async fn a_logout_after_an_import_in_the_same_request_deletes_the_old_key() {
     let session = open(&store, Some(&old_cookie));
     assert_eq!(session.get::<i64>("counter").await.expect("get"), Some(2));
     session.destroy().await;
-    let response = store.finish(&session).await;
+    let response = adapter::finish(&store, &session).await;
     assert_eq!(server.query::<i64>(&["EXISTS", &old_key]), 0, "deleted");
     assert!(session_keys(&server).is_empty());
     assert!(

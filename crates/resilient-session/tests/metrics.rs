@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use resilient_session::adapter;
 use resilient_session::metrics::{
     BREAKER_OPEN, BREAKER_TRANSITIONS, COOKIES_REFUSED, FALLBACK_READS, FALLBACK_WRITES,
     REDIS_COMMAND_DURATION, REDIS_COMMANDS, REDIS_FAILURES, TOUCHES,
 };
-use resilient_session::{RedisManager, SessionStore, Source};
+use resilient_session::{RedisManager, SessionEngine, Source};
 use test_redis::RedisServer;
 
 mod common;
@@ -75,11 +76,11 @@ impl std::fmt::Debug for Recorded {
 
 /// Loads the session behind `cookie` the way a request that reads it would, and returns where
 /// it came from and its counter.
-async fn read(store: &SessionStore, cookie: &str) -> (Source, Option<u64>) {
+async fn read(store: &SessionEngine, cookie: &str) -> (Source, Option<u64>) {
     let session = open(store, Some(cookie));
     let counter = session.get("counter").await.expect("a number");
     let source = session.source().await;
-    store.finish(&session).await;
+    adapter::finish(store, &session).await;
     (source, counter)
 }
 
@@ -113,7 +114,7 @@ async fn outage(snapshotter: &Snapshotter) {
     let config = config()
         .mirrored_keys(["counter"])
         .touch_interval(Duration::ZERO);
-    let store = SessionStore::new(manager.clone(), config).expect("store");
+    let store = SessionEngine::new(manager.clone(), config).expect("store");
 
     // Healthy: commands succeed, and are timed.
     let cookie = stored_session(&store).await;

@@ -17,7 +17,8 @@
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use resilient_session::{RedisManager, Session, SessionConfig, SessionStore, Source};
+use resilient_session::adapter;
+use resilient_session::{RedisManager, Session, SessionConfig, SessionEngine, Source};
 use test_redis::RedisServer;
 
 mod common;
@@ -206,7 +207,7 @@ fn mirrored() -> SessionConfig {
     config().mirrored_keys(["user", "counter", "lineage"])
 }
 
-async fn store(server: &RedisServer) -> SessionStore {
+async fn store(server: &RedisServer) -> SessionEngine {
     let manager = RedisManager::builder()
         .url(server.url())
         .breaker_backoff(Duration::from_millis(20))
@@ -214,15 +215,15 @@ async fn store(server: &RedisServer) -> SessionStore {
         .build()
         .expect("manager");
     until_connected(&manager).await;
-    SessionStore::new(manager, mirrored()).expect("store")
+    SessionEngine::new(manager, mirrored()).expect("store")
 }
 
-fn open(store: &SessionStore, jar: &Jar) -> Session {
-    store.open(jar.0.as_deref().map(str::as_bytes))
+fn open(store: &SessionEngine, jar: &Jar) -> Session {
+    adapter::open(store, jar.0.as_deref().map(str::as_bytes))
 }
 
-async fn finish(store: &SessionStore, jar: &mut Jar, session: &Session) {
-    if let Some(set) = store.finish(session).await.session_cookie() {
+async fn finish(store: &SessionEngine, jar: &mut Jar, session: &Session) {
+    if let Some(set) = adapter::finish(store, session).await.session_cookie() {
         let name_value = set.split(';').next().unwrap_or_default();
         jar.0 = (!set.contains("Max-Age=0")).then(|| name_value.to_owned());
     }
@@ -257,7 +258,7 @@ async fn count(session: &Session, lineage: &str) -> (Option<i64>, Source) {
 }
 
 /// Waits until Redis is reachable again and every queued logout is replayed.
-async fn settled(store: &SessionStore) {
+async fn settled(store: &SessionEngine) {
     until_connected(store.manager()).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while store.stats().revocations_pending > 0 {

@@ -5,12 +5,12 @@
 mod common;
 
 use common::{config, finish, open, store_with};
-use resilient_session::{Revoked, SessionStore};
+use resilient_session::{Revoked, SessionEngine};
 use serde_json::json;
 use test_redis::RedisServer;
 
 /// A login as `owner`: a new id, the user, the mark. Returns the cookie.
-async fn login(store: &SessionStore, cookie: Option<&str>, owner: &str) -> String {
+async fn login(store: &SessionEngine, cookie: Option<&str>, owner: &str) -> String {
     let session = open(store, cookie);
     session.cycle_id().await;
     session.insert("user", owner).await.expect("insert");
@@ -21,14 +21,14 @@ async fn login(store: &SessionStore, cookie: Option<&str>, owner: &str) -> Strin
     finish(store, &session).await.expect("a cookie")
 }
 
-async fn user(store: &SessionStore, cookie: &str) -> Option<String> {
+async fn user(store: &SessionEngine, cookie: &str) -> Option<String> {
     let session = open(store, Some(cookie));
     let user = session.get::<String>("user").await.ok().flatten();
     finish(store, &session).await;
     user
 }
 
-async fn handles(store: &SessionStore, owner: &str) -> Vec<String> {
+async fn handles(store: &SessionEngine, owner: &str) -> Vec<String> {
     let mut handles: Vec<String> = store
         .sessions_of(owner)
         .await
@@ -40,7 +40,7 @@ async fn handles(store: &SessionStore, owner: &str) -> Vec<String> {
     handles
 }
 
-async fn handle(store: &SessionStore, cookie: &str) -> String {
+async fn handle(store: &SessionEngine, cookie: &str) -> String {
     let session = open(store, Some(cookie));
     let handle = session.handle().await.expect("a stored session");
     finish(store, &session).await;

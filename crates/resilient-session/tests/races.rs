@@ -3,18 +3,18 @@
 //! request was told it wrote is lost, and nobody is logged out. The engine driven directly
 //! against a real redis-server.
 
-use resilient_session::{Error, SessionStore};
+use resilient_session::{Error, SessionEngine};
 use test_redis::RedisServer;
 
 mod common;
 use common::{config, cookie_header, finish, open, session_keys, store_with};
 
-async fn role_mirrored(server: &RedisServer) -> SessionStore {
+async fn role_mirrored(server: &RedisServer) -> SessionEngine {
     store_with(server, config().mirrored_keys(["role"])).await
 }
 
 /// A session with `role` = admin; its cookie.
-async fn admin(store: &SessionStore) -> String {
+async fn admin(store: &SessionEngine) -> String {
     let login = open(store, None);
     login.insert("role", "admin").await.expect("insert");
     cookie_header(&finish(store, &login).await.expect("cookie"))

@@ -4,8 +4,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use resilient_session::redis::redis;
-use resilient_session::{BreakerState, ConnectionState, Error, RedisManager, RedisManagerBuilder};
+use resilient_session::{
+    BreakerState, ConnectionState, Error, RedisManager, RedisManagerBuilder, RedisService,
+};
 use test_redis::RedisServer;
 
 mod common;
@@ -25,9 +26,7 @@ fn builder(server: &RedisServer) -> RedisManagerBuilder {
 }
 
 async fn get(manager: &RedisManager) -> Result<Option<String>, Error> {
-    let mut cmd = redis::cmd("GET");
-    cmd.arg("k");
-    manager.query("get", &cmd).await
+    RedisService::new(manager.clone()).get("k").await
 }
 
 #[tokio::test]
@@ -156,7 +155,7 @@ async fn slow_redis_times_out_within_the_budget() {
 
     let mut blocker = server.connection();
     let sleeper = std::thread::spawn(move || {
-        redis::cmd("DEBUG")
+        bb8_redis::redis::cmd("DEBUG")
             .arg("SLEEP")
             .arg("1.5")
             .query::<()>(&mut blocker)

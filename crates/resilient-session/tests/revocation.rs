@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
-use resilient_session::{Error, Session, SessionConfig, SessionStore, Source};
+use resilient_session::adapter;
+use resilient_session::{Error, Session, SessionConfig, SessionEngine, Source};
 use test_redis::RedisServer;
 
 mod common;
 use common::{config, cookie_header, finish, open, session_keys, store_with, stored_session};
 
 /// Waits until the store replayed `n` logouts.
-async fn replayed(store: &SessionStore, n: u64) {
+async fn replayed(store: &SessionEngine, n: u64) {
     for _ in 0..200 {
         if store.stats().revocations_replayed >= n {
             return;
@@ -22,21 +23,21 @@ async fn replayed(store: &SessionStore, n: u64) {
 }
 
 /// Logs out the session of `cookie`.
-async fn log_out(store: &SessionStore, cookie: &str) {
+async fn log_out(store: &SessionEngine, cookie: &str) {
     let logout = open(store, Some(cookie));
     logout.destroy().await;
-    store.finish(&logout).await;
+    adapter::finish(store, &logout).await;
 }
 
 /// Restarts Redis (with its data) and waits until the store replayed one logout.
-async fn restart_and_replay(server: &mut RedisServer, store: &SessionStore) {
+async fn restart_and_replay(server: &mut RedisServer, store: &SessionEngine) {
     server.restart();
     back(store).await;
     replayed(store, 1).await;
 }
 
 /// Waits until the manager talks to Redis again.
-async fn back(store: &SessionStore) {
+async fn back(store: &SessionEngine) {
     common::until_connected(store.manager()).await;
 }
 
@@ -122,7 +123,7 @@ async fn a_login_during_an_outage_does_not_ride_a_cookie_chosen_before() {
 }
 
 /// A logged-in session (`user` = ada, mirrored), then Redis restarted empty: its cookie.
-async fn logged_in_then_redis_lost_its_data() -> (RedisServer, SessionStore, String) {
+async fn logged_in_then_redis_lost_its_data() -> (RedisServer, SessionEngine, String) {
     let mut server = RedisServer::start();
     let store = store_with(&server, mirrored()).await;
     let login = open(&store, None);
@@ -142,13 +143,13 @@ async fn a_session_re_seeded_then_logged_out_stays_out() {
 
     let logout = open(&store, Some(&after));
     logout.destroy().await;
-    store.finish(&logout).await;
+    adapter::finish(&store, &logout).await;
     assert!(session_keys(&server).is_empty());
 
     // A copy of the cookie from before the restart must not re-seed it again.
     let copy = open(&store, Some(&before_restart));
     assert_eq!(user(&copy).await, None);
-    store.finish(&copy).await;
+    adapter::finish(&store, &copy).await;
     assert!(session_keys(&server).is_empty(), "nothing came back");
 }
 
@@ -181,7 +182,7 @@ async fn a_cookie_only_session_logged_out_during_the_outage_stays_out() {
     restart_and_replay(&mut server, &store).await;
     let copy = open(&store, Some(&cookie));
     assert_eq!(user(&copy).await, None, "the copy is anonymous");
-    store.finish(&copy).await;
+    adapter::finish(&store, &copy).await;
     assert!(session_keys(&server).is_empty(), "and was not promoted");
 }
 
@@ -195,7 +196,7 @@ async fn a_login_racing_a_logout_does_not_bring_the_session_back() {
     login.get_value("counter").await.expect("loads");
     let logout = open(&store, Some(&cookie));
     logout.destroy().await;
-    store.finish(&logout).await;
+    adapter::finish(&store, &logout).await;
 
     login.cycle_id().await;
     login.insert("user", "ada").await.expect("insert");
@@ -209,7 +210,7 @@ async fn a_login_racing_a_logout_does_not_bring_the_session_back() {
 
 /// A logged-in session whose cookie Redis last confirmed longer ago than the fallback max age
 /// (1 s), then Redis killed: the cookie cannot stand in for it.
-async fn too_old_for_the_fallback() -> (RedisServer, SessionStore, String) {
+async fn too_old_for_the_fallback() -> (RedisServer, SessionEngine, String) {
     let mut server = RedisServer::builder().persistent().start();
     let store = store_with(&server, mirrored().fallback_max_age(Duration::from_secs(1))).await;
     let login = open(&store, None);
@@ -285,7 +286,7 @@ async fn a_stale_copy_of_an_outage_cookie_does_not_write_its_changes_again() {
         Some(3),
         "the newer value stands"
     );
-    store.finish(&stale).await;
+    adapter::finish(&store, &stale).await;
     let check = open(&store, Some(&outage_cookie));
     assert_eq!(check.get::<i64>("counter").await.expect("get"), Some(3));
 }
@@ -298,7 +299,7 @@ async fn a_logout_completes_even_if_the_request_is_dropped() {
     let logout = open(&store, Some(&cookie));
     logout.destroy().await;
     // The client goes away: the finishing future is polled once, then dropped.
-    let _ = tokio::time::timeout(Duration::ZERO, store.finish(&logout)).await;
+    let _ = tokio::time::timeout(Duration::ZERO, adapter::finish(&store, &logout)).await;
     for _ in 0..100 {
         if session_keys(&server).is_empty() {
             return;
@@ -416,7 +417,7 @@ async fn a_logout_whose_answer_was_lost_still_ends_the_successor() {
 }
 
 /// A store that fails closed: no fallback, so no tombstones and no re-seeding.
-async fn failing_closed(server: &RedisServer) -> SessionStore {
+async fn failing_closed(server: &RedisServer) -> SessionEngine {
     store_with(server, mirrored().fallback_max_age(Duration::ZERO)).await
 }
 

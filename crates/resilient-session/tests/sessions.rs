@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use resilient_session::adapter;
 use resilient_session::{CookieMode, Error, KeyRing, SessionConfig, Source};
 use serde_json::json;
 use test_redis::RedisServer;
@@ -303,7 +304,7 @@ async fn saves_go_by_script_hash_and_survive_a_flushed_script_cache() {
     server.reset_stats();
     let session = open(&store, Some(&cookie));
     session.insert("counter", 2).await.expect("insert");
-    store.finish(&session).await;
+    adapter::finish(&store, &session).await;
     let stats = server.commandstats();
     assert_eq!(stats.get("evalsha"), Some(&1), "{stats:?}");
     assert_eq!(
@@ -315,7 +316,7 @@ async fn saves_go_by_script_hash_and_survive_a_flushed_script_cache() {
     server.run(&["SCRIPT", "FLUSH"]);
     let session = open(&store, Some(&cookie));
     session.insert("counter", 3).await.expect("insert");
-    store.finish(&session).await;
+    adapter::finish(&store, &session).await;
     let check = open(&store, Some(&cookie));
     assert_eq!(check.get::<i64>("counter").await.expect("get"), Some(3));
 }

@@ -4,7 +4,7 @@
 //! listens; another test running at the same time without a subscriber could make these call
 //! sites look unwatched to the subscriber this test installs for its thread.
 
-use resilient_session::{RedisManager, SessionStore};
+use resilient_session::{RedisManager, SessionEngine};
 use test_redis::RedisServer;
 
 mod common;
@@ -55,7 +55,7 @@ fn requests_and_redis_operations_have_spans_without_ids() {
                 .build()
                 .expect("manager");
             until_connected(&manager).await;
-            let store = SessionStore::new(manager, config()).expect("store");
+            let store = SessionEngine::new(manager, config()).expect("store");
             let app =
                 SessionLayer::new(store).layer(service_fn(|request: Request<()>| async move {
                     let session = request.extensions().get::<Session>().cloned();

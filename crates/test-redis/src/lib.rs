@@ -17,6 +17,8 @@
 pub mod cluster;
 pub mod proxy;
 
+/// The Redis client these helpers speak, for tests that send their own commands.
+pub use bb8_redis::redis;
 pub use cluster::RedisCluster;
 pub use proxy::FaultProxy;
 
@@ -28,8 +30,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
-
-use bb8_redis::redis;
 
 /// How long a started server may take to answer its first `PING`.
 const START_TIMEOUT: Duration = Duration::from_secs(10);

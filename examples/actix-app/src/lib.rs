@@ -21,13 +21,13 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, web};
 use example_common::User;
 use example_common::sessions::{self, Answer};
-use resilient_session_actix::{Session, SessionMiddleware, SessionStore, health_handler};
+use resilient_session_actix::{Session, SessionEngine, SessionMiddleware, health_handler};
 use serde_json::json;
 
 /// The app's routes, behind the session middleware. Installs the process's Prometheus recorder,
 /// if no app did yet, so that what the store records from now on is on `GET /metrics`.
 pub fn app(
-    store: SessionStore,
+    store: SessionEngine,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,

@@ -5,7 +5,7 @@
 use example_common::Settings;
 
 #[actix_web::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), example_common::StartError> {
     example_common::init_tracing();
     // Before Redis is first contacted, so that `GET /metrics` counts from the start; a failure is
     // logged, and `GET /metrics` says why.

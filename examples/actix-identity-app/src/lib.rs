@@ -22,7 +22,7 @@ use actix_web_flash_messages::{FlashMessage, FlashMessagesFramework, IncomingFla
 use example_common::users::Users;
 use resilient_session_actix::actix_session::{ACTIX_IDENTITY_KEYS, ActixSessionBridge};
 use resilient_session_actix::flash::FlashStore;
-use resilient_session_actix::{Session, SessionConfig, SessionMiddleware, SessionStore};
+use resilient_session_actix::{Session, SessionConfig, SessionEngine, SessionMiddleware};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -35,7 +35,7 @@ pub fn session_config(config: SessionConfig) -> SessionConfig {
 /// The app: flash messages and actix-identity inside the actix-session bridge, inside our
 /// session middleware (in actix-web the middleware wrapped last runs first).
 pub fn app(
-    store: SessionStore,
+    store: SessionEngine,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,

@@ -8,7 +8,7 @@
 use example_common::Settings;
 
 #[actix_web::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), example_common::StartError> {
     example_common::init_tracing();
     let Settings { bind, store } = Settings::from_env_with(example_actix_identity::session_config)?;
     tracing::info!("listening on http://{bind}");

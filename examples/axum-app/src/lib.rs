@@ -23,12 +23,12 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use example_common::User;
 use example_common::sessions::{self, Answer};
-use resilient_session_axum::{Session, SessionLayer, SessionStore, health_handler};
+use resilient_session_axum::{Session, SessionEngine, SessionLayer, health_handler};
 use serde_json::json;
 
 /// The app's routes, behind the session layer. Installs the process's Prometheus recorder, if
 /// no app did yet, so that what the store records from now on is on `GET /metrics`.
-pub fn router(store: SessionStore) -> Router {
+pub fn router(store: SessionEngine) -> Router {
     // A failure is logged, and `GET /metrics` says why.
     let _ = example_common::metrics::prometheus();
     Router::new()

@@ -124,6 +124,48 @@ async fn runs_with_no_redis_at_all_sessions_in_the_cookie() {
 }
 
 #[tokio::test]
+async fn an_empty_redis_url_reads_as_unset() {
+    // `REDIS_URL=` (set, but empty) is the default URL, as if unset: the app starts and serves.
+    let app = Instance::start("");
+    let mut browser = Browser::default();
+    browser.login_ada(&app).await;
+    let (status, counter) = browser.send(&app, "POST", "/counter", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(counter["counter"], 1);
+}
+
+#[test]
+fn a_bad_redis_url_stops_the_app_with_a_message_naming_the_variable() {
+    let output = Command::new(env!("CARGO_BIN_EXE_example-axum"))
+        .env_remove("REDIS_CLUSTER_URLS")
+        .env_remove("REDIS_SENTINEL_URLS")
+        .env("REDIS_URL", "localhost:6379")
+        .env("BIND", format!("127.0.0.1:{}", free_port()))
+        .env("SESSION_SECRET", SECRET)
+        .output()
+        .expect("run the example app");
+    assert!(
+        !output.status.success(),
+        "an invalid REDIS_URL must stop the app"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let message = stderr
+        .lines()
+        .find(|line| line.starts_with("Error: "))
+        .unwrap_or_else(|| panic!("no error line in {stderr}"));
+    assert!(
+        message.starts_with("Error: REDIS_URL is not a Redis URL"),
+        "{message}"
+    );
+    // Said for a person: no struct dump, each cause once.
+    assert!(!message.contains('{'), "{message}");
+    let causes: Vec<&str> = message.split(": ").collect();
+    let mut unique = causes.clone();
+    unique.dedup();
+    assert_eq!(causes, unique, "a cause repeated: {message}");
+}
+
+#[tokio::test]
 async fn two_instances_serve_one_user_alternately() {
     let redis = RedisServer::start();
     let instances = [Instance::start(&redis.url()), Instance::start(&redis.url())];

@@ -21,7 +21,7 @@ use axum_login::{AuthManager, AuthSession, AuthUser, AuthnBackend, UserId, login
 use axum_messages::{Messages, MessagesManagerLayer};
 use example_common::users::{User, Users};
 use resilient_session_axum::tower_sessions::{AXUM_LOGIN_KEY, TowerSessionLayer};
-use resilient_session_axum::{Session, SessionConfig, SessionLayer, SessionStore};
+use resilient_session_axum::{Session, SessionConfig, SessionEngine, SessionLayer};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -34,7 +34,7 @@ pub fn session_config(config: SessionConfig) -> SessionConfig {
 
 /// The app's routes, behind axum-messages, axum-login's `AuthManager`, the tower-sessions bridge
 /// and our session layer (outermost).
-pub fn router(store: SessionStore) -> Router {
+pub fn router(store: SessionEngine) -> Router {
     let backend = Backend::default();
     Router::new()
         .route("/", get(home))

@@ -8,7 +8,7 @@
 use example_common::Settings;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), example_common::StartError> {
     example_common::init_tracing();
     let Settings { bind, store } = Settings::from_env_with(example_axum_login::session_config)?;
     let listener = tokio::net::TcpListener::bind(bind).await?;

@@ -3,13 +3,17 @@
 
 pub mod metrics;
 pub mod sessions;
+mod start;
 pub mod users;
+
+pub use start::StartError;
 
 use std::net::SocketAddr;
 
 use base64::Engine;
-use resilient_session::redis::DEFAULT_REDIS_URL;
-use resilient_session::{Import, KeyRing, RedisManager, SessionConfig, SessionStore};
+use resilient_session::{
+    Import, KeyRing, RedisManager, RedisManagerBuilder, SessionConfig, SessionEngine,
+};
 use serde::{Deserialize, Serialize};
 
 /// The keys that survive a Redis outage: who is logged in, and the counter.
@@ -68,7 +72,7 @@ pub struct Settings {
     /// nodes), or at the primary Sentinel names (`REDIS_SENTINEL_URLS`, comma-separated, and
     /// `REDIS_SENTINEL_MASTER`); cookies protected by `SESSION_SECRET` (random, with a warning,
     /// when unset).
-    pub store: SessionStore,
+    pub store: SessionEngine,
 }
 
 impl Settings {
@@ -106,7 +110,7 @@ impl Settings {
         if let Some(import) = import_from(|name| std::env::var(name).ok())? {
             config = config.import_sessions(import);
         }
-        let store = SessionStore::new(redis_from_env()?, config)?;
+        let store = SessionEngine::new(redis_from_env()?, config)?;
         Ok(Self { bind, store })
     }
 }
@@ -114,13 +118,12 @@ impl Settings {
 /// The Redis manager for `REDIS_URL`, `REDIS_CLUSTER_URLS` or `REDIS_SENTINEL_*`, and the
 /// optional TLS files.
 fn redis_from_env() -> Result<RedisManager, Box<dyn std::error::Error>> {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
     let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
         std::env::var_os(name)
             .map(|path| std::fs::read(&path).map_err(|e| format!("{name}: {e}")))
             .transpose()
     };
-    let mut builder = RedisManager::builder().url(url);
+    let mut builder = RedisManagerBuilder::from_env();
     let list = |name: &str| {
         std::env::var(name).ok().map(|urls| {
             urls.split(',')

@@ -50,7 +50,7 @@ pub async fn list(session: &Session) -> Answer {
         return Answer::NotLoggedIn;
     };
     let current = session.handle().await;
-    match session.store().sessions_of(&user.user_id).await {
+    match session.engine().sessions_of(&user.user_id).await {
         Ok(sessions) => Answer::Json(
             sessions
                 .into_iter()
@@ -74,7 +74,7 @@ pub async fn revoke(session: &Session, handle: &str) -> Answer {
     let Some(user) = user(session).await else {
         return Answer::NotLoggedIn;
     };
-    match session.store().revoke_session(&user.user_id, handle).await {
+    match session.engine().revoke_session(&user.user_id, handle).await {
         Ok(Revoked::NotFound) => Answer::NotFound,
         Ok(_) => {
             if session.handle().await.as_deref() == Some(handle) {
@@ -93,7 +93,7 @@ pub async fn logout_others(session: &Session) -> Answer {
     };
     let current = session.handle().await;
     match session
-        .store()
+        .engine()
         .revoke_others(&user.user_id, current.as_deref())
         .await
     {
@@ -107,7 +107,7 @@ pub async fn logout_everywhere(session: &Session) -> Answer {
     let Some(user) = user(session).await else {
         return Answer::NotLoggedIn;
     };
-    let answer = match session.store().revoke_all(&user.user_id).await {
+    let answer = match session.engine().revoke_all(&user.user_id).await {
         Ok(_) => Answer::NoContent,
         Err(err) => failed(&err),
     };

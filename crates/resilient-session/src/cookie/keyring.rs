@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cookie::Key;
 
-use crate::{Error, Result};
+use crate::ConfigError;
 
 /// Shortest secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -24,7 +24,7 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// let keys = KeyRing::new([current, previous])?;
 /// assert_eq!(keys.len(), 2);
 /// assert!(KeyRing::from_secret("too short").is_err());
-/// # Ok::<(), resilient_session::Error>(())
+/// # Ok::<(), resilient_session::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct KeyRing {
@@ -33,7 +33,7 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// A ring from secrets, newest first.
-    pub fn new<I, S>(secrets: I) -> Result<Self>
+    pub fn new<I, S>(secrets: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<[u8]>,
@@ -44,33 +44,35 @@ impl KeyRing {
             .map(|(index, secret)| {
                 let secret = secret.as_ref();
                 if secret.len() < MIN_SECRET_BYTES {
-                    return Err(Error::Config(format!(
-                        "session secret #{} is {} bytes long; at least {MIN_SECRET_BYTES} are \
-                         required (generate one with `openssl rand -base64 48`)",
+                    return Err(ConfigError::Invalid(format!(
+                        "session secret #{} is {} bytes long; it must be at least {MIN_SECRET_BYTES} \
+                         bytes (generate one with `openssl rand -base64 48`)",
                         index + 1,
                         secret.len()
                     )));
                 }
                 Ok(Key::derive_from(secret))
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         if keys.is_empty() {
-            return Err(Error::Config("a key ring needs at least one secret".into()));
+            return Err(ConfigError::Invalid(
+                "a key ring needs at least one secret".into(),
+            ));
         }
         Ok(Self { keys: keys.into() })
     }
 
     /// A ring with a single secret.
-    pub fn from_secret(secret: impl AsRef<[u8]>) -> Result<Self> {
+    pub fn from_secret(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         Self::new([secret])
     }
 
     /// A ring with one random key. Cookies it issues stop working when the process exits: for
     /// development and tests only.
-    pub fn generate() -> Result<Self> {
+    pub fn generate() -> Result<Self, ConfigError> {
         let mut secret = [0u8; 64];
-        getrandom::fill(&mut secret).map_err(|err| {
-            Error::Config(format!("the OS random number generator failed: {err}"))
+        getrandom::fill(&mut secret).map_err(|err| ConfigError::Randomness {
+            source: std::io::Error::other(err),
         })?;
         Self::from_secret(secret)
     }

@@ -11,7 +11,7 @@
 //!
 //! let keys = KeyRing::new(["current-secret-at-least-32-bytes-long", "previous-secret-at-least-32-bytes!!"])?;
 //! let config = SessionConfig::new(keys).host_prefix(true); // cookie `__Host-session`
-//! # Ok::<(), resilient_session::Error>(())
+//! # Ok::<(), resilient_session::ConfigError>(())
 //! ```
 
 mod aead;

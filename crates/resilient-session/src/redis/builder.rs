@@ -20,7 +20,9 @@ use super::breaker::{Breaker, BreakerConfig};
 use super::connection::{Connector, PoolSignals, Target};
 use super::manager::{RedisManager, Settings};
 use super::status::Status;
-use crate::{Error, Result};
+use crate::ConfigError;
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
 /// The URL used when none is given and `REDIS_URL` is unset.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -28,7 +30,7 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Builds a [`RedisManager`]; start from [`RedisManager::builder`].
 ///
 /// ```no_run
-/// # async fn run() -> Result<(), resilient_session::Error> {
+/// # async fn run() -> Result<(), resilient_session::ConfigError> {
 /// use std::time::Duration;
 /// use resilient_session::RedisManager;
 ///
@@ -43,6 +45,8 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 #[must_use]
 pub struct RedisManagerBuilder {
     url: String,
+    /// Where the URL came from, for error messages.
+    url_setting: &'static str,
     pool_size: u32,
     connect_timeout: Duration,
     command_timeout: Duration,
@@ -70,6 +74,7 @@ impl RedisManagerBuilder {
     pub fn new() -> Self {
         Self {
             url: DEFAULT_REDIS_URL.to_owned(),
+            url_setting: "the URL of RedisManagerBuilder::url",
             pool_size: 16,
             connect_timeout: Duration::from_millis(500),
             command_timeout: Duration::from_millis(250),
@@ -87,9 +92,30 @@ impl RedisManagerBuilder {
         }
     }
 
+    /// All defaults, with the URL in the environment variable `REDIS_URL` (read now; unset or
+    /// empty: [`DEFAULT_REDIS_URL`]). An error about the URL names the variable.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), resilient_session::ConfigError> {
+    /// let manager = resilient_session::RedisManagerBuilder::from_env().pool_size(32).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_env() -> Self {
+        let mut builder = Self::new();
+        if let Some(url) = std::env::var("REDIS_URL")
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+        {
+            builder.url = url;
+        }
+        builder.url_setting = "REDIS_URL";
+        builder
+    }
+
     /// The Redis URL: `redis://[user:password@]host[:port][/db]`, or `redis+unix:///path`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
+        self.url_setting = "the URL of RedisManagerBuilder::url";
         self
     }
 
@@ -100,7 +126,7 @@ impl RedisManagerBuilder {
     /// not.
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), resilient_session::Error> {
+    /// # async fn run() -> Result<(), resilient_session::ConfigError> {
     /// let manager = resilient_session::RedisManager::builder()
     ///     .sentinel(["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"], "sessions")
     ///     .build()?;
@@ -126,7 +152,7 @@ impl RedisManagerBuilder {
     /// [`sentinel`](Self::sentinel); [`url`](Self::url) is not used.
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), resilient_session::Error> {
+    /// # async fn run() -> Result<(), resilient_session::ConfigError> {
     /// let manager = resilient_session::RedisManager::builder()
     ///     .cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000", "redis://10.0.0.3:7000"])
     ///     .build()?;
@@ -239,7 +265,14 @@ impl RedisManagerBuilder {
     /// Build the manager. It does not wait for Redis: the pool connects in the background, so
     /// the application starts even while Redis is down.
     ///
-    /// Must be called within a Tokio runtime. Fails on an invalid URL or a zero size or timeout.
+    /// Must be called within a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidUrl`] for a URL that does not parse (naming where it came from),
+    /// [`ConfigError::Invalid`] for a zero size or timeout, Sentinel with Cluster, or a
+    /// `rediss://` URL without the `tls` feature, and [`ConfigError::NoRuntime`] outside a Tokio
+    /// runtime.
     pub fn build(self) -> Result<RedisManager> {
         self.validate()?;
         let urls = match &self.cluster {
@@ -247,18 +280,22 @@ impl RedisManagerBuilder {
             None => vec![self.url.as_str()],
         };
         if urls.iter().any(|url| url.starts_with("rediss:")) && !cfg!(feature = "tls") {
-            return Err(Error::Config(
+            return Err(ConfigError::Invalid(
                 "rediss:// URLs need the `tls` feature of resilient-session".into(),
             ));
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         // The first URL's password is the one to keep out of health reports.
         let first = urls.first().ok_or_else(|| {
-            Error::Config("Redis Cluster mode needs at least one seed URL".into())
+            ConfigError::Invalid("Redis Cluster mode needs at least one seed URL".into())
         })?;
+        let setting = match self.cluster {
+            Some(_) => CLUSTER_SETTING,
+            None => self.url_setting,
+        };
         let info = first
             .into_connection_info()
-            .map_err(|source| Error::InvalidUrl { source })?;
+            .map_err(|source| invalid_url(setting, source))?;
         let secret = info.redis_settings().password().map(str::to_owned);
         let target = match (&self.sentinel, &self.cluster) {
             (None, None) => Target::Node(self.client(info)?),
@@ -267,7 +304,7 @@ impl RedisManagerBuilder {
             )),
             (None, Some(seeds)) => Target::Cluster(self.cluster_client(seeds)?),
             (Some(_), Some(_)) => {
-                return Err(Error::Config(
+                return Err(ConfigError::Invalid(
                     "choose either Sentinel or Redis Cluster, not both".into(),
                 ));
             }
@@ -334,9 +371,9 @@ impl RedisManagerBuilder {
             && let Some(certificates) = self.tls_certificates()
         {
             return redis::Client::build_with_tls(info, certificates)
-                .map_err(|source| Error::InvalidUrl { source });
+                .map_err(|source| invalid_url(self.url_setting, source));
         }
-        redis::Client::open(info).map_err(|source| Error::InvalidUrl { source })
+        redis::Client::open(info).map_err(|source| invalid_url(self.url_setting, source))
     }
 
     /// Refuses a URL that turns certificate checks off, unless that was asked for.
@@ -344,7 +381,7 @@ impl RedisManagerBuilder {
         #[cfg(feature = "tls")]
         if let redis::ConnectionAddr::TcpTls { insecure, .. } = info.addr() {
             if *insecure && !self.accept_invalid_certificates {
-                return Err(Error::Config(
+                return Err(ConfigError::Invalid(
                     "the Redis URL turns certificate checks off (#insecure); that is refused \
                      unless RedisManagerBuilder::danger_accept_invalid_certificates(true) says \
                      so, for development"
@@ -384,7 +421,7 @@ impl RedisManagerBuilder {
             let info = seed
                 .as_str()
                 .into_connection_info()
-                .map_err(|source| Error::InvalidUrl { source })?;
+                .map_err(|source| invalid_url(CLUSTER_SETTING, source))?;
             self.check_tls(&info)?;
             infos.push(info);
         }
@@ -401,7 +438,7 @@ impl RedisManagerBuilder {
         }
         builder
             .build()
-            .map_err(|source| Error::InvalidUrl { source })
+            .map_err(|source| invalid_url(CLUSTER_SETTING, source))
     }
 
     fn validate(&self) -> Result<()> {
@@ -412,20 +449,33 @@ impl RedisManagerBuilder {
             ("breaker_backoff", self.breaker_backoff),
         ];
         if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
-            return Err(Error::Config(format!("{name} must be greater than zero")));
+            return Err(ConfigError::Invalid(format!(
+                "{name} must be greater than zero"
+            )));
         }
         if self.pool_size == 0 {
-            return Err(Error::Config("pool_size must be at least 1".into()));
+            return Err(ConfigError::Invalid("pool_size must be at least 1".into()));
         }
         if self.failure_threshold == 0 {
-            return Err(Error::Config("failure_threshold must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "failure_threshold must be at least 1".into(),
+            ));
         }
         if self.breaker_max_backoff < self.breaker_backoff {
-            return Err(Error::Config(
+            return Err(ConfigError::Invalid(
                 "breaker_max_backoff must not be shorter than breaker_backoff".into(),
             ));
         }
         Ok(())
+    }
+}
+
+const CLUSTER_SETTING: &str = "a seed URL of RedisManagerBuilder::cluster";
+
+fn invalid_url(setting: &'static str, source: redis::RedisError) -> ConfigError {
+    ConfigError::InvalidUrl {
+        setting,
+        source: crate::error::RedisClientError(source),
     }
 }
 
@@ -436,7 +486,7 @@ fn sentinel_client(
     node: &redis::ConnectionInfo,
 ) -> Result<redis::sentinel::SentinelClient> {
     if urls.is_empty() {
-        return Err(Error::Config(
+        return Err(ConfigError::Invalid(
             "Sentinel mode needs at least one Sentinel URL".into(),
         ));
     }
@@ -448,7 +498,7 @@ fn sentinel_client(
         Some(node),
         redis::sentinel::SentinelServerType::Master,
     )
-    .map_err(|source| Error::InvalidUrl { source })
+    .map_err(|source| invalid_url("a Sentinel URL of RedisManagerBuilder::sentinel", source))
 }
 
 impl std::fmt::Debug for RedisManagerBuilder {
@@ -497,7 +547,7 @@ mod tests {
             .pool_size(0)
             .build()
             .expect_err("empty pool refused");
-        assert!(matches!(err, Error::Config(_)));
+        assert!(matches!(err, ConfigError::Invalid(_)));
     }
 
     #[tokio::test]
@@ -506,7 +556,7 @@ mod tests {
             .url("http://user:topsecret@example.com:notaport")
             .build()
             .expect_err("invalid URL refused");
-        assert!(matches!(err, Error::InvalidUrl { .. }));
+        assert!(matches!(err, ConfigError::InvalidUrl { .. }));
         let text = format!("{err} {err:?}");
         assert!(!text.contains("topsecret"), "{text}");
     }
@@ -516,17 +566,17 @@ mod tests {
         let no_seeds = RedisManagerBuilder::new()
             .cluster(Vec::<String>::new())
             .build();
-        assert!(matches!(no_seeds, Err(Error::Config(_))));
+        assert!(matches!(no_seeds, Err(ConfigError::Invalid(_))));
         let both = RedisManagerBuilder::new()
             .cluster(["redis://127.0.0.1:7000"])
             .sentinel(["redis://127.0.0.1:26379"], "sessions")
             .build();
-        assert!(matches!(both, Err(Error::Config(_))));
+        assert!(matches!(both, Err(ConfigError::Invalid(_))));
         let bad_seed = RedisManagerBuilder::new()
             .cluster(["redis://127.0.0.1:7000", "http://x:secret@nowhere:port"])
             .build()
             .expect_err("a bad seed is refused");
-        assert!(matches!(bad_seed, Error::InvalidUrl { .. }));
+        assert!(matches!(bad_seed, ConfigError::InvalidUrl { .. }));
         assert!(!format!("{bad_seed:?}").contains("secret"));
         let manager = RedisManagerBuilder::new()
             .cluster(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"])
@@ -542,7 +592,7 @@ mod tests {
             .cluster(["rediss://127.0.0.1:7000/#insecure"])
             .build();
         assert!(
-            matches!(cluster, Err(Error::Config(_))),
+            matches!(cluster, Err(ConfigError::Invalid(_))),
             "cluster seeds too"
         );
         let err = RedisManagerBuilder::new()
@@ -570,7 +620,7 @@ mod tests {
     #[test]
     fn needs_a_runtime() {
         let err = RedisManagerBuilder::new().build().expect_err("no runtime");
-        assert!(matches!(err, Error::NoRuntime));
+        assert!(matches!(err, ConfigError::NoRuntime));
     }
 
     #[test]

@@ -12,14 +12,14 @@ use tracing::Instrument;
 
 use super::backoff::Backoff;
 use super::breaker::{Admission, Breaker, Outcome, Transition};
-use super::builder::{DEFAULT_REDIS_URL, RedisManagerBuilder};
+use super::builder::RedisManagerBuilder;
 use super::connection::{Connector, Link, PoolSignals, Shared};
 use super::epoch::Epoch;
 use super::status::Status;
 use crate::health::{ConnectionState, PoolStats, RedisHealth};
 use crate::metrics::{self, BreakerChange};
 use crate::redis::BreakerState;
-use crate::{Error, Result};
+use crate::{ConfigError, Error, Result};
 
 /// The Redis client manager: one cheaply cloneable handle to a bb8 pool of Redis
 /// connections, behind a circuit breaker, with timeouts on every command, retries with backoff
@@ -33,15 +33,13 @@ use crate::{Error, Result};
 /// answers again, so recovery needs no traffic.
 ///
 /// ```no_run
-/// # async fn run() -> Result<(), resilient_session::Error> {
-/// use resilient_session::RedisManager;
-/// use resilient_session::redis::redis;
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use resilient_session::{RedisManager, RedisService};
 ///
 /// let manager = RedisManager::from_env()?; // REDIS_URL, or redis://127.0.0.1:6379
-/// let mut cmd = redis::cmd("INCR");
-/// cmd.arg("visits");
-/// let visits: i64 = manager.query("incr", &cmd).await?;
-/// println!("{visits} visits, Redis is {:?}", manager.health().state);
+/// let cache = RedisService::new(manager.clone()).namespace("app");
+/// cache.set("greeting", "hello", None).await?;
+/// println!("Redis is {:?}", manager.health().state);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -108,16 +106,21 @@ impl RedisManager {
     }
 
     /// A manager with default settings for the URL in `REDIS_URL` (read now, at run time), or
-    /// `redis://127.0.0.1:6379` when it is unset. Must be called within a Tokio runtime.
+    /// `redis://127.0.0.1:6379` when it is unset or empty; see
+    /// [`RedisManagerBuilder::from_env`].
     ///
     /// ```no_run
-    /// # #[tokio::main] async fn main() -> Result<(), resilient_session::Error> {
+    /// # #[tokio::main] async fn main() -> Result<(), resilient_session::ConfigError> {
     /// let manager = resilient_session::RedisManager::from_env()?;
     /// # Ok(()) }
     /// ```
-    pub fn from_env() -> Result<Self> {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
-        Self::builder().url(url).build()
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidUrl`] naming `REDIS_URL` when it does not parse;
+    /// [`ConfigError::NoRuntime`] outside a Tokio runtime.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        RedisManagerBuilder::from_env().build()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -152,17 +155,7 @@ impl RedisManager {
 
     /// Run one command, with the timeout, retries and breaker. `operation` names it in errors
     /// and logs (`"get"`, `"session load"`).
-    ///
-    /// ```no_run
-    /// # async fn run(manager: resilient_session::RedisManager) -> Result<(), resilient_session::Error> {
-    /// use resilient_session::redis::redis;
-    ///
-    /// let mut cmd = redis::cmd("GET");
-    /// cmd.arg("greeting");
-    /// let greeting: Option<String> = manager.query("get", &cmd).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn query<T: FromRedisValue + Send>(
+    pub(crate) async fn query<T: FromRedisValue + Send>(
         &self,
         operation: &'static str,
         cmd: &redis::Cmd,
@@ -171,17 +164,7 @@ impl RedisManager {
     }
 
     /// Run a pipeline in one round trip, with the timeout, retries and breaker.
-    ///
-    /// ```no_run
-    /// # async fn run(manager: resilient_session::RedisManager) -> Result<(), resilient_session::Error> {
-    /// use resilient_session::redis::redis;
-    ///
-    /// let mut pipeline = redis::pipe();
-    /// pipeline.set("a", 1).ignore().incr("a", 1);
-    /// let (a,): (i64,) = manager.query_pipeline("set and incr", &pipeline).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn query_pipeline<T: FromRedisValue + Send>(
+    pub(crate) async fn query_pipeline<T: FromRedisValue + Send>(
         &self,
         operation: &'static str,
         pipeline: &redis::Pipeline,
@@ -400,7 +383,7 @@ impl RedisManager {
         match tokio::time::timeout_at(command_deadline.into(), request.send(&mut redis)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(source)) => {
-                let err = Error::Redis { operation, source };
+                let err = Error::redis(operation, source);
                 self.on_error(&err, &shared);
                 Err(err)
             }
@@ -450,10 +433,7 @@ impl RedisManager {
         let inner = &*self.inner;
         let connect_timeout = inner.settings.connect_timeout;
         let to_error = |err| match err {
-            RunError::User(source) => Error::Redis {
-                operation: "connect",
-                source,
-            },
+            RunError::User(source) => Error::redis("connect", source),
             RunError::TimedOut => Error::Timeout {
                 operation: "connect",
                 after: connect_timeout,

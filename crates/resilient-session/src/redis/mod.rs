@@ -13,7 +13,7 @@
 //! 5. the outcome feeds the breaker and the [health](crate::health).
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), resilient_session::Error> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use resilient_session::RedisManager;
 //!
 //! let manager = RedisManager::builder().url("redis://127.0.0.1:6379").build()?;
@@ -30,7 +30,6 @@ mod epoch;
 mod manager;
 mod status;
 
-pub use bb8_redis::redis;
 pub use breaker::BreakerState;
 pub use builder::{DEFAULT_REDIS_URL, RedisManagerBuilder};
 pub(crate) use epoch::slot_epoch_key;

@@ -118,10 +118,7 @@ mod tests {
     use crate::error::server_error;
 
     fn failure(detail: &str) -> Error {
-        Error::Redis {
-            operation: "get",
-            source: server_error("WRONGPASS", detail),
-        }
+        Error::redis("get", server_error("WRONGPASS", detail))
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::SessionStore;
+use super::SessionEngine;
 use super::engine::state::Unknown;
 use super::engine::{Phase, State};
 use crate::{Error, Result};
@@ -66,12 +66,12 @@ impl fmt::Display for Source {
 /// ```
 #[derive(Clone)]
 pub struct Session {
-    pub(crate) store: SessionStore,
+    pub(crate) store: SessionEngine,
     pub(crate) state: Arc<Mutex<State>>,
 }
 
 impl Session {
-    pub(crate) fn new(store: SessionStore, state: State) -> Self {
+    pub(crate) fn new(store: SessionEngine, state: State) -> Self {
         Self {
             store,
             state: Arc::new(Mutex::new(state)),
@@ -272,8 +272,8 @@ impl Session {
     /// Mark the session as `owner`'s, with what the app wants to show of it in the owner's list
     /// of sessions (`info`: the user agent, an IP address, …): call it at login. At the end of
     /// the request the session joins the owner's index, under the id it ends with, so that
-    /// [`SessionStore::sessions_of`](super::SessionStore::sessions_of) lists it and
-    /// [`SessionStore::revoke_all`](super::SessionStore::revoke_all) ends it. Only a request
+    /// [`SessionEngine::sessions_of`](super::SessionEngine::sessions_of) lists it and
+    /// [`SessionEngine::revoke_all`](super::SessionEngine::revoke_all) ends it. Only a request
     /// that calls this sends index commands.
     ///
     /// Needs Redis: when the session goes into the cookie instead (an outage), it is not
@@ -302,12 +302,12 @@ impl Session {
         Ok(())
     }
 
-    /// This session's handle, as [`SessionStore::sessions_of`](super::SessionStore::sessions_of)
+    /// This session's handle, as [`SessionEngine::sessions_of`](super::SessionEngine::sessions_of)
     /// lists it (a digest of its id, not a usable cookie): `None` for a new session, or when
     /// nothing about it is known. After a login it changes at the end of the request.
     ///
     /// ```no_run
-    /// # async fn handler(session: resilient_session::Session, store: resilient_session::SessionStore) -> resilient_session::Result<()> {
+    /// # async fn handler(session: resilient_session::Session, store: resilient_session::SessionEngine) -> resilient_session::Result<()> {
     /// let current = session.handle().await;
     /// for listed in store.sessions_of("ada").await? {
     ///     println!("{} {}", listed.handle, Some(&listed.handle) == current.as_ref());

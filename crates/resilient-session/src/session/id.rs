@@ -44,8 +44,8 @@ impl SessionId {
     /// A new random id.
     pub(crate) fn generate() -> Result<Self> {
         let mut bytes = [0u8; ID_BYTES];
-        getrandom::fill(&mut bytes).map_err(|err| {
-            Error::Config(format!("the OS random number generator failed: {err}"))
+        getrandom::fill(&mut bytes).map_err(|err| Error::Randomness {
+            source: std::io::Error::other(err),
         })?;
         Ok(Self::new(URL_SAFE_NO_PAD.encode(bytes)))
     }

@@ -35,7 +35,7 @@ use serde_json::{Map, Value};
 /// nothing to Redis.
 ///
 /// ```
-/// use resilient_session::session::Import;
+/// use resilient_session::Import;
 ///
 /// // tower-sessions' defaults: cookie `id`, plain, no key prefix.
 /// let from_tower = Import::tower_sessions("id");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::SessionStore;
+use super::SessionEngine;
 use super::engine::fit::cut;
 use super::engine::state::{Legacy, Outgoing};
 use super::engine::{Phase, State};
@@ -12,7 +12,7 @@ use crate::cookie::Payload;
 use crate::stats::Counters;
 use crate::{Error, Result};
 
-impl SessionStore {
+impl SessionEngine {
     /// Sends `payload` as the session cookie: the response will set it, and the rest of the
     /// request continues from it. When it does not fit in 4096 bytes, what gives way is cut
     /// (see [`cut`]); each cut is logged and counted. Should even the removals made while Redis

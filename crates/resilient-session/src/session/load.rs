@@ -10,11 +10,11 @@ use super::engine::state::{ClientCookie, Legacy, Outgoing, Owner};
 use super::engine::{CREATED_FIELD, Phase, STAMP_FIELD, Stamp, State};
 use super::store::now;
 use super::tombstone::tombstone_of;
-use super::{SessionId, SessionStore};
+use super::{SessionEngine, SessionId};
 use crate::Error;
 use crate::stats::Counters;
 
-impl SessionStore {
+impl SessionEngine {
     /// Loads `state` from Redis, or from the cookie when Redis is unavailable. Never fails: a
     /// session that cannot be had is a fresh one, or one that knows nothing.
     pub(crate) async fn load(&self, state: &mut State) {

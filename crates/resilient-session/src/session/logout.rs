@@ -4,12 +4,12 @@ use super::engine::load::MAX_FOLLOW;
 use super::id::Digest;
 use super::revocations::{Queued, Target};
 use super::tombstone::tombstone_of;
-use super::{SessionId, SessionStore};
+use super::{SessionEngine, SessionId};
 use crate::Error;
 use crate::cookie::Payload;
 use crate::stats::Counters;
 
-impl SessionStore {
+impl SessionEngine {
     /// Queues the logout of `target` for replay, which matters until `until`.
     pub(crate) fn revoke_later(&self, target: Target, until: i64, now: i64) {
         let counters = &self.counters();

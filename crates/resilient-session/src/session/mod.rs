@@ -1,9 +1,9 @@
 //! The session engine.
 //!
-//! [`SessionStore`] creates, loads, touches, saves and deletes sessions in Redis, with the cookie
+//! [`SessionEngine`] creates, loads, touches, saves and deletes sessions in Redis, with the cookie
 //! standing in while Redis is unavailable; [`Session`] is the per-request handle handlers use.
-//! A request goes through [`SessionStore::open`] (parse the cookie, no I/O), the handler, then
-//! [`SessionStore::finish`] (write, touch, the headers to send). The tower
+//! A request goes through [`SessionEngine::open`] (parse the cookie, no I/O), the handler, then
+//! [`SessionEngine::finish`] (write, touch, the headers to send). The tower
 //! [`SessionLayer`](crate::SessionLayer) and the actix middleware both drive exactly these two
 //! calls.
 //!
@@ -40,4 +40,4 @@ pub use owners::{OwnedSession, Revoked};
 pub use response::ResponseHeaders;
 pub(crate) use revocations::DEFAULT_CAPACITY as DEFAULT_LOGOUT_QUEUE;
 pub use save::FinishLater;
-pub use store::SessionStore;
+pub use store::SessionEngine;

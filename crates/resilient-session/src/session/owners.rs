@@ -23,15 +23,15 @@ use super::id::Digest;
 use super::revocations::Target;
 use super::scripts::{INDEX, OWN};
 use super::store::now;
-use super::{Session, SessionId, SessionStore};
+use super::{Session, SessionEngine, SessionId};
 use crate::Result;
 
-/// One of a user's sessions, as [`SessionStore::sessions_of`] lists it.
+/// One of a user's sessions, as [`SessionEngine::sessions_of`] lists it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[non_exhaustive]
 pub struct OwnedSession {
     /// An opaque handle on the session (a digest of its id: not a usable cookie), for
-    /// [`SessionStore::revoke_session`] and the calls by handle.
+    /// [`SessionEngine::revoke_session`] and the calls by handle.
     pub handle: String,
     /// When the session was created, unix seconds.
     pub created: i64,
@@ -78,20 +78,20 @@ fn index_key(namespace: &str, owner: &str) -> String {
 }
 
 impl Session {
-    /// The store this session belongs to: for a handler that manages the user's other sessions.
+    /// The engine this session belongs to: for a handler that manages the user's other sessions.
     ///
     /// ```no_run
     /// # async fn handler(session: resilient_session::Session) -> resilient_session::Result<()> {
-    /// let listed = session.store().sessions_of("ada").await?;
+    /// let listed = session.engine().sessions_of("ada").await?;
     /// # let _ = listed;
     /// # Ok(()) }
     /// ```
-    pub fn store(&self) -> &SessionStore {
+    pub fn engine(&self) -> &SessionEngine {
         &self.store
     }
 }
 
-impl SessionStore {
+impl SessionEngine {
     /// After a save reached Redis: the session `id` joins `owner`'s index (the session's own
     /// mark first, so that an index member always has one).
     ///
@@ -246,7 +246,7 @@ impl SessionStore {
     /// the list is not known then, which is not the same as empty.
     ///
     /// ```no_run
-    /// # async fn job(store: resilient_session::SessionStore) -> resilient_session::Result<()> {
+    /// # async fn job(store: resilient_session::SessionEngine) -> resilient_session::Result<()> {
     /// for session in store.sessions_of("ada").await? {
     ///     println!("{} since {}, last seen {}", session.handle, session.created, session.last_seen);
     /// }
@@ -335,7 +335,7 @@ impl SessionStore {
     /// A Redis error that is not an outage (a command the Redis user may not run, say).
     ///
     /// ```no_run
-    /// # async fn admin(store: resilient_session::SessionStore, handle: &str) -> resilient_session::Result<()> {
+    /// # async fn admin(store: resilient_session::SessionEngine, handle: &str) -> resilient_session::Result<()> {
     /// use resilient_session::Revoked;
     ///
     /// if store.revoke_session("ada", handle).await? == Revoked::NotFound {
@@ -395,7 +395,7 @@ impl SessionStore {
     /// ```no_run
     /// # async fn handler(session: resilient_session::Session) -> resilient_session::Result<()> {
     /// let current = session.handle().await;
-    /// session.store().revoke_others("ada", current.as_deref()).await?;
+    /// session.engine().revoke_others("ada", current.as_deref()).await?;
     /// # Ok(()) }
     /// ```
     pub async fn revoke_others(&self, owner: &str, keep: Option<&str>) -> Result<Revoked> {
@@ -436,7 +436,7 @@ impl SessionStore {
     /// the one the layer uses, cloned):
     ///
     /// ```no_run
-    /// # async fn password_changed(store: resilient_session::SessionStore) {
+    /// # async fn password_changed(store: resilient_session::SessionEngine) {
     /// let job = tokio::spawn(async move { store.revoke_all("ada").await });
     /// match job.await {
     ///     Ok(Ok(revoked)) => println!("{revoked:?}"),
@@ -457,7 +457,7 @@ impl SessionStore {
     /// The Redis error when Redis is unavailable.
     ///
     /// ```no_run
-    /// # async fn admin(store: resilient_session::SessionStore, handle: &str) -> resilient_session::Result<()> {
+    /// # async fn admin(store: resilient_session::SessionEngine, handle: &str) -> resilient_session::Result<()> {
     /// if let Some(data) = store.session_data(handle).await? {
     ///     println!("user: {:?}", data.get("user"));
     /// }
@@ -494,7 +494,7 @@ impl SessionStore {
     /// The Redis error when Redis is unavailable.
     ///
     /// ```no_run
-    /// # async fn keep_alive(store: resilient_session::SessionStore, handle: &str) -> resilient_session::Result<()> {
+    /// # async fn keep_alive(store: resilient_session::SessionEngine, handle: &str) -> resilient_session::Result<()> {
     /// store.touch_session(handle).await?;
     /// # Ok(()) }
     /// ```
@@ -518,7 +518,7 @@ impl SessionStore {
     /// logout Redis cannot take now is queued and replayed. An unknown handle does nothing.
     ///
     /// ```no_run
-    /// # async fn admin(store: resilient_session::SessionStore, handle: &str) {
+    /// # async fn admin(store: resilient_session::SessionEngine, handle: &str) {
     /// store.delete_session(handle).await;
     /// # }
     /// ```

@@ -4,7 +4,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::Notify;
 
-use super::SessionStore;
+use super::SessionEngine;
 use super::id::Digest;
 use super::revocations::{Attempt, RETRY_PAUSE, Target};
 use super::store::{Inner, now};
@@ -17,7 +17,7 @@ pub(crate) async fn replay(store: Weak<Inner>, wake: Arc<Notify>) {
         let Some(inner) = store.upgrade() else {
             return;
         };
-        let store_now = SessionStore::from_inner(inner);
+        let store_now = SessionEngine::from_inner(inner);
         let now = now();
         let Some(target) = store_now.revocations().next(now) else {
             drop(store_now);

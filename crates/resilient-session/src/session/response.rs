@@ -11,11 +11,11 @@ use http::{HeaderMap, HeaderValue};
 /// The adapters apply it; an adapter for another framework would do the same:
 ///
 /// ```
-/// # fn apply(headers: resilient_session::ResponseHeaders, vary: Option<&str>, cache_control: Option<&str>) {
+/// # fn apply(headers: resilient_session::adapter::ResponseHeaders, vary: Option<&str>, cache_control: Option<&str>) {
 /// for set_cookie in headers.set_cookies() { /* append a `Set-Cookie` header */ }
 /// if headers.is_private() {
-///     let vary = resilient_session::ResponseHeaders::vary(vary);
-///     let cache_control = resilient_session::ResponseHeaders::cache_control(cache_control);
+///     let vary = resilient_session::adapter::ResponseHeaders::vary(vary);
+///     let cache_control = resilient_session::adapter::ResponseHeaders::cache_control(cache_control);
 ///     /* set them */
 /// }
 /// # }

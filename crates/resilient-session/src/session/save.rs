@@ -13,34 +13,21 @@ use super::engine::save::{self, After, End, Local, Plan, Problem};
 use super::response::ResponseHeaders;
 use super::revocations::Target;
 use super::store::now;
-use super::{Session, SessionId, SessionStore};
+use super::{Session, SessionEngine, SessionId};
 use crate::stats::Counters;
 use crate::{Error, Result};
 
-impl SessionStore {
-    /// Step two of a request, after the handler: persists what is left to persist and returns
-    /// the headers to add to the response. Never fails: when Redis is unavailable, what changed
-    /// goes into the cookie; problems are logged and counted.
-    ///
-    /// Should this future be dropped before it is done (the client went away), the rest runs in
-    /// a task of its own: a logout's `DEL` or a write still happens. Work that needs no Redis
-    /// (most reads) is done at once; see [`try_finish`](Self::try_finish).
-    pub async fn finish(&self, session: &Session) -> ResponseHeaders {
+impl SessionEngine {
+    /// See [`adapter::finish`](crate::adapter::finish).
+    pub(crate) async fn finish(&self, session: &Session) -> ResponseHeaders {
         match self.try_finish(session) {
             Ok(headers) => headers,
             Err(later) => later.await,
         }
     }
 
-    /// [`finish`](Self::finish) without waiting, when the end of the request needs no Redis
-    /// command (a session not used, or only read with no touch due): the headers at once.
-    /// Otherwise the Redis work, planned already, to await: adapters use it to skip the
-    /// allocation on most requests, and never plan twice.
-    ///
-    /// # Errors
-    ///
-    /// Not an error: `Err` holds the [`FinishLater`] to await for the headers.
-    pub fn try_finish(&self, session: &Session) -> Result<ResponseHeaders, FinishLater> {
+    /// See [`adapter::try_finish`](crate::adapter::try_finish).
+    pub(crate) fn try_finish(&self, session: &Session) -> Result<ResponseHeaders, FinishLater> {
         let Ok(mut state) = Arc::clone(&session.state).try_lock_owned() else {
             // Another task holds the session right now: wait for it, then plan.
             let (store, session) = (self.clone(), session.clone());
@@ -230,9 +217,9 @@ impl SessionStore {
         match problem {
             Some(Problem::FallbackExpired) => Err(Error::FallbackExpired),
             Some(Problem::Superseded) => Err(Error::SessionSuperseded),
-            Some(Problem::NoRandomness) => Err(Error::Config(
-                "the OS random number generator failed: nothing was saved".into(),
-            )),
+            Some(Problem::NoRandomness) => Err(Error::Randomness {
+                source: std::io::Error::other("no session id could be generated"),
+            }),
             None => result,
         }
     }
@@ -321,7 +308,7 @@ impl Ids {
 }
 
 /// The Redis part of finishing a request, planned already; see
-/// [`SessionStore::try_finish`]. A future of the headers to add to the response.
+/// [`adapter::try_finish`](crate::adapter::try_finish). A future of the headers to add to the response.
 ///
 /// Should it be dropped before it is done (the client went away), what is left runs in a task
 /// of its own, so a logout or a write still happens.

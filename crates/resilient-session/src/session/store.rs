@@ -1,4 +1,4 @@
-//! [`SessionStore`]: the engine both adapters drive.
+//! [`SessionEngine`]: the engine both adapters drive.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,35 +14,31 @@ use super::{Import, Session, SessionId};
 use crate::cookie::{CookieCodec, Payload};
 use crate::health::{FallbackReport, HealthReport};
 use crate::stats::{Counters, SessionStats};
-use crate::{Error, RedisManager, Result, SessionConfig};
+use crate::{ConfigError, RedisManager, SessionConfig};
 
 /// Sessions in Redis with a cookie fallback: built once at start-up from a [`RedisManager`] and
 /// a [`SessionConfig`], cloned into every layer (clones share everything).
 ///
-/// Framework adapters drive a request through it in two calls: [`open`](Self::open) before the
-/// handler (parse the cookie, no I/O) and [`finish`](Self::finish) after it (persist, touch,
-/// and the headers to add to the response). The tower [`SessionLayer`](crate::SessionLayer)
-/// does exactly that.
+/// The [`SessionLayer`](crate::SessionLayer) (or an adapter's middleware) hands each request a
+/// [`Session`]; the engine itself is for the rest of the app: a user's sessions
+/// ([`sessions_of`](Self::sessions_of), [`revoke_all`](Self::revoke_all), …), the
+/// [`health`](Self::health) report, the [`stats`](Self::stats).
 ///
 /// ```no_run
-/// # #[tokio::main] async fn main() -> Result<(), resilient_session::Error> {
-/// use resilient_session::{KeyRing, RedisManager, SessionConfig, SessionStore};
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use resilient_session::{KeyRing, RedisManager, SessionConfig, SessionEngine, SessionLayer};
 ///
 /// let manager = RedisManager::from_env()?;
 /// let keys = KeyRing::from_secret(std::env::var("SESSION_SECRET").unwrap_or_default())?;
-/// let store = SessionStore::new(manager, SessionConfig::new(keys).mirrored_keys(["user"]))?;
-///
-/// // What an adapter does around a handler:
-/// let session = store.open([&b"session=..."[..]]);
-/// session.insert("user", "ada").await?;
-/// let headers = store.finish(&session).await;
-/// for set_cookie in headers.set_cookies() {
-///     println!("Set-Cookie: {set_cookie}");
-/// }
+/// let engine = SessionEngine::new(manager, SessionConfig::new(keys).mirrored_keys(["user"]))?;
+/// let layer = SessionLayer::new(engine.clone());
+/// // After a password change: every session of the user ends.
+/// engine.revoke_all("ada").await?;
+/// # let _ = layer;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct SessionStore {
+pub struct SessionEngine {
     inner: Arc<Inner>,
 }
 
@@ -64,17 +60,17 @@ impl Drop for Inner {
     }
 }
 
-impl SessionStore {
-    /// A store on `manager` with `config`. A background task replays logouts made while Redis
+impl SessionEngine {
+    /// An engine on `manager` with `config`. A background task replays logouts made while Redis
     /// was down.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for settings that cannot work (see [`SessionConfig`]): at start-up
-    /// rather than per request. [`Error::NoRuntime`] outside a Tokio runtime.
-    pub fn new(manager: RedisManager, config: SessionConfig) -> Result<Self> {
+    /// [`ConfigError::Invalid`] for settings that cannot work (see [`SessionConfig`]): at
+    /// start-up rather than per request. [`ConfigError::NoRuntime`] outside a Tokio runtime.
+    pub fn new(manager: RedisManager, config: SessionConfig) -> Result<Self, ConfigError> {
         config.check()?;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         let store = Self {
             inner: Arc::new(Inner {
                 backend: Backend::new(manager, config.namespace.clone()),
@@ -127,10 +123,8 @@ impl SessionStore {
         HealthReport::new(&redis, true).with_fallback(FallbackReport::new(&redis, &self.stats()))
     }
 
-    /// Step one of a request: the session for a request whose `Cookie` headers have these
-    /// values. No I/O, and no cryptography yet: the cookie is verified on first use (or at the
-    /// end of the request if a touch may be due).
-    pub fn open<'a>(&self, cookie_headers: impl IntoIterator<Item = &'a [u8]>) -> Session {
+    /// See [`adapter::open`](crate::adapter::open).
+    pub(crate) fn open<'a>(&self, cookie_headers: impl IntoIterator<Item = &'a [u8]>) -> Session {
         let import = self.inner.config.import.as_deref();
         let found = self
             .inner
@@ -260,9 +254,9 @@ impl SessionStore {
     }
 }
 
-impl fmt::Debug for SessionStore {
+impl fmt::Debug for SessionEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionStore")
+        f.debug_struct("SessionEngine")
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use resilient_session::{KeyRing, RedisManager, Session, SessionConfig, SessionStore};
+use resilient_session::adapter;
+use resilient_session::{KeyRing, RedisManager, Session, SessionConfig, SessionEngine};
 use test_redis::RedisServer;
 
 /// Waits (up to 10 s) until `manager` reports itself connected. The background task connects
@@ -23,16 +24,16 @@ pub(crate) async fn until_connected(manager: &RedisManager) {
 
 pub(crate) const SECRET: &str = "sessions-test-secret-of-at-least-32-bytes";
 
-pub(crate) async fn store_with(server: &RedisServer, config: SessionConfig) -> SessionStore {
+pub(crate) async fn store_with(server: &RedisServer, config: SessionConfig) -> SessionEngine {
     let manager = RedisManager::builder()
         .url(server.url())
         .build()
         .expect("manager");
     until_connected(&manager).await;
-    SessionStore::new(manager, config).expect("store")
+    SessionEngine::new(manager, config).expect("store")
 }
 
-pub(crate) async fn store(server: &RedisServer) -> SessionStore {
+pub(crate) async fn store(server: &RedisServer) -> SessionEngine {
     store_with(server, config()).await
 }
 
@@ -47,16 +48,15 @@ pub(crate) fn cookie_header(set: &str) -> String {
 
 /// Ends `session`'s request: the session cookie's `Set-Cookie` value, if the response sets or
 /// removes it.
-pub(crate) async fn finish(store: &SessionStore, session: &Session) -> Option<String> {
-    store
-        .finish(session)
+pub(crate) async fn finish(store: &SessionEngine, session: &Session) -> Option<String> {
+    adapter::finish(store, session)
         .await
         .session_cookie()
         .map(str::to_owned)
 }
 
-pub(crate) fn open(store: &SessionStore, cookie: Option<&str>) -> Session {
-    store.open(cookie.map(str::as_bytes))
+pub(crate) fn open(store: &SessionEngine, cookie: Option<&str>) -> Session {
+    adapter::open(store, cookie.map(str::as_bytes))
 }
 
 pub(crate) fn session_keys(server: &RedisServer) -> Vec<String> {
@@ -66,7 +66,7 @@ pub(crate) fn session_keys(server: &RedisServer) -> Vec<String> {
 }
 
 /// A stored session with `counter` = 1; returns its cookie header.
-pub(crate) async fn stored_session(store: &SessionStore) -> String {
+pub(crate) async fn stored_session(store: &SessionEngine) -> String {
     let session = open(store, None);
     session.insert("counter", 1).await.expect("insert");
     let set = finish(store, &session)
@@ -79,7 +79,7 @@ pub(crate) async fn stored_session(store: &SessionStore) -> String {
 /// the cookie; then Redis answers again. Returns the cookie that carries the write.
 pub(crate) async fn written_during_a_pause<T: serde::Serialize>(
     server: &RedisServer,
-    store: &SessionStore,
+    store: &SessionEngine,
     cookie: &str,
     key: &str,
     value: T,
