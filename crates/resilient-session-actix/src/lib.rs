@@ -46,6 +46,39 @@
 //! }
 //! ```
 //!
+//! # Testing handlers without Redis
+//!
+//! [`SessionEngine::cookie_only`] builds an engine that never contacts Redis: sessions live in
+//! their cookie, as during an outage, under the same rules as in production. With
+//! `actix_web::test`, carry the cookie from one response to the next request:
+//!
+//! ```
+//! use actix_web::{App, http::header, test, web};
+//! use resilient_session_actix::{KeyRing, Session, SessionConfig, SessionEngine, SessionMiddleware};
+//!
+//! async fn count(session: Session) -> String {
+//!     let n: u64 = session.get("counter").await.ok().flatten().unwrap_or(0) + 1;
+//!     let _ = session.insert("counter", n).await;
+//!     n.to_string()
+//! }
+//!
+//! # #[actix_web::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = SessionEngine::cookie_only(SessionConfig::new(KeyRing::generate()?))?;
+//! let app = test::init_service(
+//!     App::new().wrap(SessionMiddleware::new(engine)).route("/counter", web::post().to(count)),
+//! )
+//! .await;
+//!
+//! let first = test::call_service(&app, test::TestRequest::post().uri("/counter").to_request()).await;
+//! let set_cookie = first.headers().get(header::SET_COOKIE).ok_or("a session cookie")?.to_str()?;
+//! let cookie = set_cookie.split(';').next().unwrap_or_default().to_owned();
+//! let second = test::TestRequest::post().uri("/counter").insert_header((header::COOKIE, cookie));
+//! let second = second.to_request();
+//! assert_eq!(test::call_and_read_body(&app, second).await, "2");
+//! # Ok(()) }
+//! ```
+//!
 //! [actix-web]: https://docs.rs/actix-web
 #![forbid(unsafe_code)]
 

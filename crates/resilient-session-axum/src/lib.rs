@@ -35,6 +35,37 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Testing handlers without Redis
+//!
+//! [`SessionEngine::cookie_only`] builds an engine that never contacts Redis: sessions live in
+//! their cookie, as during an outage, under the same rules as in production. A test drives the
+//! router with `tower::ServiceExt::oneshot` and carries the cookie from one response to the
+//! next request:
+//!
+//! ```
+//! use axum::{Router, body::Body, http::{Request, header}, routing::post};
+//! use resilient_session_axum::{KeyRing, Session, SessionConfig, SessionEngine, SessionLayer};
+//! use tower::ServiceExt;
+//!
+//! async fn count(session: Session) -> String {
+//!     let n: u64 = session.get("counter").await.ok().flatten().unwrap_or(0) + 1;
+//!     let _ = session.insert("counter", n).await;
+//!     n.to_string()
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = SessionEngine::cookie_only(SessionConfig::new(KeyRing::generate()?))?;
+//! let app = Router::new().route("/counter", post(count)).layer(SessionLayer::new(engine));
+//!
+//! let first = app.clone().oneshot(Request::post("/counter").body(Body::empty())?).await?;
+//! let cookie = first.headers()[header::SET_COOKIE].to_str()?.split(';').next().unwrap_or_default().to_owned();
+//! let second = Request::post("/counter").header(header::COOKIE, cookie).body(Body::empty())?;
+//! let body = axum::body::to_bytes(app.oneshot(second).await?.into_body(), 64).await?;
+//! assert_eq!(body, "2");
+//! # Ok(()) }
+//! ```
+//!
 //! [axum]: https://docs.rs/axum
 #![forbid(unsafe_code)]
 

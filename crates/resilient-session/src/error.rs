@@ -106,6 +106,11 @@ pub enum Error {
     #[error("Redis is unavailable: the circuit breaker is open")]
     CircuitOpen,
 
+    /// The engine is cookie-only ([`SessionEngine::cookie_only`](crate::SessionEngine::cookie_only)):
+    /// it never contacts Redis. [`Error::is_unavailable`] is true for it.
+    #[error("Redis is not used: this session engine is cookie-only")]
+    NotUsed,
+
     /// A Redis operation (connection checkout or command) did not finish in time.
     #[error("Redis {operation} timed out after {after:?}")]
     Timeout {
@@ -246,7 +251,10 @@ impl Error {
     /// Session code falls back to the cookie on these; anything else is a bug or bad data.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Error::CircuitOpen | Error::Timeout { .. } | Error::ValueUnavailable { .. } => true,
+            Error::CircuitOpen
+            | Error::NotUsed
+            | Error::Timeout { .. }
+            | Error::ValueUnavailable { .. } => true,
             // Whatever stopped a connection (TLS, a handshake, a refused client configuration),
             // Redis was not reached.
             Error::Redis {

@@ -20,6 +20,9 @@ pub enum ConnectionState {
     Disconnected,
     /// The circuit breaker is open or half-open: Redis is not being contacted except by a probe.
     CircuitOpen,
+    /// A cookie-only engine's manager ([`SessionEngine::cookie_only`](crate::SessionEngine::cookie_only)):
+    /// Redis is never contacted.
+    NotUsed,
 }
 
 /// Connection-pool statistics (from bb8).

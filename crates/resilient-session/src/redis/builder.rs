@@ -47,6 +47,8 @@ pub struct RedisManagerBuilder {
     url: String,
     /// Where the URL came from, for error messages.
     url_setting: &'static str,
+    /// A manager that never contacts Redis, for cookie-only engines.
+    not_used: bool,
     pool_size: u32,
     connect_timeout: Duration,
     command_timeout: Duration,
@@ -75,6 +77,7 @@ impl RedisManagerBuilder {
         Self {
             url: DEFAULT_REDIS_URL.to_owned(),
             url_setting: "the URL of RedisManagerBuilder::url",
+            not_used: false,
             pool_size: 16,
             connect_timeout: Duration::from_millis(500),
             command_timeout: Duration::from_millis(250),
@@ -262,6 +265,16 @@ impl RedisManagerBuilder {
         self
     }
 
+    /// A manager that never contacts Redis: every operation fails with [`Error::NotUsed`](crate::Error::NotUsed)
+    /// at once, without a connection, a background task or a metric.
+    pub(crate) fn not_used() -> Result<RedisManager> {
+        Self {
+            not_used: true,
+            ..Self::new()
+        }
+        .build()
+    }
+
     /// Build the manager. It does not wait for Redis: the pool connects in the background, so
     /// the application starts even while Redis is down.
     ///
@@ -360,6 +373,7 @@ impl RedisManagerBuilder {
             Status::new(secret),
             settings,
             &runtime,
+            self.not_used,
         ))
     }
 

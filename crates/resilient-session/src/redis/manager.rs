@@ -64,6 +64,8 @@ struct Inner {
     /// The breaker-open gauge counts this manager.
     breaker_counted_open: AtomicBool,
     operations: metrics::Operations,
+    /// Never contacts Redis: every operation is [`Error::NotUsed`].
+    not_used: bool,
 }
 
 /// How long commands share one pooled connection before taking it from the pool again.
@@ -133,9 +135,11 @@ impl RedisManager {
         status: Status,
         settings: Settings,
         runtime: &tokio::runtime::Handle,
+        not_used: bool,
     ) -> Self {
         let wake = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
+            not_used,
             pool_size,
             cluster,
             pool,
@@ -148,8 +152,10 @@ impl RedisManager {
             breaker_counted_open: AtomicBool::new(false),
             operations: metrics::Operations::default(),
         });
-        runtime.spawn(supervise(Arc::downgrade(&inner), wake));
-        metrics::breaker_started();
+        if !not_used {
+            runtime.spawn(supervise(Arc::downgrade(&inner), wake));
+            metrics::breaker_started();
+        }
         Self { inner }
     }
 
@@ -247,6 +253,7 @@ impl RedisManager {
         let status = inner.status.snapshot();
         let breaker = inner.breaker.state();
         let state = match breaker {
+            _ if inner.not_used => ConnectionState::NotUsed,
             BreakerState::Closed => status.state,
             _ => ConnectionState::CircuitOpen,
         };
@@ -281,6 +288,9 @@ impl RedisManager {
         request: Request<'_>,
     ) -> Result<T> {
         let inner = &*self.inner;
+        if inner.not_used {
+            return Err(Error::NotUsed);
+        }
         let started = Instant::now();
         let Ok(admission) = inner.breaker.admit(started) else {
             let err = Error::CircuitOpen;

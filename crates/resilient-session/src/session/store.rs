@@ -87,6 +87,45 @@ impl SessionEngine {
         Ok(store)
     }
 
+    /// An engine that never contacts Redis: sessions live in their cookie, as during an outage,
+    /// with every key carried in it. For tests of handlers that take a [`Session`], so that they
+    /// run without a Redis server; the engine's rules and cookie format are the ones in
+    /// production. Values must fit in the cookie (4096 bytes in all), a logout ends the session
+    /// in the browser but cannot revoke copies of its cookie, and the user's-sessions calls
+    /// answer [`Error::NotUsed`](crate::Error::NotUsed).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use http::{Request, Response, header};
+    /// use resilient_session::{KeyRing, Session, SessionConfig, SessionEngine, SessionLayer};
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// let config = SessionConfig::new(KeyRing::generate()?).secure(false);
+    /// let engine = SessionEngine::cookie_only(config)?;
+    /// let app = SessionLayer::new(engine).layer(service_fn(|request: Request<()>| async move {
+    ///     let session = request.extensions().get::<Session>().cloned().ok_or("no session")?;
+    ///     let visits: u64 = session.get("visits").await?.unwrap_or(0) + 1;
+    ///     session.insert("visits", visits).await?;
+    ///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Response::new(visits.to_string()))
+    /// }));
+    ///
+    /// let first = app.clone().oneshot(Request::new(())).await?;
+    /// let cookie = first.headers()[header::SET_COOKIE].to_str()?.split(';').next().ok_or("a cookie")?.to_owned();
+    /// assert_eq!(first.into_body(), "1");
+    /// let again = Request::builder().header(header::COOKIE, cookie).body(())?;
+    /// assert_eq!(app.oneshot(again).await?.into_body(), "2");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new): [`ConfigError::Invalid`] for settings that cannot work,
+    /// [`ConfigError::NoRuntime`] outside a Tokio runtime.
+    pub fn cookie_only(config: SessionConfig) -> Result<Self, ConfigError> {
+        Self::new(crate::RedisManagerBuilder::not_used()?, config)
+    }
+
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
         Self { inner }
     }
