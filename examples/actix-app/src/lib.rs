@@ -4,7 +4,8 @@
 //!
 //! | route | does |
 //! | --- | --- |
-//! | `POST /login` `{"user_id","role"}` | cycles the id, stores the user, marks the session as theirs (with the user agent) |
+//! | `GET /` | the HTML page: log in, count, log out, where the session came from, Redis, the user's sessions |
+//! | `POST /login` `{"user_id","role"}` (or the page's form) | cycles the id, stores the user, marks the session as theirs (with the user agent) |
 //! | `GET /me` | the user and where the session came from, or 401 |
 //! | `POST /logout` | destroys the session (204) |
 //! | `POST /counter`, `GET /counter` | increments / reads `counter` (503 when nothing about the session is known) |
@@ -14,12 +15,16 @@
 //! | `GET /noop` | never touches the session |
 //! | `GET /api/health/redis` | health, 200 or 503 |
 //! | `GET /metrics` | the process's metrics, Prometheus text format (503 if another recorder was installed) |
+//!
+//! A `POST` of the page's forms (`application/x-www-form-urlencoded`) is answered with
+//! `303 See Other` back to `/` instead of JSON.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, web};
 use example_common::User;
+use example_common::page::{self, Page};
 use example_common::sessions::{self, Answer};
 use resilient_session_actix::{Session, SessionEngine, SessionMiddleware, health_handler};
 use serde_json::json;
@@ -40,16 +45,7 @@ pub fn app(
     // A failure is logged, and `GET /metrics` says why.
     let _ = example_common::metrics::prometheus();
     App::new()
-        .app_data(web::JsonConfig::default().error_handler(|_, _| {
-            actix_web::error::InternalError::from_response(
-                "invalid login body",
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "expected {\"user_id\": ..., \"role\": ...}",
-                ),
-            )
-            .into()
-        }))
+        .route("/", web::get().to(home))
         .route("/login", web::post().to(login))
         .route("/me", web::get().to(me))
         .route("/logout", web::post().to(logout))
@@ -68,8 +64,37 @@ pub fn app(
         .wrap(SessionMiddleware::new(store))
 }
 
-async fn login(session: Session, request: HttpRequest, user: web::Json<User>) -> HttpResponse {
-    let user = user.into_inner();
+async fn home(session: Session) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(page::CONTENT_TYPE)
+        .body(Page::of(&session).await.render())
+}
+
+/// The request posts one of the page's forms.
+fn from_page(request: &HttpRequest) -> bool {
+    page::is_form(
+        request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// The answer to a form of the page: back to the page.
+fn back() -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/"))
+        .finish()
+}
+
+async fn login(session: Session, request: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let form = from_page(&request);
+    let Some(user) = page::login_body(&body, form) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {\"user_id\": ..., \"role\": ...}",
+        );
+    };
     session.cycle_id().await;
     let user_agent = request
         .headers()
@@ -79,6 +104,7 @@ async fn login(session: Session, request: HttpRequest, user: web::Json<User>) ->
         return error(StatusCode::BAD_REQUEST, &err.to_string());
     }
     match session.insert("user", &user).await {
+        Ok(()) if form => back(),
         Ok(()) => HttpResponse::Ok().json(user),
         Err(err) => error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string()),
     }
@@ -95,9 +121,12 @@ async fn me(session: Session) -> HttpResponse {
     }
 }
 
-async fn logout(session: Session) -> HttpResponse {
+async fn logout(session: Session, request: HttpRequest) -> HttpResponse {
     session.destroy().await;
-    HttpResponse::NoContent().finish()
+    match from_page(&request) {
+        true => back(),
+        false => HttpResponse::NoContent().finish(),
+    }
 }
 
 async fn list_sessions(session: Session) -> HttpResponse {
@@ -108,12 +137,18 @@ async fn revoke_session(session: Session, handle: web::Path<String>) -> HttpResp
     answer(sessions::revoke(&session, &handle).await)
 }
 
-async fn logout_others(session: Session) -> HttpResponse {
-    answer(sessions::logout_others(&session).await)
+async fn logout_others(session: Session, request: HttpRequest) -> HttpResponse {
+    match sessions::logout_others(&session).await {
+        Answer::NoContent if from_page(&request) => back(),
+        other => answer(other),
+    }
 }
 
-async fn logout_everywhere(session: Session) -> HttpResponse {
-    answer(sessions::logout_everywhere(&session).await)
+async fn logout_everywhere(session: Session, request: HttpRequest) -> HttpResponse {
+    match sessions::logout_everywhere(&session).await {
+        Answer::NoContent if from_page(&request) => back(),
+        other => answer(other),
+    }
 }
 
 fn answer(answer: Answer) -> HttpResponse {
@@ -133,13 +168,16 @@ async fn read_counter(session: Session) -> HttpResponse {
     counter_response(&session, counter).await
 }
 
-async fn increment_counter(session: Session) -> HttpResponse {
+async fn increment_counter(session: Session, request: HttpRequest) -> HttpResponse {
     let Some(counter) = example_common::counter(session.get("counter").await) else {
         return error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE);
     };
     let counter = counter + 1;
     if let Err(err) = session.insert("counter", counter).await {
         return error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string());
+    }
+    if from_page(&request) {
+        return back();
     }
     counter_response(&session, counter).await
 }

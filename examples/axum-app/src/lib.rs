@@ -3,7 +3,8 @@
 //!
 //! | route | does |
 //! | --- | --- |
-//! | `POST /login` `{"user_id","role"}` | cycles the id, stores the user, marks the session as theirs (with the user agent) |
+//! | `GET /` | the HTML page: log in, count, log out, where the session came from, Redis, the user's sessions |
+//! | `POST /login` `{"user_id","role"}` (or the page's form) | cycles the id, stores the user, marks the session as theirs (with the user agent) |
 //! | `GET /me` | the user and where the session came from, or 401 |
 //! | `POST /logout` | destroys the session (204) |
 //! | `POST /counter`, `GET /counter` | increments / reads `counter` (503 when nothing about the session is known) |
@@ -13,15 +14,19 @@
 //! | `GET /noop` | never touches the session |
 //! | `GET /api/health/redis` | health, 200 or 503 |
 //! | `GET /metrics` | the process's metrics, Prometheus text format (503 if another recorder was installed) |
+//!
+//! A `POST` of the page's forms (`application/x-www-form-urlencoded`) is answered with
+//! `303 See Other` back to `/` instead of JSON.
 
+use axum::body::Bytes;
 use axum::extract::Path;
-use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use example_common::User;
+use example_common::page::{self, Page};
 use example_common::sessions::{self, Answer};
 use resilient_session_axum::{Session, SessionEngine, SessionLayer, health_handler};
 use serde_json::json;
@@ -32,6 +37,7 @@ pub fn router(store: SessionEngine) -> Router {
     // A failure is logged, and `GET /metrics` says why.
     let _ = example_common::metrics::prometheus();
     Router::new()
+        .route("/", get(home))
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/logout", post(logout))
@@ -46,12 +52,27 @@ pub fn router(store: SessionEngine) -> Router {
         .layer(SessionLayer::new(store))
 }
 
-async fn login(
-    session: Session,
-    headers: HeaderMap,
-    body: Result<Json<User>, JsonRejection>,
-) -> Response {
-    let Ok(Json(user)) = body else {
+async fn home(session: Session) -> Html<String> {
+    Html(Page::of(&session).await.render())
+}
+
+/// The request posts one of the page's forms.
+fn from_page(headers: &HeaderMap) -> bool {
+    page::is_form(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// The answer to a form of the page: back to the page.
+fn back() -> Response {
+    Redirect::to("/").into_response()
+}
+
+async fn login(session: Session, headers: HeaderMap, body: Bytes) -> Response {
+    let form = from_page(&headers);
+    let Some(user) = page::login_body(&body, form) else {
         return error(
             StatusCode::BAD_REQUEST,
             "expected {\"user_id\": ..., \"role\": ...}",
@@ -65,6 +86,7 @@ async fn login(
         return error(StatusCode::BAD_REQUEST, &err.to_string());
     }
     match session.insert("user", &user).await {
+        Ok(()) if form => back(),
         Ok(()) => Json(user).into_response(),
         Err(err) => error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string()),
     }
@@ -82,9 +104,12 @@ async fn me(session: Session) -> Response {
     }
 }
 
-async fn logout(session: Session) -> StatusCode {
+async fn logout(session: Session, headers: HeaderMap) -> Response {
     session.destroy().await;
-    StatusCode::NO_CONTENT
+    match from_page(&headers) {
+        true => back(),
+        false => StatusCode::NO_CONTENT.into_response(),
+    }
 }
 
 async fn list_sessions(session: Session) -> Response {
@@ -95,12 +120,18 @@ async fn revoke_session(session: Session, Path(handle): Path<String>) -> Respons
     answer(sessions::revoke(&session, &handle).await)
 }
 
-async fn logout_others(session: Session) -> Response {
-    answer(sessions::logout_others(&session).await)
+async fn logout_others(session: Session, headers: HeaderMap) -> Response {
+    match sessions::logout_others(&session).await {
+        Answer::NoContent if from_page(&headers) => back(),
+        other => answer(other),
+    }
 }
 
-async fn logout_everywhere(session: Session) -> Response {
-    answer(sessions::logout_everywhere(&session).await)
+async fn logout_everywhere(session: Session, headers: HeaderMap) -> Response {
+    match sessions::logout_everywhere(&session).await {
+        Answer::NoContent if from_page(&headers) => back(),
+        other => answer(other),
+    }
 }
 
 fn answer(answer: Answer) -> Response {
@@ -120,13 +151,16 @@ async fn read_counter(session: Session) -> Response {
     counter_response(&session, counter).await
 }
 
-async fn increment_counter(session: Session) -> Response {
+async fn increment_counter(session: Session, headers: HeaderMap) -> Response {
     let Some(counter) = example_common::counter(session.get("counter").await) else {
         return error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE);
     };
     let counter = counter + 1;
     if let Err(err) = session.insert("counter", counter).await {
         return error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string());
+    }
+    if from_page(&headers) {
+        return back();
     }
     counter_response(&session, counter).await
 }

@@ -2,6 +2,7 @@
 //! configuration, and the user type. The HTTP contract itself is in each app.
 
 pub mod metrics;
+pub mod page;
 pub mod sessions;
 mod start;
 pub mod users;
