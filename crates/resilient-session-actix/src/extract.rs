@@ -93,7 +93,12 @@ impl FromRequest for Session {
 /// }
 /// ```
 pub trait SessionExt {
-    /// The session, or [`SessionMissing`] when the middleware is not installed.
+    /// The session of the request.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionMissing`] when the [`SessionMiddleware`](crate::SessionMiddleware) is not
+    /// installed on the route.
     fn get_session(&self) -> Result<Session, SessionMissing>;
 }
 

@@ -81,6 +81,13 @@
 //!
 //! [actix-web]: https://docs.rs/actix-web
 #![forbid(unsafe_code)]
+#![warn(clippy::missing_errors_doc)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// The README's examples, compiled with the doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 #[cfg(feature = "actix-session")]
 pub mod actix_session;

@@ -51,6 +51,13 @@
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
+#![warn(clippy::missing_errors_doc)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// The README's examples, compiled with the doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 pub mod adapter;
 mod config;

@@ -87,6 +87,10 @@ impl RedisService {
     }
 
     /// The value at `key`, `None` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// Redis is unavailable ([`Error::is_unavailable`](crate::Error::is_unavailable)) or answered with an error; [`Error::Decode`](crate::Error::Decode) for a value that is not JSON of type `T`.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let key = self.key(key);
         let mut cmd = redis::cmd("GET");
@@ -96,6 +100,10 @@ impl RedisService {
     }
 
     /// Store `value` at `key`, expiring after `ttl` (whole milliseconds) when given.
+    ///
+    /// # Errors
+    ///
+    /// Redis is unavailable ([`Error::is_unavailable`](crate::Error::is_unavailable)) or answered with an error; [`Error::Encode`](crate::Error::Encode) for a value that does not serialise, [`Error::InvalidTtl`](crate::Error::InvalidTtl) for a zero TTL.
     pub async fn set<T: Serialize + ?Sized>(
         &self,
         key: &str,
@@ -108,6 +116,10 @@ impl RedisService {
     }
 
     /// Delete `key`; `true` if it existed.
+    ///
+    /// # Errors
+    ///
+    /// Redis is unavailable ([`Error::is_unavailable`](crate::Error::is_unavailable)) or answered with an error.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.key(key));
@@ -115,6 +127,10 @@ impl RedisService {
     }
 
     /// Whether `key` exists.
+    ///
+    /// # Errors
+    ///
+    /// Redis is unavailable ([`Error::is_unavailable`](crate::Error::is_unavailable)) or answered with an error.
     pub async fn exists(&self, key: &str) -> Result<bool> {
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(self.key(key));
@@ -122,6 +138,10 @@ impl RedisService {
     }
 
     /// Let `key` expire after `ttl` (whole milliseconds); `true` if the key exists.
+    ///
+    /// # Errors
+    ///
+    /// Redis is unavailable ([`Error::is_unavailable`](crate::Error::is_unavailable)) or answered with an error; [`Error::InvalidTtl`](crate::Error::InvalidTtl) for a zero TTL.
     pub async fn expire(&self, key: &str, ttl: Duration) -> Result<bool> {
         let mut cmd = redis::cmd("PEXPIRE");
         cmd.arg(self.key(key)).arg(ttl_millis(ttl)?);
@@ -129,6 +149,10 @@ impl RedisService {
     }
 
     /// The values at `keys`, in order, `None` where there is none. One `MGET`.
+    ///
+    /// # Errors
+    ///
+    /// Redis is unavailable ([`Error::is_unavailable`](crate::Error::is_unavailable)) or answered with an error; [`Error::Decode`](crate::Error::Decode) for a value that is not JSON of type `T`.
     pub async fn mget<T: DeserializeOwned>(&self, keys: &[&str]) -> Result<Vec<Option<T>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -145,6 +169,10 @@ impl RedisService {
 
     /// Store every `(key, value)` pair: one `MSET` without a TTL; with one, a pipeline of
     /// `SET … PX` sent in a single round trip.
+    ///
+    /// # Errors
+    ///
+    /// Redis is unavailable ([`Error::is_unavailable`](crate::Error::is_unavailable)) or answered with an error; [`Error::Encode`](crate::Error::Encode) for a value that does not serialise, [`Error::InvalidTtl`](crate::Error::InvalidTtl) for a zero TTL.
     pub async fn mset<K: AsRef<str>, T: Serialize>(
         &self,
         entries: &[(K, T)],

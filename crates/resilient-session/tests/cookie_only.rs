@@ -1,14 +1,30 @@
-//! `SessionEngine::cookie_only`: the engine with no Redis at all, for handler tests.
+//! `SessionEngine::cookie_only`: the engine with no Redis at all, for handler tests. Needs no
+//! Redis server, so it runs from the published package too.
 
 use std::time::{Duration, Instant};
 
-use resilient_session::{ConnectionState, Error, Source};
+use resilient_session::{
+    ConnectionState, Error, KeyRing, Session, SessionConfig, SessionEngine, Source, adapter,
+};
 
-mod common;
-use common::{config, cookie_header, finish, open};
+fn engine() -> SessionEngine {
+    let keys = KeyRing::from_secret("cookie-only-test-secret-of-32-bytes-or-more").expect("secret");
+    SessionEngine::cookie_only(SessionConfig::new(keys)).expect("cookie-only engine")
+}
 
-fn engine() -> resilient_session::SessionEngine {
-    resilient_session::SessionEngine::cookie_only(config()).expect("cookie-only engine")
+fn open(engine: &SessionEngine, cookie: Option<&str>) -> Session {
+    adapter::open(engine, cookie.map(str::as_bytes))
+}
+
+/// The session cookie's `Set-Cookie` value, if the response sets or removes it.
+async fn finish(engine: &SessionEngine, session: &Session) -> Option<String> {
+    let headers = adapter::finish(engine, session).await;
+    headers.session_cookie().map(str::to_owned)
+}
+
+/// The `Cookie` header a browser sends back after the `Set-Cookie` value `set`.
+fn cookie_header(set: &str) -> String {
+    set.split(';').next().expect("name=value").to_owned()
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! tower-sessions' counter example (tower-sessions 0.15, `examples/counter.rs`), unchanged but
+//! tower-sessions' counter example (`examples/counter.rs` in the tower-sessions 0.15 repository), unchanged but
 //! for its store: [`TowerSessionsStore`] on Redis instead of `MemoryStore`. The handler keeps
 //! the original's `unwrap()`s: with Redis down, tower-sessions has no fallback, so a request
 //! with a session fails (fast: our breaker, timeouts) and a new visitor's save answers 500.

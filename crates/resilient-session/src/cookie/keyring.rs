@@ -33,6 +33,11 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// A ring from secrets, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for a secret shorter than [`MIN_SECRET_BYTES`] (the message says
+    /// which, by position, never the secret), or for no secret at all.
     pub fn new<I, S>(secrets: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
@@ -63,12 +68,20 @@ impl KeyRing {
     }
 
     /// A ring with a single secret.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for a secret shorter than [`MIN_SECRET_BYTES`].
     pub fn from_secret(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         Self::new([secret])
     }
 
     /// A ring with one random key. Cookies it issues stop working when the process exits: for
     /// development and tests only.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Randomness`] when the operating system's random number generator fails.
     pub fn generate() -> Result<Self, ConfigError> {
         let mut secret = [0u8; 64];
         getrandom::fill(&mut secret).map_err(|err| ConfigError::Randomness {

@@ -179,6 +179,10 @@ impl RedisManager {
     }
 
     /// Send a `PING` (through the breaker, like any command).
+    ///
+    /// # Errors
+    ///
+    /// Redis is unavailable ([`Error::is_unavailable`]), or answered with an error.
     pub async fn ping(&self) -> Result<()> {
         self.query::<String>("ping", &redis::cmd("PING"))
             .await
