@@ -80,13 +80,6 @@ fn from_page(request: &HttpRequest) -> bool {
     )
 }
 
-/// The answer to a form of the page: back to the page.
-fn back() -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/"))
-        .finish()
-}
-
 async fn login(session: Session, request: HttpRequest, body: web::Bytes) -> HttpResponse {
     let form = from_page(&request);
     let Some(user) = page::login_body(&body, form) else {
@@ -104,7 +97,7 @@ async fn login(session: Session, request: HttpRequest, body: web::Bytes) -> Http
         return error(StatusCode::BAD_REQUEST, &err.to_string());
     }
     match session.insert("user", &user).await {
-        Ok(()) if form => back(),
+        Ok(()) if form => answer(Answer::BackToPage),
         Ok(()) => HttpResponse::Ok().json(user),
         Err(err) => error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string()),
     }
@@ -123,10 +116,7 @@ async fn me(session: Session) -> HttpResponse {
 
 async fn logout(session: Session, request: HttpRequest) -> HttpResponse {
     session.destroy().await;
-    match from_page(&request) {
-        true => back(),
-        false => HttpResponse::NoContent().finish(),
-    }
+    answer(Answer::NoContent.for_form(from_page(&request)))
 }
 
 async fn list_sessions(session: Session) -> HttpResponse {
@@ -138,23 +128,28 @@ async fn revoke_session(session: Session, handle: web::Path<String>) -> HttpResp
 }
 
 async fn logout_others(session: Session, request: HttpRequest) -> HttpResponse {
-    match sessions::logout_others(&session).await {
-        Answer::NoContent if from_page(&request) => back(),
-        other => answer(other),
-    }
+    answer(
+        sessions::logout_others(&session)
+            .await
+            .for_form(from_page(&request)),
+    )
 }
 
 async fn logout_everywhere(session: Session, request: HttpRequest) -> HttpResponse {
-    match sessions::logout_everywhere(&session).await {
-        Answer::NoContent if from_page(&request) => back(),
-        other => answer(other),
-    }
+    answer(
+        sessions::logout_everywhere(&session)
+            .await
+            .for_form(from_page(&request)),
+    )
 }
 
 fn answer(answer: Answer) -> HttpResponse {
     match answer {
         Answer::Json(body) => HttpResponse::Ok().json(body),
         Answer::NoContent => HttpResponse::NoContent().finish(),
+        Answer::BackToPage => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/"))
+            .finish(),
         Answer::NotLoggedIn => error(StatusCode::UNAUTHORIZED, "not logged in"),
         Answer::NotFound => error(StatusCode::NOT_FOUND, "no such session of yours"),
         Answer::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE),
@@ -177,7 +172,7 @@ async fn increment_counter(session: Session, request: HttpRequest) -> HttpRespon
         return error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string());
     }
     if from_page(&request) {
-        return back();
+        return answer(Answer::BackToPage);
     }
     counter_response(&session, counter).await
 }

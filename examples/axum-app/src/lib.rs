@@ -65,11 +65,6 @@ fn from_page(headers: &HeaderMap) -> bool {
     )
 }
 
-/// The answer to a form of the page: back to the page.
-fn back() -> Response {
-    Redirect::to("/").into_response()
-}
-
 async fn login(session: Session, headers: HeaderMap, body: Bytes) -> Response {
     let form = from_page(&headers);
     let Some(user) = page::login_body(&body, form) else {
@@ -86,7 +81,7 @@ async fn login(session: Session, headers: HeaderMap, body: Bytes) -> Response {
         return error(StatusCode::BAD_REQUEST, &err.to_string());
     }
     match session.insert("user", &user).await {
-        Ok(()) if form => back(),
+        Ok(()) if form => answer(Answer::BackToPage),
         Ok(()) => Json(user).into_response(),
         Err(err) => error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string()),
     }
@@ -106,10 +101,7 @@ async fn me(session: Session) -> Response {
 
 async fn logout(session: Session, headers: HeaderMap) -> Response {
     session.destroy().await;
-    match from_page(&headers) {
-        true => back(),
-        false => StatusCode::NO_CONTENT.into_response(),
-    }
+    answer(Answer::NoContent.for_form(from_page(&headers)))
 }
 
 async fn list_sessions(session: Session) -> Response {
@@ -121,23 +113,26 @@ async fn revoke_session(session: Session, Path(handle): Path<String>) -> Respons
 }
 
 async fn logout_others(session: Session, headers: HeaderMap) -> Response {
-    match sessions::logout_others(&session).await {
-        Answer::NoContent if from_page(&headers) => back(),
-        other => answer(other),
-    }
+    answer(
+        sessions::logout_others(&session)
+            .await
+            .for_form(from_page(&headers)),
+    )
 }
 
 async fn logout_everywhere(session: Session, headers: HeaderMap) -> Response {
-    match sessions::logout_everywhere(&session).await {
-        Answer::NoContent if from_page(&headers) => back(),
-        other => answer(other),
-    }
+    answer(
+        sessions::logout_everywhere(&session)
+            .await
+            .for_form(from_page(&headers)),
+    )
 }
 
 fn answer(answer: Answer) -> Response {
     match answer {
         Answer::Json(body) => Json(body).into_response(),
         Answer::NoContent => StatusCode::NO_CONTENT.into_response(),
+        Answer::BackToPage => Redirect::to("/").into_response(),
         Answer::NotLoggedIn => error(StatusCode::UNAUTHORIZED, "not logged in"),
         Answer::NotFound => error(StatusCode::NOT_FOUND, "no such session of yours"),
         Answer::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE),
@@ -160,7 +155,7 @@ async fn increment_counter(session: Session, headers: HeaderMap) -> Response {
         return error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string());
     }
     if from_page(&headers) {
-        return back();
+        return answer(Answer::BackToPage);
     }
     counter_response(&session, counter).await
 }

@@ -90,9 +90,10 @@ impl SessionEngine {
     /// An engine that never contacts Redis: sessions live in their cookie, as during an outage,
     /// with every key carried in it. For tests of handlers that take a [`Session`], so that they
     /// run without a Redis server; the engine's rules and cookie format are the ones in
-    /// production. Values must fit in the cookie (4096 bytes in all), a logout ends the session
-    /// in the browser but cannot revoke copies of its cookie, and the user's-sessions calls
-    /// answer [`Error::NotUsed`](crate::Error::NotUsed).
+    /// production. Values must fit in the cookie (4096 bytes in all); a logout removes the
+    /// cookie, and this process (no other) refuses copies of it; there is no index of a user's
+    /// sessions ([`sessions_of`](Self::sessions_of) answers
+    /// [`Error::NotUsed`](crate::Error::NotUsed)).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
