@@ -134,35 +134,48 @@ async fn an_empty_redis_url_reads_as_unset() {
     assert_eq!(counter["counter"], 1);
 }
 
-#[test]
-fn a_bad_redis_url_stops_the_app_with_a_message_naming_the_variable() {
+/// Runs the app with these variables, expecting it not to start: the line it printed why.
+fn refused_start(vars: &[(&str, &str)]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_example-axum"))
         .env_remove("REDIS_CLUSTER_URLS")
         .env_remove("REDIS_SENTINEL_URLS")
-        .env("REDIS_URL", "localhost:6379")
         .env("BIND", format!("127.0.0.1:{}", free_port()))
         .env("SESSION_SECRET", SECRET)
+        .envs(vars.iter().copied())
         .output()
         .expect("run the example app");
-    assert!(
-        !output.status.success(),
-        "an invalid REDIS_URL must stop the app"
-    );
+    assert!(!output.status.success(), "{vars:?} must stop the app");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let message = stderr
         .lines()
         .find(|line| line.starts_with("Error: "))
-        .unwrap_or_else(|| panic!("no error line in {stderr}"));
-    assert!(
-        message.starts_with("Error: REDIS_URL is not a Redis URL"),
-        "{message}"
-    );
+        .unwrap_or_else(|| panic!("no error line in {stderr}"))
+        .to_owned();
     // Said for a person: no struct dump, each cause once.
     assert!(!message.contains('{'), "{message}");
     let causes: Vec<&str> = message.split(": ").collect();
     let mut unique = causes.clone();
     unique.dedup();
     assert_eq!(causes, unique, "a cause repeated: {message}");
+    message
+}
+
+#[test]
+fn a_bad_setting_stops_the_app_with_a_message_naming_the_variable() {
+    let message = refused_start(&[("REDIS_URL", "localhost:6379")]);
+    assert!(
+        message.starts_with("Error: REDIS_URL is not a Redis URL"),
+        "{message}"
+    );
+    let message = refused_start(&[("SESSION_SECRET", "too short")]);
+    assert!(
+        message.starts_with("Error: SESSION_SECRET: ") && message.contains("is 9 bytes long"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("too short"),
+        "the secret is never repeated: {message}"
+    );
 }
 
 #[tokio::test]

@@ -88,13 +88,15 @@ impl Settings {
     pub fn from_env_with(
         tweak: impl FnOnce(SessionConfig) -> SessionConfig,
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        let bind: SocketAddr = std::env::var("BIND")
-            .unwrap_or_else(|_| "127.0.0.1:3000".into())
+        let bind: SocketAddr = env("BIND")
+            .unwrap_or_else(|| "127.0.0.1:3000".into())
             .parse()
             .map_err(|err| format!("BIND must be an address like 127.0.0.1:3000: {err}"))?;
-        let keys = match std::env::var("SESSION_SECRET") {
-            Ok(secret) => KeyRing::from_secret(secret)?,
-            Err(_) => {
+        let keys = match env("SESSION_SECRET") {
+            Some(secret) => {
+                KeyRing::from_secret(secret).map_err(|err| format!("SESSION_SECRET: {err}"))?
+            }
+            None => {
                 tracing::warn!(
                     "SESSION_SECRET is not set: using a random key, so sessions end when the app \
                      restarts. Set it to 32 bytes or more (e.g. `openssl rand -base64 48`)."
@@ -108,7 +110,7 @@ impl Settings {
             );
         }
         let mut config = tweak(session_config(keys, bind));
-        if let Some(import) = import_from(|name| std::env::var(name).ok())? {
+        if let Some(import) = import_from(env)? {
             config = config.import_sessions(import);
         }
         let store = SessionEngine::new(redis_from_env()?, config)?;
@@ -116,17 +118,24 @@ impl Settings {
     }
 }
 
+/// The environment variable `name`; set but empty reads as unset.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
 /// The Redis manager for `REDIS_URL`, `REDIS_CLUSTER_URLS` or `REDIS_SENTINEL_*`, and the
 /// optional TLS files.
 fn redis_from_env() -> Result<RedisManager, Box<dyn std::error::Error>> {
     let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
-        std::env::var_os(name)
+        env(name)
             .map(|path| std::fs::read(&path).map_err(|e| format!("{name}: {e}")))
             .transpose()
     };
     let mut builder = RedisManagerBuilder::from_env();
     let list = |name: &str| {
-        std::env::var(name).ok().map(|urls| {
+        env(name).map(|urls| {
             urls.split(',')
                 .map(|url| url.trim().to_owned())
                 .filter(|url| !url.is_empty())
@@ -137,8 +146,8 @@ fn redis_from_env() -> Result<RedisManager, Box<dyn std::error::Error>> {
         builder = builder.cluster(seeds);
     }
     if let Some(sentinels) = list("REDIS_SENTINEL_URLS") {
-        let master = std::env::var("REDIS_SENTINEL_MASTER")
-            .map_err(|_| "REDIS_SENTINEL_URLS needs REDIS_SENTINEL_MASTER (the service name)")?;
+        let master = env("REDIS_SENTINEL_MASTER")
+            .ok_or("REDIS_SENTINEL_URLS needs REDIS_SENTINEL_MASTER (the service name)")?;
         builder = builder.sentinel(sentinels, master);
     }
     if let Some(ca) = read("REDIS_TLS_CA_FILE")? {
