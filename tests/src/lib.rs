@@ -411,6 +411,22 @@ impl Client {
         self.receive(request).await
     }
 
+    /// `POST path` with `body` and these headers (a `Content-Type`, a browser's
+    /// `Sec-Fetch-Site`, ...), and the jar's cookie.
+    pub async fn post_with(&mut self, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(value) = &self.cookie {
+            request = request.header("cookie", format!("{}={value}", self.cookie_name));
+        }
+        self.receive(request).await
+    }
+
     /// `GET path` with this exact `Cookie` header instead of the jar's.
     pub async fn get_raw(&mut self, path: &str, cookie_header: &str) -> Reply {
         self.send_raw(reqwest::Method::GET, path, cookie_header)

@@ -31,7 +31,7 @@ pub const ACTIX_IDENTITY_KEYS: [&str; 3] = [
 ///
 /// Wrap it inside [`SessionMiddleware`](crate::SessionMiddleware) and outside what uses the
 /// actix-session session: in actix-web the middleware wrapped last runs first, so
-/// `.wrap(IdentityMiddleware::default()).wrap(ActixSessionBridge::new()).wrap(SessionMiddleware::new(store))`.
+/// `.wrap(IdentityMiddleware::default()).wrap(ActixSessionBridge::new()).wrap(SessionMiddleware::new(engine))`.
 ///
 /// actix-session's session is synchronous and filled before the handler runs, so unlike ours
 /// this loads the session on every request it wraps (one `HGETALL`); wrap only the scopes that
@@ -59,11 +59,11 @@ pub const ACTIX_IDENTITY_KEYS: [&str; 3] = [
 /// // Redis is down on purpose (nothing listens on port 1): the session lives in its cookie.
 /// let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
 /// let keys = KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?;
-/// let store = SessionEngine::new(manager, SessionConfig::new(keys))?;
+/// let engine = SessionEngine::new(manager, SessionConfig::new(keys))?;
 /// let app = test::init_service(
 ///     App::new()
 ///         .wrap(ActixSessionBridge::new())
-///         .wrap(SessionMiddleware::new(store))
+///         .wrap(SessionMiddleware::new(engine))
 ///         .route(
 ///             "/",
 ///             web::get().to(|request: HttpRequest| async move {

@@ -34,10 +34,10 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 ///
 /// let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
 /// let keys = KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?;
-/// let store = SessionEngine::new(manager, SessionConfig::new(keys).mirrored_keys(["n"]))?;
+/// let engine = SessionEngine::new(manager, SessionConfig::new(keys).mirrored_keys(["n"]))?;
 /// let app = test::init_service(
 ///     App::new()
-///         .wrap(SessionMiddleware::new(store))
+///         .wrap(SessionMiddleware::new(engine))
 ///         .route("/", web::post().to(count)),
 /// )
 /// .await;
@@ -132,7 +132,7 @@ impl fmt::Display for SessionMissing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(
             "Session was not found in the request extensions. Perhaps you forgot to add \
-             `SessionMiddleware` to the app (`App::wrap(SessionMiddleware::new(store))`), or the \
+             `SessionMiddleware` to the app (`App::wrap(SessionMiddleware::new(engine))`), or the \
              route is outside it?",
         )
     }

@@ -19,7 +19,7 @@ use actix_web_flash_messages::storage::{FlashMessageStore, LoadError, StoreError
 /// use resilient_session_actix::flash::FlashStore;
 ///
 /// let flash = FlashMessagesFramework::builder(FlashStore::default()).build();
-/// // App::new().wrap(flash).wrap(ActixSessionBridge::new()).wrap(SessionMiddleware::new(store))
+/// // App::new().wrap(flash).wrap(ActixSessionBridge::new()).wrap(SessionMiddleware::new(engine))
 /// # let _ = flash;
 /// ```
 #[derive(Debug, Clone)]

@@ -12,19 +12,19 @@ use resilient_session::{HealthReport, SessionEngine};
 /// open), then 200 with the health JSON when Redis is healthy, 503 when not.
 ///
 /// ```no_run
-/// # fn app(store: resilient_session_actix::SessionEngine) {
+/// # fn app(engine: resilient_session_actix::SessionEngine) {
 /// use actix_web::{App, web};
 /// use resilient_session_actix::health_handler;
 ///
-/// App::new().route("/api/health/redis", web::get().to(health_handler(store)));
+/// App::new().route("/api/health/redis", web::get().to(health_handler(engine)));
 /// # }
 /// ```
 pub fn health_handler(
-    store: SessionEngine,
+    engine: SessionEngine,
 ) -> impl Fn() -> Pin<Box<dyn Future<Output = HttpResponse>>> + Clone + 'static {
     move || {
-        let store = store.clone();
-        Box::pin(async move { health_response(&store.health().await) })
+        let engine = engine.clone();
+        Box::pin(async move { health_response(&engine.health().await) })
     }
 }
 

@@ -2,8 +2,9 @@
 //! when Redis does not.
 //!
 //! actix-web is not tower-based, so this crate drives the framework-agnostic engine of the core
-//! crate ([`SessionEngine::open`] before the handler, [`SessionEngine::finish`] after it), exactly
-//! as the tower layer does. Same [`SessionConfig`], same defaults, same cookie: the axum and the
+//! crate ([`adapter::open`](resilient_session::adapter::open) before the handler,
+//! [`adapter::finish`](resilient_session::adapter::finish) after it), exactly as the tower layer
+//! does. Same [`SessionConfig`], same defaults, same cookie: the axum and the
 //! actix apps can serve one site together.
 //!
 //! | item | what |
@@ -32,12 +33,12 @@
 //! #[actix_web::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let keys = KeyRing::from_secret(std::env::var("SESSION_SECRET")?)?;
-//!     let store = SessionEngine::new(RedisManager::from_env()?, SessionConfig::new(keys))?;
+//!     let engine = SessionEngine::new(RedisManager::from_env()?, SessionConfig::new(keys))?;
 //!     HttpServer::new(move || {
 //!         App::new()
-//!             .wrap(SessionMiddleware::new(store.clone()))
+//!             .wrap(SessionMiddleware::new(engine.clone()))
 //!             .route("/counter", web::post().to(count))
-//!             .route("/api/health/redis", web::get().to(health_handler(store.clone())))
+//!             .route("/api/health/redis", web::get().to(health_handler(engine.clone())))
 //!     })
 //!     .bind("127.0.0.1:3000")?
 //!     .run()

@@ -14,7 +14,7 @@ use resilient_session::adapter::{self, ResponseHeaders};
 use resilient_session::{SessionEngine, Source};
 use tracing::Instrument;
 
-/// Adds sessions to an actix-web app: `App::new().wrap(SessionMiddleware::new(store))`.
+/// Adds sessions to an actix-web app: `App::new().wrap(SessionMiddleware::new(engine))`.
 ///
 /// Per request: the session cookie is parsed (no I/O) and a lazy session goes into the request
 /// extensions; after the handler, the session is persisted or touched and the response gets its
@@ -38,9 +38,9 @@ use tracing::Instrument;
 ///
 /// let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
 /// let keys = KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?;
-/// let store = SessionEngine::new(manager, SessionConfig::new(keys))?;
+/// let engine = SessionEngine::new(manager, SessionConfig::new(keys))?;
 /// let app = test::init_service(
-///     App::new().wrap(SessionMiddleware::new(store)).route(
+///     App::new().wrap(SessionMiddleware::new(engine)).route(
 ///         "/login",
 ///         web::post().to(|session: Session| async move {
 ///             session.cycle_id().await;
@@ -59,13 +59,13 @@ use tracing::Instrument;
 /// ```
 #[derive(Debug, Clone)]
 pub struct SessionMiddleware {
-    store: SessionEngine,
+    engine: SessionEngine,
 }
 
 impl SessionMiddleware {
-    /// Middleware serving sessions from `store`.
-    pub fn new(store: SessionEngine) -> Self {
-        Self { store }
+    /// Middleware serving sessions from `engine`.
+    pub fn new(engine: SessionEngine) -> Self {
+        Self { engine }
     }
 }
 
@@ -83,7 +83,7 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(InnerSessionMiddleware {
             service: Rc::new(service),
-            store: self.store.clone(),
+            engine: self.engine.clone(),
         }))
     }
 }
@@ -93,7 +93,7 @@ where
 #[derive(Debug)]
 pub struct InnerSessionMiddleware<S> {
     service: Rc<S>,
-    store: SessionEngine,
+    engine: SessionEngine,
 }
 
 impl<S, B> Service<ServiceRequest> for InnerSessionMiddleware<S>
@@ -109,14 +109,14 @@ where
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let cookies = request.headers().get_all(COOKIE);
-        let session = adapter::open(&self.store, cookies.map(HeaderValue::as_bytes));
+        let session = adapter::open(&self.engine, cookies.map(HeaderValue::as_bytes));
         request.extensions_mut().insert(session.clone());
         let span = tracing::debug_span!("session", session.source = tracing::field::Empty);
         let response = {
             let _entered = span.enter();
             self.service.call(request)
         };
-        let store = self.store.clone();
+        let engine = self.engine.clone();
         let request_span = span.clone();
         Box::pin(
             async move {
@@ -125,7 +125,7 @@ where
                     let source = session.loaded_source().map_or("unused", Source::as_str);
                     request_span.record("session.source", source);
                 }
-                let headers = match adapter::try_finish(&store, &session) {
+                let headers = match adapter::try_finish(&engine, &session) {
                     Ok(headers) => headers,
                     Err(later) => later.await,
                 };

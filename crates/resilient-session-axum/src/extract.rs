@@ -31,8 +31,8 @@ use http::request::Parts;
 ///
 /// let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
 /// let keys = KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?;
-/// let store = SessionEngine::new(manager, SessionConfig::new(keys).mirrored_keys(["n"]))?;
-/// let app = Router::new().route("/", post(count)).layer(SessionLayer::new(store));
+/// let engine = SessionEngine::new(manager, SessionConfig::new(keys).mirrored_keys(["n"]))?;
+/// let app = Router::new().route("/", post(count)).layer(SessionLayer::new(engine));
 ///
 /// let first = app.clone().oneshot(Request::post("/").body(Body::empty())?).await?;
 /// let cookie = first.headers()[header::SET_COOKIE].to_str()?.split(';').next().ok_or("")?.to_owned();
@@ -83,7 +83,7 @@ impl fmt::Display for SessionMissing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(
             "Session was not found in the request extensions. Perhaps you forgot to add \
-             `SessionLayer` to the router (`Router::layer(SessionLayer::new(store))`), or the \
+             `SessionLayer` to the router (`Router::layer(SessionLayer::new(engine))`), or the \
              route is outside it?",
         )
     }

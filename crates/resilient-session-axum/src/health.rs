@@ -16,17 +16,17 @@ pub type HealthFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 /// open), then 200 with the health JSON when Redis is healthy, 503 when not.
 ///
 /// ```no_run
-/// # fn app(store: resilient_session_axum::SessionEngine) -> axum::Router {
+/// # fn app(engine: resilient_session_axum::SessionEngine) -> axum::Router {
 /// use axum::{Router, routing::get};
 /// use resilient_session_axum::health_handler;
 ///
-/// Router::new().route("/api/health/redis", get(health_handler(store)))
+/// Router::new().route("/api/health/redis", get(health_handler(engine)))
 /// # }
 /// ```
-pub fn health_handler(store: SessionEngine) -> impl Fn() -> HealthFuture + Clone + Send + Sync {
+pub fn health_handler(engine: SessionEngine) -> impl Fn() -> HealthFuture + Clone + Send + Sync {
     move || {
-        let store = store.clone();
-        Box::pin(async move { health_response(&store.health().await) })
+        let engine = engine.clone();
+        Box::pin(async move { health_response(&engine.health().await) })
     }
 }
 

@@ -25,11 +25,11 @@
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let keys = KeyRing::from_secret(std::env::var("SESSION_SECRET")?)?;
-//! let store = SessionEngine::new(RedisManager::from_env()?, SessionConfig::new(keys))?;
+//! let engine = SessionEngine::new(RedisManager::from_env()?, SessionConfig::new(keys))?;
 //! let app = Router::new()
 //!     .route("/counter", post(count))
-//!     .route("/api/health/redis", get(health_handler(store.clone())))
-//!     .layer(SessionLayer::new(store));
+//!     .route("/api/health/redis", get(health_handler(engine.clone())))
+//!     .layer(SessionLayer::new(engine));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }

@@ -40,6 +40,18 @@ pub enum ConfigError {
         source: RedisClientError,
     },
 
+    /// The TLS settings do not load: a certificate or key of
+    /// `RedisManagerBuilder::tls_root_certificate` / `tls_client_certificate` is not valid PEM,
+    /// or the key does not match its certificate.
+    #[error(
+        "the Redis TLS certificates do not load (check the CA, client certificate and key files)"
+    )]
+    Tls {
+        /// What the Redis client said about them.
+        #[source]
+        source: RedisClientError,
+    },
+
     /// A setting cannot work; the message names it and says what it accepts.
     #[error("invalid configuration: {0}")]
     Invalid(String),

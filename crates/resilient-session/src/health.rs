@@ -84,7 +84,7 @@ pub struct RedisHealth {
 /// }
 /// ```
 ///
-/// The session store's report adds a `details.fallback` section on degraded operation: the
+/// The session engine's report adds a `details.fallback` section on degraded operation: the
 /// breaker state, and how many requests were served from or written to the cookie. The logouts
 /// waiting for Redis are not in it: the report is for anyone to read, and how many logouts a
 /// process holds is no one else's business (nor feedback for someone trying to fill the queue);
@@ -135,7 +135,7 @@ pub struct FallbackReport {
 }
 
 impl FallbackReport {
-    /// The section for a connection in `redis` state and a store with `stats`.
+    /// The section for a connection in `redis` state and an engine with `stats`.
     pub fn new(redis: &RedisHealth, stats: &SessionStats) -> Self {
         Self {
             breaker: redis.breaker,

@@ -39,9 +39,9 @@ use crate::{Session, SessionEngine, Source};
 ///
 /// let manager = RedisManager::builder().url("redis://127.0.0.1:1").build()?;
 /// let keys = KeyRing::from_secret("an-example-secret-of-32-bytes-or-more")?;
-/// let store = SessionEngine::new(manager, SessionConfig::new(keys).mirrored_keys(["visits"]))?;
+/// let engine = SessionEngine::new(manager, SessionConfig::new(keys).mirrored_keys(["visits"]))?;
 ///
-/// let app = SessionLayer::new(store).layer(service_fn(|request: Request<()>| async move {
+/// let app = SessionLayer::new(engine).layer(service_fn(|request: Request<()>| async move {
 ///     let session = request.extensions().get::<Session>().cloned().ok_or("no session")?;
 ///     let visits: u64 = session.get("visits").await?.unwrap_or(0) + 1;
 ///     session.insert("visits", visits).await?;
@@ -59,13 +59,13 @@ use crate::{Session, SessionEngine, Source};
 /// ```
 #[derive(Debug, Clone)]
 pub struct SessionLayer {
-    store: SessionEngine,
+    engine: SessionEngine,
 }
 
 impl SessionLayer {
-    /// A layer serving sessions from `store`.
-    pub fn new(store: SessionEngine) -> Self {
-        Self { store }
+    /// A layer serving sessions from `engine`.
+    pub fn new(engine: SessionEngine) -> Self {
+        Self { engine }
     }
 }
 
@@ -75,7 +75,7 @@ impl<S> Layer<S> for SessionLayer {
     fn layer(&self, inner: S) -> Self::Service {
         SessionService {
             inner,
-            store: self.store.clone(),
+            engine: self.engine.clone(),
         }
     }
 }
@@ -84,7 +84,7 @@ impl<S> Layer<S> for SessionLayer {
 #[derive(Debug, Clone)]
 pub struct SessionService<S> {
     inner: S,
-    store: SessionEngine,
+    engine: SessionEngine,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
@@ -101,7 +101,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let cookies = request.headers().get_all(COOKIE);
-        let session = self.store.open(cookies.iter().map(HeaderValue::as_bytes));
+        let session = self.engine.open(cookies.iter().map(HeaderValue::as_bytes));
         request.extensions_mut().insert(session.clone());
         let span = session_span();
         let inner = {

@@ -66,6 +66,11 @@ async fn a_logout_ends_the_session_in_the_browser() {
         removal.to_ascii_lowercase().contains("max-age=0"),
         "{removal}"
     );
+
+    // A copy of the logged-out cookie, in this process: refused, as during an outage.
+    let copy = open(&engine, Some(&cookie));
+    assert_eq!(copy.get::<String>("user").await.expect("get"), None);
+    assert_eq!(copy.source().await, Source::New);
 }
 
 #[tokio::test]
@@ -78,6 +83,9 @@ async fn nothing_is_ever_sent_to_redis() {
     let started = Instant::now();
     let listed = engine.sessions_of("ada").await;
     assert!(matches!(listed, Err(Error::NotUsed)), "{listed:?}");
+    // No index of owners, nothing to queue a revocation for: said, not pretended.
+    let revoked = engine.revoke_all("ada").await;
+    assert!(matches!(revoked, Err(Error::NotUsed)), "{revoked:?}");
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "answered at once"

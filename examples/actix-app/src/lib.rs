@@ -23,16 +23,16 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, web};
-use example_common::User;
 use example_common::page::{self, Page};
-use example_common::sessions::{self, Answer};
+use example_common::routes::{self, Answer, Request};
+use example_common::sessions;
 use resilient_session_actix::{Session, SessionEngine, SessionMiddleware, health_handler};
 use serde_json::json;
 
 /// The app's routes, behind the session middleware. Installs the process's Prometheus recorder,
-/// if no app did yet, so that what the store records from now on is on `GET /metrics`.
+/// if no app did yet, so that what the engine records from now on is on `GET /metrics`.
 pub fn app(
-    store: SessionEngine,
+    engine: SessionEngine,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -59,64 +59,40 @@ pub fn app(
         .route("/metrics", web::get().to(metrics))
         .route(
             "/api/health/redis",
-            web::get().to(health_handler(store.clone())),
+            web::get().to(health_handler(engine.clone())),
         )
-        .wrap(SessionMiddleware::new(store))
+        .wrap(SessionMiddleware::new(engine))
 }
 
 async fn home(session: Session) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(page::CONTENT_TYPE)
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .body(Page::of(&session).await.render())
 }
 
-/// The request posts one of the page's forms.
-fn from_page(request: &HttpRequest) -> bool {
-    page::is_form(
-        request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-    )
+/// What the routes need of the request's headers.
+fn request(request: &HttpRequest) -> Request<'_> {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    Request {
+        content_type: header("content-type"),
+        user_agent: header("user-agent"),
+        fetch_site: header("sec-fetch-site"),
+        origin: header("origin"),
+        host: header("host"),
+    }
 }
 
-async fn login(session: Session, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let form = from_page(&request);
-    let Some(user) = page::login_body(&body, form) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "expected {\"user_id\": ..., \"role\": ...}",
-        );
-    };
-    session.cycle_id().await;
-    let user_agent = request
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    if let Err(err) = sessions::record_login(&session, &user, user_agent).await {
-        return error(StatusCode::BAD_REQUEST, &err.to_string());
-    }
-    match session.insert("user", &user).await {
-        Ok(()) if form => answer(Answer::BackToPage),
-        Ok(()) => HttpResponse::Ok().json(user),
-        Err(err) => error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string()),
-    }
+async fn login(session: Session, http: HttpRequest, body: web::Bytes) -> HttpResponse {
+    answer(routes::login(&session, &request(&http), &body).await)
 }
 
 async fn me(session: Session) -> HttpResponse {
-    match session.get::<User>("user").await {
-        Ok(Some(user)) => HttpResponse::Ok().json(json!({
-            "user_id": user.user_id,
-            "role": user.role,
-            "source": session.source().await,
-        })),
-        _ => error(StatusCode::UNAUTHORIZED, "not logged in"),
-    }
+    answer(routes::me(&session).await)
 }
 
-async fn logout(session: Session, request: HttpRequest) -> HttpResponse {
-    session.destroy().await;
-    answer(Answer::NoContent.for_form(from_page(&request)))
+async fn logout(session: Session, http: HttpRequest) -> HttpResponse {
+    answer(routes::logout(&session, &request(&http)).await)
 }
 
 async fn list_sessions(session: Session) -> HttpResponse {
@@ -127,58 +103,34 @@ async fn revoke_session(session: Session, handle: web::Path<String>) -> HttpResp
     answer(sessions::revoke(&session, &handle).await)
 }
 
-async fn logout_others(session: Session, request: HttpRequest) -> HttpResponse {
-    answer(
-        sessions::logout_others(&session)
-            .await
-            .for_form(from_page(&request)),
-    )
+async fn logout_others(session: Session, http: HttpRequest) -> HttpResponse {
+    answer(routes::logout_others(&session, &request(&http)).await)
 }
 
-async fn logout_everywhere(session: Session, request: HttpRequest) -> HttpResponse {
-    answer(
-        sessions::logout_everywhere(&session)
-            .await
-            .for_form(from_page(&request)),
-    )
-}
-
-fn answer(answer: Answer) -> HttpResponse {
-    match answer {
-        Answer::Json(body) => HttpResponse::Ok().json(body),
-        Answer::NoContent => HttpResponse::NoContent().finish(),
-        Answer::BackToPage => HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, "/"))
-            .finish(),
-        Answer::NotLoggedIn => error(StatusCode::UNAUTHORIZED, "not logged in"),
-        Answer::NotFound => error(StatusCode::NOT_FOUND, "no such session of yours"),
-        Answer::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE),
-    }
+async fn logout_everywhere(session: Session, http: HttpRequest) -> HttpResponse {
+    answer(routes::logout_everywhere(&session, &request(&http)).await)
 }
 
 async fn read_counter(session: Session) -> HttpResponse {
-    let Some(counter) = example_common::counter(session.get("counter").await) else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE);
-    };
-    counter_response(&session, counter).await
+    answer(routes::read_counter(&session).await)
 }
 
-async fn increment_counter(session: Session, request: HttpRequest) -> HttpResponse {
-    let Some(counter) = example_common::counter(session.get("counter").await) else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE);
-    };
-    let counter = counter + 1;
-    if let Err(err) = session.insert("counter", counter).await {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string());
-    }
-    if from_page(&request) {
-        return answer(Answer::BackToPage);
-    }
-    counter_response(&session, counter).await
+async fn increment_counter(session: Session, http: HttpRequest) -> HttpResponse {
+    answer(routes::increment_counter(&session, &request(&http)).await)
 }
 
-async fn counter_response(session: &Session, counter: i64) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "counter": counter, "source": session.source().await }))
+fn answer(answer: Answer) -> HttpResponse {
+    if let Some((status, body)) = answer.error() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return HttpResponse::build(status).json(body);
+    }
+    match answer {
+        Answer::Json(body) => HttpResponse::Ok().json(body),
+        Answer::BackToPage => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/"))
+            .finish(),
+        _ => HttpResponse::NoContent().finish(),
+    }
 }
 
 async fn noop() -> &'static str {

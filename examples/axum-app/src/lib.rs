@@ -20,20 +20,19 @@
 
 use axum::body::Bytes;
 use axum::extract::Path;
-use axum::http::HeaderMap;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use example_common::User;
-use example_common::page::{self, Page};
-use example_common::sessions::{self, Answer};
+use example_common::page::Page;
+use example_common::routes::{self, Answer, Request};
+use example_common::sessions;
 use resilient_session_axum::{Session, SessionEngine, SessionLayer, health_handler};
 use serde_json::json;
 
 /// The app's routes, behind the session layer. Installs the process's Prometheus recorder, if
-/// no app did yet, so that what the store records from now on is on `GET /metrics`.
-pub fn router(store: SessionEngine) -> Router {
+/// no app did yet, so that what the engine records from now on is on `GET /metrics`.
+pub fn router(engine: SessionEngine) -> Router {
     // A failure is logged, and `GET /metrics` says why.
     let _ = example_common::metrics::prometheus();
     Router::new()
@@ -47,61 +46,38 @@ pub fn router(store: SessionEngine) -> Router {
         .route("/logout-everywhere", post(logout_everywhere))
         .route("/counter", get(read_counter).post(increment_counter))
         .route("/noop", get(noop))
-        .route("/api/health/redis", get(health_handler(store.clone())))
+        .route("/api/health/redis", get(health_handler(engine.clone())))
         .route("/metrics", get(metrics))
-        .layer(SessionLayer::new(store))
+        .layer(SessionLayer::new(engine))
 }
 
-async fn home(session: Session) -> Html<String> {
-    Html(Page::of(&session).await.render())
+async fn home(session: Session) -> Response {
+    let html = Html(Page::of(&session).await.render());
+    ([(header::X_FRAME_OPTIONS, "DENY")], html).into_response()
 }
 
-/// The request posts one of the page's forms.
-fn from_page(headers: &HeaderMap) -> bool {
-    page::is_form(
-        headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-    )
+/// What the routes need of the request's headers.
+fn request(headers: &HeaderMap) -> Request<'_> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    Request {
+        content_type: header("content-type"),
+        user_agent: header("user-agent"),
+        fetch_site: header("sec-fetch-site"),
+        origin: header("origin"),
+        host: header("host"),
+    }
 }
 
 async fn login(session: Session, headers: HeaderMap, body: Bytes) -> Response {
-    let form = from_page(&headers);
-    let Some(user) = page::login_body(&body, form) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "expected {\"user_id\": ..., \"role\": ...}",
-        );
-    };
-    session.cycle_id().await;
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    if let Err(err) = sessions::record_login(&session, &user, user_agent).await {
-        return error(StatusCode::BAD_REQUEST, &err.to_string());
-    }
-    match session.insert("user", &user).await {
-        Ok(()) if form => answer(Answer::BackToPage),
-        Ok(()) => Json(user).into_response(),
-        Err(err) => error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string()),
-    }
+    answer(routes::login(&session, &request(&headers), &body).await)
 }
 
 async fn me(session: Session) -> Response {
-    match session.get::<User>("user").await {
-        Ok(Some(user)) => Json(json!({
-            "user_id": user.user_id,
-            "role": user.role,
-            "source": session.source().await,
-        }))
-        .into_response(),
-        _ => error(StatusCode::UNAUTHORIZED, "not logged in"),
-    }
+    answer(routes::me(&session).await)
 }
 
 async fn logout(session: Session, headers: HeaderMap) -> Response {
-    session.destroy().await;
-    answer(Answer::NoContent.for_form(from_page(&headers)))
+    answer(routes::logout(&session, &request(&headers)).await)
 }
 
 async fn list_sessions(session: Session) -> Response {
@@ -113,55 +89,31 @@ async fn revoke_session(session: Session, Path(handle): Path<String>) -> Respons
 }
 
 async fn logout_others(session: Session, headers: HeaderMap) -> Response {
-    answer(
-        sessions::logout_others(&session)
-            .await
-            .for_form(from_page(&headers)),
-    )
+    answer(routes::logout_others(&session, &request(&headers)).await)
 }
 
 async fn logout_everywhere(session: Session, headers: HeaderMap) -> Response {
-    answer(
-        sessions::logout_everywhere(&session)
-            .await
-            .for_form(from_page(&headers)),
-    )
-}
-
-fn answer(answer: Answer) -> Response {
-    match answer {
-        Answer::Json(body) => Json(body).into_response(),
-        Answer::NoContent => StatusCode::NO_CONTENT.into_response(),
-        Answer::BackToPage => Redirect::to("/").into_response(),
-        Answer::NotLoggedIn => error(StatusCode::UNAUTHORIZED, "not logged in"),
-        Answer::NotFound => error(StatusCode::NOT_FOUND, "no such session of yours"),
-        Answer::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE),
-    }
+    answer(routes::logout_everywhere(&session, &request(&headers)).await)
 }
 
 async fn read_counter(session: Session) -> Response {
-    let Some(counter) = example_common::counter(session.get("counter").await) else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE);
-    };
-    counter_response(&session, counter).await
+    answer(routes::read_counter(&session).await)
 }
 
 async fn increment_counter(session: Session, headers: HeaderMap) -> Response {
-    let Some(counter) = example_common::counter(session.get("counter").await) else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, example_common::UNAVAILABLE);
-    };
-    let counter = counter + 1;
-    if let Err(err) = session.insert("counter", counter).await {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, &err.to_string());
-    }
-    if from_page(&headers) {
-        return answer(Answer::BackToPage);
-    }
-    counter_response(&session, counter).await
+    answer(routes::increment_counter(&session, &request(&headers)).await)
 }
 
-async fn counter_response(session: &Session, counter: i64) -> Response {
-    Json(json!({ "counter": counter, "source": session.source().await })).into_response()
+fn answer(answer: Answer) -> Response {
+    if let Some((status, body)) = answer.error() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, Json(body)).into_response();
+    }
+    match answer {
+        Answer::Json(body) => Json(body).into_response(),
+        Answer::BackToPage => Redirect::to("/").into_response(),
+        _ => StatusCode::NO_CONTENT.into_response(),
+    }
 }
 
 async fn noop() -> &'static str {

@@ -3,6 +3,7 @@
 
 pub mod metrics;
 pub mod page;
+pub mod routes;
 pub mod sessions;
 mod start;
 pub mod users;
@@ -135,12 +136,12 @@ fn redis_from_env() -> Result<RedisManager, Box<dyn std::error::Error>> {
     };
     let mut builder = RedisManagerBuilder::from_env();
     let list = |name: &str| {
-        env(name).map(|urls| {
-            urls.split(',')
-                .map(|url| url.trim().to_owned())
-                .filter(|url| !url.is_empty())
-                .collect::<Vec<_>>()
-        })
+        let urls: Vec<String> = env(name)?
+            .split(',')
+            .map(|url| url.trim().to_owned())
+            .filter(|url| !url.is_empty())
+            .collect();
+        (!urls.is_empty()).then_some(urls)
     };
     if let Some(seeds) = list("REDIS_CLUSTER_URLS") {
         builder = builder.cluster(seeds);

@@ -1,7 +1,7 @@
 //! `GET /`: the example apps' page. Plain HTML forms, no JavaScript: log in, count, log out, end
 //! the other sessions; and what the request was served from, how Redis is doing, and the user's
 //! sessions. The forms post to the JSON routes, which answer a form with `303 See Other` back
-//! to the page.
+//! to the page (see [`routes`](crate::routes)).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,40 +12,6 @@ use crate::User;
 
 /// The `Content-Type` of the page.
 pub const CONTENT_TYPE: &str = "text/html; charset=utf-8";
-
-/// A request body is a form a browser posted (`application/x-www-form-urlencoded`): the route
-/// answers with a redirect to the page rather than JSON.
-///
-/// ```
-/// assert!(example_common::page::is_form(Some("application/x-www-form-urlencoded")));
-/// assert!(!example_common::page::is_form(Some("application/json")));
-/// assert!(!example_common::page::is_form(None));
-/// ```
-pub fn is_form(content_type: Option<&str>) -> bool {
-    content_type.is_some_and(|value| {
-        value.split(';').next().is_some_and(|mime| {
-            mime.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-    })
-}
-
-/// The user a `POST /login` body names: a posted form (`user_id=…&role=…`) or JSON
-/// (`{"user_id": …, "role": …}`).
-///
-/// ```
-/// use example_common::page::login_body;
-///
-/// assert_eq!(login_body(b"user_id=ada&role=admin", true).map(|u| u.user_id), Some("ada".into()));
-/// assert!(login_body(br#"{"user_id":"ada","role":"admin"}"#, false).is_some());
-/// assert!(login_body(b"user_id=ada", true).is_none());
-/// ```
-pub fn login_body(body: &[u8], form: bool) -> Option<User> {
-    match form {
-        true => serde_urlencoded::from_bytes(body).ok(),
-        false => serde_json::from_slice(body).ok(),
-    }
-}
 
 /// What the page shows, gathered from the request's session.
 #[derive(Debug)]
@@ -153,7 +119,7 @@ fn page(view: &Page) -> Markup {
                                 }
                             }
                             form method="post" action="/logout-others" { button #logout-others type="submit" { "Log out the others" } }
-                            form method="post" action="/logout-everywhere" { button type="submit" { "Log out everywhere" } }
+                            form method="post" action="/logout-everywhere" { button #logout-everywhere type="submit" { "Log out everywhere" } }
                         }
                         Err(why) => p #sessions { "Not known right now: " (why) }
                     }

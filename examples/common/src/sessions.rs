@@ -3,44 +3,10 @@
 //! and, for the list, a JSON body; the apps turn that into their framework's response.
 
 use resilient_session::{Result, Revoked, Session};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::User;
-
-/// What a route answers.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
-    /// 200 with this body.
-    Json(Value),
-    /// 204.
-    NoContent,
-    /// 401: not logged in.
-    NotLoggedIn,
-    /// 404: not one of the user's sessions.
-    NotFound,
-    /// 503: Redis is unavailable, so the user's sessions are not known.
-    Unavailable,
-    /// 303 back to the page (`GET /`): a form of the page was posted, and it worked.
-    BackToPage,
-}
-
-impl Answer {
-    /// The answer to a form of the page (`form`): back to the page where it would be 204.
-    ///
-    /// ```
-    /// use example_common::sessions::Answer;
-    ///
-    /// assert_eq!(Answer::NoContent.for_form(true), Answer::BackToPage);
-    /// assert_eq!(Answer::NoContent.for_form(false), Answer::NoContent);
-    /// assert_eq!(Answer::NotLoggedIn.for_form(true), Answer::NotLoggedIn);
-    /// ```
-    pub fn for_form(self, form: bool) -> Self {
-        match self {
-            Answer::NoContent if form => Answer::BackToPage,
-            other => other,
-        }
-    }
-}
+use crate::routes::Answer;
 
 /// At login: the session becomes `user`'s, with the client's `User-Agent` recorded.
 ///

@@ -24,7 +24,7 @@ use crate::ConfigError;
 
 type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
-/// The URL used when none is given and `REDIS_URL` is unset.
+/// The URL used when none is given and `REDIS_URL` is unset or empty.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// Builds a [`RedisManager`]; start from [`RedisManager::builder`].
@@ -265,8 +265,9 @@ impl RedisManagerBuilder {
         self
     }
 
-    /// A manager that never contacts Redis: every operation fails with [`Error::NotUsed`](crate::Error::NotUsed)
-    /// at once, without a connection, a background task or a metric.
+    /// A manager that never contacts Redis: every operation fails with
+    /// [`Error::NotUsed`](crate::Error::NotUsed) at once, without a connection or a reconnect
+    /// task.
     pub(crate) fn not_used() -> Result<RedisManager> {
         Self {
             not_used: true,
@@ -384,14 +385,19 @@ impl RedisManagerBuilder {
         if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. })
             && let Some(certificates) = self.tls_certificates()
         {
-            return redis::Client::build_with_tls(info, certificates)
-                .map_err(|source| invalid_url(self.url_setting, source));
+            return redis::Client::build_with_tls(info, certificates).map_err(|source| {
+                ConfigError::Tls {
+                    source: crate::error::RedisClientError(source),
+                }
+            });
         }
         redis::Client::open(info).map_err(|source| invalid_url(self.url_setting, source))
     }
 
     /// Refuses a URL that turns certificate checks off, unless that was asked for.
     fn check_tls(&self, info: &redis::ConnectionInfo) -> Result<()> {
+        #[cfg(feature = "tls")]
+        self.check_certificates()?;
         #[cfg(feature = "tls")]
         if let redis::ConnectionAddr::TcpTls { insecure, .. } = info.addr() {
             if *insecure && !self.accept_invalid_certificates {
@@ -407,6 +413,40 @@ impl RedisManagerBuilder {
         }
         #[cfg(not(feature = "tls"))]
         let _ = info;
+        Ok(())
+    }
+
+    /// Refuses certificates and keys that are not PEM at start-up: the client would only find
+    /// out at every connection attempt.
+    #[cfg(feature = "tls")]
+    fn check_certificates(&self) -> Result<()> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let certificates = |pem: &[u8]| {
+            let parsed: Vec<_> = CertificateDer::pem_slice_iter(pem).collect();
+            !parsed.is_empty() && parsed.iter().all(std::result::Result::is_ok)
+        };
+        let refused = |what: &str| {
+            Err(ConfigError::Invalid(format!(
+                "{what} is not PEM (expected -----BEGIN ...----- blocks)"
+            )))
+        };
+        if let Some(ca) = &self.tls_root_certificate
+            && !certificates(ca)
+        {
+            return refused("the CA certificate of RedisManagerBuilder::tls_root_certificate");
+        }
+        if let Some((cert, key)) = &self.tls_client_certificate {
+            if !certificates(cert) {
+                return refused(
+                    "the client certificate of RedisManagerBuilder::tls_client_certificate",
+                );
+            }
+            if PrivateKeyDer::from_pem_slice(key).is_err() {
+                return refused("the client key of RedisManagerBuilder::tls_client_certificate");
+            }
+        }
         Ok(())
     }
 
@@ -629,6 +669,21 @@ mod tests {
             .build()
             .expect_err("refused");
         assert!(err.to_string().contains("`tls` feature"), "{err}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[tokio::test]
+    async fn certificates_that_are_not_pem_are_refused_at_start_up() {
+        let err = RedisManagerBuilder::new()
+            .url("rediss://127.0.0.1:6380/")
+            .tls_root_certificate(b"not a certificate".to_vec())
+            .build()
+            .expect_err("refused");
+        assert!(matches!(err, ConfigError::Invalid(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("tls_root_certificate is not PEM"),
+            "{err}"
+        );
     }
 
     #[test]

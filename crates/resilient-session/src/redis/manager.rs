@@ -119,7 +119,8 @@ impl RedisManager {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InvalidUrl`] naming `REDIS_URL` when it does not parse;
+    /// [`ConfigError::InvalidUrl`] naming `REDIS_URL` when it does not parse,
+    /// [`ConfigError::Invalid`] for a `rediss://` URL without the `tls` feature, and
     /// [`ConfigError::NoRuntime`] outside a Tokio runtime.
     pub fn from_env() -> Result<Self, ConfigError> {
         RedisManagerBuilder::from_env().build()
@@ -244,6 +245,11 @@ impl RedisManager {
     /// The data epoch at `key` if it is known without asking Redis.
     pub(crate) fn cached_epoch(&self, key: &str) -> Option<Arc<str>> {
         self.inner.signals.epoch.cached(key)
+    }
+
+    /// A cookie-only engine's manager: it never contacts Redis.
+    pub(crate) fn is_not_used(&self) -> bool {
+        self.inner.not_used
     }
 
     /// Connected to a Redis Cluster: session code keeps every command on one slot.

@@ -2,8 +2,8 @@
 //!
 //! [`SessionEngine`] creates, loads, touches, saves and deletes sessions in Redis, with the cookie
 //! standing in while Redis is unavailable; [`Session`] is the per-request handle handlers use.
-//! A request goes through [`SessionEngine::open`] (parse the cookie, no I/O), the handler, then
-//! [`SessionEngine::finish`] (write, touch, the headers to send). The tower
+//! A request goes through [`adapter::open`](crate::adapter::open) (parse the cookie, no I/O), the
+//! handler, then [`adapter::finish`](crate::adapter::finish) (write, touch, the headers to send). The tower
 //! [`SessionLayer`](crate::SessionLayer) and the actix middleware both drive exactly these two
 //! calls.
 //!

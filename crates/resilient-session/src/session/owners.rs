@@ -24,7 +24,7 @@ use super::revocations::Target;
 use super::scripts::{INDEX, OWN};
 use super::store::now;
 use super::{Session, SessionEngine, SessionId};
-use crate::Result;
+use crate::{Error, Result};
 
 /// One of a user's sessions, as [`SessionEngine::sessions_of`] lists it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -370,9 +370,11 @@ impl SessionEngine {
         Ok(Revoked::Now(1))
     }
 
-    /// An answer of Redis, or `queued` for replay when Redis was unavailable.
+    /// An answer of Redis, or `queued` for replay when Redis was unavailable. A cookie-only
+    /// engine has no index of owners to replay against: it says so.
     fn now_or_queued(&self, answer: Result<Revoked>, queued: Target) -> Result<Revoked> {
         match answer {
+            Err(Error::NotUsed) => Err(Error::NotUsed),
             Err(err) if err.is_unavailable() => {
                 tracing::debug!(error = %err, "revocation queued until Redis is available");
                 let now = now();

@@ -24,6 +24,12 @@ pub(crate) async fn replay(store: Weak<Inner>, wake: Arc<Notify>) {
             wake.notified().await;
             continue;
         };
+        if store_now.manager().is_not_used() {
+            // A cookie-only engine: the queue only refuses copies of logged-out cookies here.
+            drop(store_now);
+            wake.notified().await;
+            continue;
+        }
         if !store_now.manager().health().is_healthy {
             drop(store_now);
             tokio::time::sleep(RETRY_PAUSE).await;

@@ -92,8 +92,10 @@ impl SessionEngine {
     /// run without a Redis server; the engine's rules and cookie format are the ones in
     /// production. Values must fit in the cookie (4096 bytes in all); a logout removes the
     /// cookie, and this process (no other) refuses copies of it; there is no index of a user's
-    /// sessions ([`sessions_of`](Self::sessions_of) answers
-    /// [`Error::NotUsed`](crate::Error::NotUsed)).
+    /// sessions ([`sessions_of`](Self::sessions_of) and the revocations by owner answer
+    /// [`Error::NotUsed`](crate::Error::NotUsed)); the [health](Self::health) report is
+    /// `unhealthy` with the state `not_used`. Reads and writes count as served from the cookie
+    /// in the [stats](Self::stats) and metrics, as they are.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
