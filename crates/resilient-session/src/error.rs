@@ -69,8 +69,8 @@ pub enum ConfigError {
     },
 }
 
-/// What the Redis client said, as the source of [`Error::Redis`] and
-/// [`ConfigError::InvalidUrl`]. Its message is the client's; the client's own error type stays
+/// What the Redis client said, as the source of [`Error::Redis`], [`ConfigError::InvalidUrl`]
+/// and [`ConfigError::Tls`]. Its message is the client's; the client's own error type stays
 /// private, so that a new major version of the client is not a breaking change here.
 pub struct RedisClientError(pub(crate) RedisError);
 
@@ -252,9 +252,7 @@ impl Error {
             source: RedisClientError(source),
         }
     }
-}
 
-impl Error {
     /// Redis cannot serve requests right now: refused or dropped connection, timeout, open
     /// circuit, failed authentication, or a server that cannot take the command (`LOADING`,
     /// `MASTERDOWN`, `READONLY`, `OOM`, `TRYAGAIN`, `CLUSTERDOWN`, `MOVED`, `ASK`, `BUSY`); and a

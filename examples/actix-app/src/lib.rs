@@ -17,7 +17,8 @@
 //! | `GET /metrics` | the process's metrics, Prometheus text format (503 if another recorder was installed) |
 //!
 //! A `POST` of the page's forms (`application/x-www-form-urlencoded`) is answered with
-//! `303 See Other` back to `/` instead of JSON.
+//! `303 See Other` back to `/` instead of JSON, or 403 when another site posted it; the routes
+//! themselves are in `example_common::routes`.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
