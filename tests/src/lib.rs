@@ -13,6 +13,11 @@ use serde_json::Value;
 
 mod topology;
 
+/// The README's quick starts (axum and actix-web), compiled with this crate's doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use topology::TestRedis;
 
 /// Runs each scenario (an `async fn(Framework)` in scope) against each framework, as its own
