@@ -1,6 +1,8 @@
 //! The example page (`GET /`) and its forms, over HTTP: what a browser without JavaScript sends,
 //! and what a page of another site could make it send.
 
+use std::time::Duration;
+
 use conformance::{Framework, TestApp, defaults};
 use serde_json::json;
 use test_redis::RedisServer;
@@ -10,6 +12,7 @@ conformance::scenarios!(
     forms_log_in_count_and_log_out_back_to_the_page,
     forms_posted_from_another_site_are_refused,
     a_login_body_is_json_or_a_form,
+    counting_when_nothing_is_known_goes_back_to_a_page_that_says_so,
 );
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -140,4 +143,34 @@ async fn a_login_body_is_json_or_a_form(framework: Framework) {
             "no session for a refused login"
         );
     }
+}
+
+async fn counting_when_nothing_is_known_goes_back_to_a_page_that_says_so(framework: Framework) {
+    let mut redis = RedisServer::start();
+    let app = TestApp::start(framework, &redis, |c| {
+        defaults(c).fallback_max_age(Duration::from_secs(1))
+    })
+    .await;
+    let mut client = app.client();
+    client.login("ada", "admin").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Redis gone, and the cookie too old to stand in for it: the counter is not known.
+    redis.kill();
+    let same_origin = [("content-type", FORM), ("sec-fetch-site", "same-origin")];
+    let counted = client.post_with("/counter", &same_origin, "").await;
+    assert_eq!(
+        counted.status, 303,
+        "back to the page, not a JSON error: {}",
+        counted.text
+    );
+    let page = client.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text
+            .contains("unknown (Redis is unavailable and the cookie cannot stand in)"),
+        "{}",
+        page.text
+    );
+    // The JSON route still says 503.
+    assert_eq!(client.post("/counter").await.status, 503);
 }

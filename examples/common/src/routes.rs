@@ -212,7 +212,11 @@ pub async fn increment_counter(session: &Session, request: &Request<'_>) -> Answ
         return refused;
     }
     let Some(counter) = crate::counter(session.get("counter").await) else {
-        return Answer::Unavailable;
+        // The page says the counter is not known, and why.
+        return match request.is_form() {
+            true => Answer::BackToPage,
+            false => Answer::Unavailable,
+        };
     };
     let counter = counter + 1;
     if let Err(err) = session.insert("counter", counter).await {
