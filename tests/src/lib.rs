@@ -409,11 +409,8 @@ impl Client {
 
     /// `POST path` with an HTML form's fields.
     pub async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
-        let mut request = self.http.post(format!("{}{path}", self.base)).form(fields);
-        if let Some(value) = &self.cookie {
-            request = request.header("cookie", format!("{}={value}", self.cookie_name));
-        }
-        self.receive(request).await
+        let request = self.http.post(format!("{}{path}", self.base)).form(fields);
+        self.receive(self.with_jar(request)).await
     }
 
     /// `POST path` with `body` and these headers (a `Content-Type`, a browser's
@@ -426,10 +423,7 @@ impl Client {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        if let Some(value) = &self.cookie {
-            request = request.header("cookie", format!("{}={value}", self.cookie_name));
-        }
-        self.receive(request).await
+        self.receive(self.with_jar(request)).await
     }
 
     /// `GET path` with this exact `Cookie` header instead of the jar's.
@@ -454,14 +448,19 @@ impl Client {
     }
 
     async fn send(&mut self, method: reqwest::Method, path: &str, body: Option<Value>) -> Reply {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(value) = &self.cookie {
-            request = request.header("cookie", format!("{}={value}", self.cookie_name));
-        }
+        let mut request = self.with_jar(self.http.request(method, format!("{}{path}", self.base)));
         if let Some(body) = body {
             request = request.json(&body);
         }
         self.receive(request).await
+    }
+
+    /// `request` with the jar's cookie, if it holds one.
+    fn with_jar(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.cookie {
+            Some(value) => request.header("cookie", format!("{}={value}", self.cookie_name)),
+            None => request,
+        }
     }
 
     /// Sends this `User-Agent` from now on.

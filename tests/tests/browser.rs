@@ -99,12 +99,17 @@ async fn click(browser: &Client, id: &str) {
         .click()
         .await
         .expect("click");
+    wait_for(browser, "counter").await;
+}
+
+/// Waits (up to 10 s) for the element with this id: the page that a submit led to.
+async fn wait_for(browser: &Client, id: &str) {
     browser
         .wait()
         .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("counter"))
+        .for_element(Locator::Id(id))
         .await
-        .expect("the page again");
+        .unwrap_or_else(|err| panic!("no #{id} on the page that followed: {err}"));
 }
 
 async fn log_in_count_lose_redis_stay_logged_in_log_out(framework: Framework) {
@@ -126,12 +131,7 @@ async fn log_in_count_lose_redis_stay_logged_in_log_out(framework: Framework) {
         .await
         .expect("the login form");
     login.submit().await.expect("log in");
-    browser
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("user"))
-        .await
-        .expect("logged in");
+    wait_for(&browser, "user").await;
     assert_eq!(text(&browser, "user").await, "ada");
     assert!(
         text(&browser, "sessions").await.contains("this one"),

@@ -15,6 +15,20 @@ struct Instance {
     base: String,
 }
 
+/// The example app's process on `port`, with the shared secret, no Redis variables of the
+/// environment it runs in, and `vars` on top.
+fn app(port: u16, vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_example-axum"));
+    for name in ["REDIS_URL", "REDIS_CLUSTER_URLS", "REDIS_SENTINEL_URLS"] {
+        command.env_remove(name);
+    }
+    command
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .env("SESSION_SECRET", SECRET)
+        .envs(vars.iter().copied());
+    command
+}
+
 impl Instance {
     fn start(redis_url: &str) -> Instance {
         Self::start_with(&[("REDIS_URL", redis_url)])
@@ -23,14 +37,7 @@ impl Instance {
     /// With these Redis variables (`REDIS_URL`, `REDIS_CLUSTER_URLS`, …) and no others.
     fn start_with(redis: &[(&str, &str)]) -> Instance {
         let port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_example-axum"));
-        for name in ["REDIS_URL", "REDIS_CLUSTER_URLS", "REDIS_SENTINEL_URLS"] {
-            command.env_remove(name);
-        }
-        let child = command
-            .envs(redis.iter().copied())
-            .env("BIND", format!("127.0.0.1:{port}"))
-            .env("SESSION_SECRET", SECRET)
+        let child = app(port, redis)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -136,12 +143,7 @@ async fn an_empty_redis_url_reads_as_unset() {
 
 /// Runs the app with these variables, expecting it not to start: the line it printed why.
 fn refused_start(vars: &[(&str, &str)]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_example-axum"))
-        .env_remove("REDIS_CLUSTER_URLS")
-        .env_remove("REDIS_SENTINEL_URLS")
-        .env("BIND", format!("127.0.0.1:{}", free_port()))
-        .env("SESSION_SECRET", SECRET)
-        .envs(vars.iter().copied())
+    let output = app(free_port(), vars)
         .output()
         .expect("run the example app");
     assert!(!output.status.success(), "{vars:?} must stop the app");

@@ -351,20 +351,18 @@ impl SessionEngine {
             owner: owner.into(),
             session,
         };
-        self.now_or_queued(self.revoke_owned(owner, handle).await, queued)
+        self.now_or_queued(self.revoke_owned(owner, session).await, queued)
     }
 
     /// [`revoke_session`](Self::revoke_session), with Redis's errors as they are.
-    pub(crate) async fn revoke_owned(&self, owner: &str, handle: &str) -> Result<Revoked> {
+    pub(crate) async fn revoke_owned(&self, owner: &str, digest: Digest) -> Result<Revoked> {
         // Listed as the owner's: in the index, and marked as theirs (not re-marked since as
         // another user's).
+        let handle = digest.to_text();
         let listed = self.sessions_of(owner).await?;
-        let (true, Some(digest)) = (
-            listed.iter().any(|session| session.handle == handle),
-            Digest::parse(handle),
-        ) else {
+        if !listed.iter().any(|session| session.handle == handle) {
             return Ok(Revoked::NotFound);
-        };
+        }
         // The revocation takes it out of the index too (it is marked as the owner's).
         self.revoke_now_or_later(digest, now()).await;
         Ok(Revoked::Now(1))

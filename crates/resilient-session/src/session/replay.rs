@@ -47,10 +47,9 @@ pub(crate) async fn replay(store: Weak<Inner>, wake: Arc<Notify>) {
                 }
             },
             Target::Legacy(key) => store_now.backend().delete(key).await,
-            Target::Owned { owner, session } => store_now
-                .revoke_owned(owner, &session.to_text())
-                .await
-                .map(drop),
+            Target::Owned { owner, session } => {
+                store_now.revoke_owned(owner, *session).await.map(drop)
+            }
             Target::Owner { owner, keep } => {
                 let keep = keep.map(Digest::to_text);
                 store_now
